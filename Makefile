@@ -1,0 +1,35 @@
+# Two commands from a fresh clone:
+#   make run   - set everything up, run the whole DVC pipeline on the built-in synthetic shop
+#   make test  - set everything up, run lint and the whole test suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: setup run test lint bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "churn-pipeline needs Python >= 3.11, found " + sys.version.split()[0]'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade "pip==26.3"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: setup
+	$(BIN)/dvc repro
+	@echo ""
+	@echo "Done. Results:"
+	@echo "  validated data and quarantine : data/validated/ (report: metrics/validation.json)"
+	@echo "  show metrics                  : $(BIN)/dvc metrics show"
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

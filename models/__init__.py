@@ -1,0 +1,1 @@
+"""Pure model logic: estimators, calibration, evaluation."""

@@ -1,0 +1,127 @@
+"""The ``churn`` command line: one command per pipeline stage, the same code that ``dvc repro`` runs.
+
+Every command reads its defaults from its ``params.yaml`` section; options given on the command line win.
+Failures print one paragraph and exit non-zero; ``--traceback`` (or ``CHURN_TRACEBACK=1``) shows the trace.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+
+from pipelines.console import console
+from pipelines.errors import ChurnError
+
+app = typer.Typer(
+    name="churn",
+    help="Churn and CLV pipeline for online shops: generate or import data, validate it, build features, "
+    "train, evaluate, score and export.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+import_app = typer.Typer(help="Convert an external data set into the data contract.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
+
+_state = {"traceback": os.environ.get("CHURN_TRACEBACK", "") not in ("", "0")}
+
+ParamsOpt = Annotated[Path, typer.Option("--params", help="params.yaml to read defaults from.")]
+
+
+@app.callback()
+def _root(
+    traceback: Annotated[
+        bool, typer.Option("--traceback", help="Show the full Python traceback when a command fails.")
+    ] = False,
+) -> None:
+    if traceback:
+        _state["traceback"] = True
+
+
+@app.command()
+def generate(
+    out: Annotated[Path, typer.Option(help="Directory to write the synthetic shop's tables to.")],
+    customers: Annotated[int | None, typer.Option(help="Number of customers (default: params generate.customers).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (default: params generate.seed).")] = None,
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Generate a synthetic shop (orders, returns, customers, events) in the data contract, reproducibly."""
+    from pipelines import generate as stage
+
+    stage.run(out=out, params_path=params, customers=customers, seed=seed)
+
+
+@import_app.command("online-retail")
+def import_online_retail(
+    out: Annotated[Path, typer.Option(help="Directory to write the contract tables to.")],
+    source: Annotated[
+        Path, typer.Option(help="The UCI Online Retail II file (.parquet, .csv or .xlsx export) or its directory.")
+    ] = Path("../shared/data/online_retail_ii"),
+) -> None:
+    """Convert the UCI Online Retail II transactions into the data contract (orders, returns, customers)."""
+    from pipelines import import_online_retail as stage
+
+    stage.run(source=source, out=out)
+
+
+@app.command()
+def validate(
+    data: Annotated[Path, typer.Option(help="Directory with the contract tables (orders is required).")],
+    out: Annotated[Path, typer.Option(help="Directory for the clean tables, quarantine/ and the report.")],
+    metrics: Annotated[Path | None, typer.Option(help="Also write the row counts as a DVC metrics file.")] = None,
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Validate a data directory against the contract; quarantine bad rows with their reason, keep the rest."""
+    from pipelines import validate as stage
+
+    stage.run(data=data, out=out, metrics=metrics, params_path=params)
+
+
+@app.command()
+def contract() -> None:
+    """Print the input data contract (tables, columns, types) as Markdown."""
+    from features.contract import contract_markdown
+
+    typer.echo(contract_markdown())
+
+
+def _fail(message: str, code: int) -> None:
+    console.print(f"[bold red]error:[/bold red] {message}", soft_wrap=True)
+    sys.exit(code)
+
+
+def main() -> None:
+    """Entry point: run the app, turning expected failures into one paragraph and an exit code."""
+    try:
+        rc = app(standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        _fail("aborted.", 130)
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except ChurnError as exc:
+        if _state["traceback"]:
+            raise
+        _fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted; nothing partial was written.", 130)
+    except Exception as exc:
+        if _state["traceback"]:
+            raise
+        _fail(
+            f"unexpected {type(exc).__name__}: {exc}. This is a bug or an unforeseen input; "
+            f"run again with `churn --traceback ...` and report the trace.",
+            1,
+        )
+    sys.exit(rc if isinstance(rc, int) else 0)
+
+
+if __name__ == "__main__":
+    main()
