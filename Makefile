@@ -18,10 +18,11 @@ $(STAMP): pyproject.toml constraints.txt
 setup: $(STAMP)
 
 run: setup
-	$(BIN)/dvc repro
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 	@echo ""
 	@echo "Done. Results:"
-	@echo "  validated data and quarantine : data/validated/ (report: metrics/validation.json)"
+	@echo "  validated data, quarantine    : data/validated/ (report.json, quarantine/), counts in metrics/validation.json"
+	@echo "  training panel, scoring table : data/features/panel.parquet, data/features/scoring.parquet (+ .features.json)"
 	@echo "  show metrics                  : $(BIN)/dvc metrics show"
 
 test: setup
@@ -30,6 +31,10 @@ test: setup
 
 lint: setup
 	$(BIN)/ruff check .
+
+bench: setup
+	$(BIN)/python benchmarks/bench_generate.py
+	$(BIN)/python benchmarks/bench_features.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -171,8 +171,14 @@ def contract_markdown() -> str:
     for name in TABLE_ORDER:
         t = TABLES[name]
         need = "required" if t.required else "optional"
-        lines += [f"### `{t.name}` ({need})", "", t.description, "", "| column | type | required | meaning |",
-                  "|---|---|---|---|"]
+        lines += [
+            f"### `{t.name}` ({need})",
+            "",
+            t.description,
+            "",
+            "| column | type | required | meaning |",
+            "|---|---|---|---|",
+        ]
         for c in t.columns:
             lines.append(f"| `{c.name}` | {c.kind} | {'yes' if c.required else 'no'} | {c.description} |")
         lines.append("")

@@ -46,7 +46,9 @@ def _root(
 @app.command()
 def generate(
     out: Annotated[Path, typer.Option(help="Directory to write the synthetic shop's tables to.")],
-    customers: Annotated[int | None, typer.Option(help="Number of customers (default: params generate.customers).")] = None,
+    customers: Annotated[
+        int | None, typer.Option(help="Number of customers (default: params generate.customers).")
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (default: params generate.seed).")] = None,
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
@@ -60,7 +62,7 @@ def generate(
 def import_online_retail(
     out: Annotated[Path, typer.Option(help="Directory to write the contract tables to.")],
     source: Annotated[
-        Path, typer.Option(help="The UCI Online Retail II file (.parquet, .csv or .xlsx export) or its directory.")
+        Path, typer.Option(help="The UCI Online Retail II file (.parquet or .csv) or the directory holding it.")
     ] = Path("../shared/data/online_retail_ii"),
 ) -> None:
     """Convert the UCI Online Retail II transactions into the data contract (orders, returns, customers)."""
@@ -80,6 +82,38 @@ def validate(
     from pipelines import validate as stage
 
     stage.run(data=data, out=out, metrics=metrics, params_path=params)
+
+
+@app.command()
+def features(
+    data: Annotated[Path, typer.Option(help="Validated data directory (the output of `churn validate`).")],
+    out: Annotated[
+        Path | None, typer.Option(help="One-cutoff mode: the Parquet file to write features at --as-of to.")
+    ] = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="One-cutoff mode: the cutoff date (default: end of the data).")
+    ] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(help="Pipeline mode: write panel.parquet (training) and scoring.parquet here."),
+    ] = None,
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Point-in-time features and labels: the training panel over many cutoffs, or one cutoff.
+
+    Features at cutoff c use only data before c; labels use [c, c + horizon). The feature list is written
+    next to each table as <name>.features.json.
+    """
+    from pipelines import features as stage
+
+    if (out is None) == (out_dir is None):
+        raise typer.BadParameter("give exactly one of --out (one cutoff) or --out-dir (training panel + scoring).")
+    if out_dir is not None:
+        if as_of is not None:
+            raise typer.BadParameter("--as-of goes with --out; the pipeline mode takes its cutoffs from params.yaml.")
+        stage.run(data=data, out_dir=out_dir, params_path=params)
+    else:
+        stage.run_one(data=data, as_of=as_of, out=out, params_path=params)
 
 
 @app.command()

@@ -26,7 +26,7 @@ class StepResult:
 def format_seconds(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds:.1f}s"
-    minutes, sec = divmod(int(round(seconds)), 60)
+    minutes, sec = divmod(round(seconds), 60)
     return f"{minutes}m {sec:02d}s"
 
 
@@ -38,7 +38,7 @@ def step(name: str) -> Iterator[StepResult]:
     try:
         yield result
     except BaseException:
-        console.print(f"[red]✗[/red] {name} failed after {format_seconds(time.perf_counter() - start)}")
+        console.print(f"[red]✗[/red] {name} failed after {format_seconds(time.perf_counter() - start)}", soft_wrap=True)
         raise
     parts = []
     if result.rows is not None:
@@ -46,7 +46,7 @@ def step(name: str) -> Iterator[StepResult]:
     if result.detail:
         parts.append(result.detail)
     body = ", ".join(parts)
-    console.print(f"[green]✓[/green] {name}: {body} in {format_seconds(time.perf_counter() - start)}")
+    console.print(f"[green]✓[/green] {name}: {body} in {format_seconds(time.perf_counter() - start)}", soft_wrap=True)
 
 
 @contextlib.contextmanager

@@ -49,7 +49,7 @@ def read_csv_as_text(path: Path) -> pd.DataFrame:
         )
     except UnicodeDecodeError as exc:
         raise DataContractError(
-            f"{path} is not valid UTF-8 (byte {exc.start}: {exc.object[exc.start:exc.start + 1]!r}). "
+            f"{path} is not valid UTF-8 (byte {exc.start}: {exc.object[exc.start : exc.start + 1]!r}). "
             f"Re-encode it, e.g. `iconv -f latin1 -t utf-8 {path.name} > fixed.csv`, and run again."
         ) from exc
     except pd.errors.EmptyDataError:

@@ -1,0 +1,446 @@
+"""Point-in-time features and labels for many cutoffs at once.
+
+Grain: one row per (customer, cutoff). A customer is in the table at cutoff ``c`` when they have at least
+one order before ``c``; in a training table customers whose last order is more than ``max_recency_days``
+before ``c`` are left out (they are long gone, and keeping them only teaches the model the obvious),
+while a scoring table keeps them with ``is_lapsed = True``.
+
+Time boundaries (see :mod:`features.cutoffs`): features at ``c`` use rows with timestamp ``< c``; a window
+of ``w`` days is ``[c - w, c)``; labels use ``[c, c + h)`` and are null when ``c + h`` is after the end of
+the data. Durations are in days (fractional, from microsecond timestamps); money is in the shop's currency.
+
+How it stays fast: DuckDB scans each source table once and reduces it to one row per (customer, slot),
+where slots are the intervals between consecutive window and horizon edges of all cutoffs. numpy then
+turns those into running totals per customer over slots, and every window of every cutoff is the
+difference of two running totals: no cutoff rescans the data.
+
+The connection passed in must expose views ``orders`` (required), and optionally ``returns``,
+``customers`` and ``events``, with the validated contract's columns and types.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from features.contract import KNOWN_EVENT_TYPES
+from features.cutoffs import slot_boundaries, slot_of_day, to_day
+from features.definitions import MEASURES, OTHER_EVENTS, TRENDED, WINDOWED_COUNTS, Measure
+
+US_PER_DAY = 86_400_000_000
+LABELS = ("churned", "future_orders", "future_revenue")
+KEY_COLUMNS = ("customer_id", "cutoff")
+CATEGORICAL_FEATURES = ("country", "acquisition_channel")
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Windows and horizons, in days. ``max_recency_days`` None keeps every past customer in training."""
+
+    windows_days: tuple[int, ...] = (30, 90, 180, 365)
+    churn_horizon_days: int = 90
+    clv_horizon_days: int = 365
+    max_recency_days: int | None = 365
+
+    def __post_init__(self) -> None:
+        if not self.windows_days or any(w <= 0 for w in self.windows_days):
+            raise ValueError(f"windows_days must be positive day counts, got {self.windows_days}")
+        if len(set(self.windows_days)) != len(self.windows_days):
+            raise ValueError(f"windows_days has duplicates: {self.windows_days}")
+        if self.churn_horizon_days <= 0 or self.clv_horizon_days <= 0:
+            raise ValueError("label horizons must be positive day counts")
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Which tables, columns and event types the data has; decides which measures can be built."""
+
+    tables: frozenset[str]
+    columns: dict[str, frozenset[str]] = field(default_factory=dict)
+    event_types: frozenset[str] = frozenset()
+
+    def supports(self, m: Measure) -> bool:
+        if m.source not in self.tables:
+            return False
+        if not set(m.needs_columns) <= self.columns.get(m.source, frozenset()):
+            return False
+        if m.event_type == OTHER_EVENTS:
+            return bool(self.event_types - set(KNOWN_EVENT_TYPES))
+        return m.event_type is None or m.event_type in self.event_types
+
+
+def inspect_sources(con: duckdb.DuckDBPyConnection) -> Sources:
+    """Tables (views) present on the connection, their columns, and the distinct event types."""
+    names = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+    names |= {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    tables = frozenset(t for t in ("orders", "returns", "customers", "events") if t in names)
+    columns = {t: frozenset(c[0] for c in con.execute(f"DESCRIBE {t}").fetchall()) for t in tables}
+    event_types: frozenset[str] = frozenset()
+    if "events" in tables:
+        event_types = frozenset(r[0] for r in con.execute("SELECT DISTINCT event_type FROM events").fetchall())
+    return Sources(tables, columns, event_types)
+
+
+def _day_expr(ts: str) -> str:
+    return f"date_diff('day', DATE '1970-01-01', CAST({ts} AS DATE))"
+
+
+def _measure_sql(m: Measure) -> str:
+    if m.source != "events":
+        return f"{m.expr} AS {m.name}"
+    if m.event_type == OTHER_EVENTS:
+        known = ", ".join(f"'{t}'" for t in KNOWN_EVENT_TYPES)
+        cond = f"event_type NOT IN ({known})"
+    else:
+        cond = f"event_type = '{m.event_type}'"
+    if m.rollup == "last":
+        # The latest row's value; ties on the timestamp go to the larger value so the result is deterministic.
+        return f"arg_max({m.expr}, (ts_us, {m.expr})) FILTER (WHERE {cond} AND {m.expr} IS NOT NULL) AS {m.name}"
+    return f"{m.expr} FILTER (WHERE {cond}) AS {m.name}"
+
+
+def _source_sql(source: str, measures: list[Measure], sources: Sources) -> str:
+    ts = {"orders": "order_ts", "returns": "return_ts", "events": "event_ts"}[source]
+    extra = ""
+    if source == "orders":
+        # The gap to the customer's previous order belongs to the later order, so it is known once that
+        # order is; ties on the timestamp are broken by order_id so the gap is deterministic.
+        extra = (
+            f", (epoch_us({ts}) - lag(epoch_us({ts})) OVER (PARTITION BY customer_id ORDER BY {ts}, order_id))"
+            f" / {US_PER_DAY}.0 AS gap_days"
+        )
+    where = ""
+    if source == "events":
+        types = sorted({m.event_type for m in measures if m.event_type != OTHER_EVENTS})
+        if not any(m.event_type == OTHER_EVENTS for m in measures):
+            where = "WHERE event_type IN (" + ", ".join(f"'{t}'" for t in types) + ")"
+    aggs = ",\n       ".join(_measure_sql(m) for m in measures)
+    return f"""
+WITH src AS (
+  SELECT *, epoch_us({ts}) AS ts_us, {_day_expr(ts)} AS day{extra}
+  FROM {source} {where}
+)
+SELECT k.cust_idx, d.slot,
+       {aggs}
+FROM src
+JOIN _cust k ON src.customer_id = k.customer_id
+JOIN _daymap d ON src.day = d.day
+GROUP BY k.cust_idx, d.slot"""
+
+
+class _Rollup:
+    """Running totals (or running max/min/latest) of one measure per customer over slots."""
+
+    def __init__(self, n_cust: int, n_slots: int, cust: np.ndarray, slot: np.ndarray):
+        self.shape = (n_cust, n_slots)
+        self.cust, self.slot = cust, slot
+
+    def running(self, values: np.ndarray, rollup: str) -> np.ndarray:
+        if rollup == "sum":
+            dense = np.zeros(self.shape, dtype=np.float64)
+            dense[self.cust, self.slot] = np.nan_to_num(values.astype(np.float64, copy=False))
+            return np.cumsum(dense, axis=1, out=dense)
+        if rollup in ("max", "min"):
+            fill = np.iinfo(np.int64).min if rollup == "max" else np.iinfo(np.int64).max
+            dense = np.full(self.shape, fill, dtype=np.int64)
+            v = values.astype(np.float64, copy=False)
+            ok = ~np.isnan(v)
+            dense[self.cust[ok], self.slot[ok]] = v[ok].astype(np.int64)
+            op = np.maximum if rollup == "max" else np.minimum
+            op.accumulate(dense, axis=1, out=dense)
+            out = dense.astype(np.float64)
+            out[dense == fill] = np.nan
+            return out
+        # last: carry forward the value of the latest slot that has one
+        v = values.astype(np.float64, copy=False)
+        ok = ~np.isnan(v)
+        dense = np.full(self.shape, np.nan)
+        dense[self.cust[ok], self.slot[ok]] = v[ok]
+        idx = np.where(~np.isnan(dense), np.arange(self.shape[1])[None, :], -1)
+        np.maximum.accumulate(idx, axis=1, out=idx)
+        rows = np.arange(self.shape[0])[:, None]
+        out = dense[rows, np.maximum(idx, 0)]
+        out[idx < 0] = np.nan
+        return out
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+
+
+def build_feature_table(
+    con: duckdb.DuckDBPyConnection,
+    cutoffs: list[pd.Timestamp],
+    end: pd.Timestamp,
+    config: FeatureConfig,
+    training: bool,
+) -> tuple[pa.Table, dict]:
+    """Features (and labels) for every eligible customer at every cutoff, plus a manifest.
+
+    ``end`` is the end of the data (labels whose horizon passes it are null). ``training`` drops lapsed
+    customers (see ``FeatureConfig.max_recency_days``); otherwise they stay, flagged ``is_lapsed``.
+    Returns the table sorted by cutoff then customer_id, and a manifest naming the features produced,
+    the families skipped and why.
+    """
+    if not cutoffs:
+        raise ValueError("no cutoffs to build features for")
+    sources = inspect_sources(con)
+    if "orders" not in sources.tables:
+        raise ValueError("the connection has no `orders` view: orders are required")
+    cutoffs = sorted({pd.Timestamp(c).floor("D") for c in cutoffs})
+    cut_days = np.array([to_day(c) for c in cutoffs], dtype=np.int64)
+    windows = tuple(sorted(config.windows_days))
+    horizons = (config.churn_horizon_days, config.clv_horizon_days)
+    offsets = np.array(sorted({0, *(-w for w in windows), *(-2 * w for w in windows), *horizons}), dtype=np.int64)
+    bounds = slot_boundaries(cut_days, offsets)
+
+    first_day = con.execute(f"SELECT min({_day_expr('order_ts')}) FROM orders").fetchall()[0][0]
+    if first_day is None:
+        raise ValueError("the orders table is empty")
+    lo = min(int(first_day), int(bounds[0]))
+    days = np.arange(lo, int(bounds[-1]), dtype=np.int64)
+    con.register("_daymap_df", pd.DataFrame({"day": days, "slot": slot_of_day(days, bounds)}))
+    con.execute("CREATE OR REPLACE TEMP TABLE _daymap AS SELECT * FROM _daymap_df")
+    # Customers are numbered in customer_id order, so output rows come out sorted by customer within a cutoff.
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _cust AS SELECT customer_id, "
+        "(row_number() OVER (ORDER BY customer_id) - 1)::INTEGER AS cust_idx "
+        "FROM (SELECT DISTINCT customer_id FROM orders)"
+    )
+    cust_ids = con.sql("SELECT customer_id FROM _cust ORDER BY cust_idx").to_arrow_table().column(0).combine_chunks()
+    n_cust, n_slots = len(cust_ids), len(bounds)
+    j_of = {int(b): i for i, b in enumerate(bounds)}
+
+    measures = [m for m in MEASURES if sources.supports(m)]
+    skipped = sorted({m.event_type or m.source for m in MEASURES if not sources.supports(m)} - {OTHER_EVENTS})
+    have = {m.name for m in measures}
+    j_at = {int(o): np.array([j_of[int(c + o)] for c in cut_days], dtype=np.int64) for o in offsets}
+
+    out: dict[str, np.ndarray] = {}
+    family: dict[str, str] = {}
+    base: dict[tuple[str, int], np.ndarray] = {}
+    rows: dict[str, np.ndarray] = {}
+
+    def put(name: str, values: np.ndarray, fam: str, dtype: str = "float32") -> None:
+        out[name] = values.astype(dtype, copy=False)
+        family[name] = fam
+
+    windowed = dict((m, p) for p, m in WINDOWED_COUNTS)
+    label_offsets = {
+        "n_orders": (config.churn_horizon_days, config.clv_horizon_days),
+        "revenue": (config.clv_horizon_days,),
+        "return_value": (config.clv_horizon_days,),
+    }
+
+    # One source at a time, one measure at a time: each running array lives only until its columns are cut
+    # out of it, which keeps peak memory near one (customers x slots) array plus the output.
+    for source in ("orders", "returns", "events"):
+        ms = [m for m in measures if m.source == source]
+        if not ms:
+            continue
+        reduced = con.sql(_source_sql(source, ms, sources)).to_arrow_table()
+        roll = _Rollup(
+            n_cust,
+            n_slots,
+            reduced.column("cust_idx").to_numpy().astype(np.int64),
+            reduced.column("slot").to_numpy().astype(np.int64),
+        )
+        if source == "orders":
+            # Eligibility per cutoff: at least one order before c; in training, not lapsed.
+            n_run = roll.running(np.asarray(reduced.column("n_orders").to_numpy(zero_copy_only=False), float), "sum")
+            last_run = roll.running(
+                np.asarray(reduced.column("last_order_us").to_numpy(zero_copy_only=False), float), "max"
+            )
+            picks = []
+            for c in cut_days:
+                ok = n_run[:, j_of[int(c)]] > 0
+                if training and config.max_recency_days is not None:
+                    ok &= (c * US_PER_DAY - last_run[:, j_of[int(c)]]) / US_PER_DAY <= config.max_recency_days
+                picks.append(np.flatnonzero(ok))
+            del n_run, last_run
+            rows["cust"] = np.concatenate(picks)
+            rows["k"] = np.concatenate([np.full(len(p), k, dtype=np.int64) for k, p in enumerate(picks)])
+        rc, rk = rows["cust"], rows["k"]
+        for m in ms:
+            run = roll.running(np.asarray(reduced.column(m.name).to_numpy(zero_copy_only=False), float), m.rollup)
+
+            def at(o: int, run: np.ndarray = run, rc: np.ndarray = rc, rk: np.ndarray = rk) -> np.ndarray:
+                return run[rc, j_at[o][rk]]
+
+            now = at(0)
+            base[(m.name, 0)] = now
+            for h in label_offsets.get(m.name, ()):
+                base[(m.name, h)] = at(h)
+            if m.name in windowed:
+                prefix = windowed[m.name]
+                fam = _FAMILY_OF_MEASURE.get(m.name, "engagement")
+                dtype = "int32" if m.dtype == "int32" else "float64"
+                for w in windows:
+                    before = at(-w)
+                    put(f"{prefix}_{w}d", now - before, fam, dtype)
+                    if prefix in TRENDED:
+                        put(f"{prefix}_trend_{w}d", (now - before) - (before - at(-2 * w)), fam, dtype)
+            del run
+        del reduced, roll
+
+    rc, rk = rows["cust"], rows["k"]
+    c_day = cut_days[rk]
+    c_us = (c_day * US_PER_DAY).astype(np.float64)
+    now = {name: v for (name, o), v in base.items() if o == 0}
+
+    # Purchase behaviour (all history before c).
+    recency = (c_us - now["last_order_us"]) / US_PER_DAY
+    orders_total, revenue_total = now["n_orders"], now["revenue"]
+    put("recency_days", recency, "purchase")
+    put("tenure_days", (c_us - now["first_order_us"]) / US_PER_DAY, "purchase")
+    put("orders_total", orders_total, "purchase", "int32")
+    put("frequency", orders_total - 1, "purchase", "int32")
+    put("revenue_total", revenue_total, "purchase", "float64")
+    put("monetary_value", _ratio(revenue_total, orders_total), "purchase")
+    gap_n = now["gap_n"]
+    gap_mean = _ratio(now["gap_sum"], gap_n)
+    gap_var = _ratio(now["gap_sq"], gap_n) - gap_mean**2
+    put("gap_mean_days", gap_mean, "purchase")
+    put("gap_std_days", np.where(gap_n >= 2, np.sqrt(np.clip(gap_var, 0, None)), np.nan), "purchase")
+    put("overdue_ratio", _ratio(recency, gap_mean), "purchase")
+    for w in windows:
+        put(f"aov_{w}d", _ratio(out[f"revenue_{w}d"], out[f"orders_{w}d"]), "purchase")
+    if "discount" in have:
+        put("discount_share", _ratio(now["discount"], revenue_total + now["discount"]), "purchase")
+    if "items" in have:
+        put("items_per_order", _ratio(now["items"], orders_total), "purchase")
+    if "n_returns" in have:
+        put("returns_total", now["n_returns"], "purchase", "int32")
+        put("returns_value_total", now["return_value"], "purchase", "float64")
+        put("return_rate", _ratio(now["return_value"], revenue_total), "purchase")
+
+    # Engagement.
+    if "n_email_sent" in have:
+        for w in windows:
+            sent = out[f"emails_sent_{w}d"]
+            if "n_email_open" in have:
+                put(f"email_open_rate_{w}d", _ratio(out[f"email_opens_{w}d"], sent), "engagement")
+            if "n_email_click" in have:
+                put(f"email_click_rate_{w}d", _ratio(out[f"email_clicks_{w}d"], sent), "engagement")
+    for name, m in (
+        ("days_since_last_session", "last_session_us"),
+        ("days_since_last_email_open", "last_email_open_us"),
+        ("days_since_last_email_click", "last_email_click_us"),
+    ):
+        if m in have:
+            put(name, (c_us - now[m]) / US_PER_DAY, "engagement")
+    if "n_unsubscribe" in have:
+        put("unsubscribes_total", now["n_unsubscribe"], "engagement", "int32")
+
+    # Experience and loyalty.
+    if "n_support_ticket" in have:
+        put("support_tickets_total", now["n_support_ticket"], "experience", "int32")
+    for kind in ("review", "nps"):
+        if f"n_{kind}" in have:
+            put(f"{kind}_last", now[f"{kind}_last"], "experience")
+            put(f"{kind}_avg", _ratio(now[f"{kind}_sum"], now[f"n_{kind}"]), "experience")
+    if "loyalty_tier_last" in have:
+        put("loyalty_tier_level", np.nan_to_num(now["loyalty_tier_last"], nan=0.0), "loyalty")
+    if "points_earned" in have or "points_redeemed" in have:
+        earned = now.get("points_earned", 0.0)
+        redeemed = now.get("points_redeemed", 0.0)
+        put("loyalty_points_balance", earned - redeemed, "loyalty", "float64")
+
+    # Cutoff calendar: seasonality is a property of the cutoff, known in advance.
+    cut_ts = pd.to_datetime(c_day, unit="D")
+    put("cutoff_month", np.asarray(cut_ts.month), "calendar", "int32")
+    put("cutoff_day_of_year", np.asarray(cut_ts.dayofyear), "calendar", "int32")
+
+    # Labels: [c, c + h); null where c + h is after the end of the data.
+    end_day = to_day(end) if pd.Timestamp(end) == pd.Timestamp(end).floor("D") else to_day(end) + 1
+    h_churn, h_clv = config.churn_horizon_days, config.clv_horizon_days
+    churn_missing = c_day + h_churn > end_day
+    clv_missing = c_day + h_clv > end_day
+    future_revenue = base[("revenue", h_clv)] - revenue_total
+    if "return_value" in have:
+        future_revenue = future_revenue - (base[("return_value", h_clv)] - now["return_value"])
+    labels = {
+        "churned": pa.array(base[("n_orders", h_churn)] - orders_total == 0, mask=churn_missing),
+        "future_orders": pa.array((base[("n_orders", h_clv)] - orders_total).astype(np.int32), mask=clv_missing),
+        "future_revenue": pa.array(np.round(future_revenue, 6), mask=clv_missing),
+    }
+    del base, now
+
+    columns: dict[str, pa.Array] = {
+        "customer_id": pa.DictionaryArray.from_arrays(pa.array(rc.astype(np.int32)), cust_ids).cast(pa.string()),
+        "cutoff": pa.array(c_day.astype("datetime64[D]").astype("datetime64[us]")),
+        "is_lapsed": pa.array(
+            recency > config.max_recency_days if config.max_recency_days is not None else np.zeros(len(rc), dtype=bool)
+        ),
+    }
+    for name in list(out):
+        columns[name] = pa.array(out.pop(name), from_pandas=True)
+    for name, values in _customer_attributes(con, sources, rc, c_day).items():
+        columns[name] = values
+        family[name] = "attributes"
+    columns.update(labels)
+    table = pa.table(columns)
+    features = [c for c in table.column_names if c in family]
+    manifest = {
+        "features": features,
+        "families": {f: family[f] for f in features},
+        "categorical": [c for c in CATEGORICAL_FEATURES if c in table.column_names],
+        "labels": list(LABELS),
+        "keys": list(KEY_COLUMNS),
+        "windows_days": list(windows),
+        "churn_horizon_days": h_churn,
+        "clv_horizon_days": h_clv,
+        "cutoffs": [str(c.date()) for c in cutoffs],
+        "data_end": str(pd.Timestamp(end).date()),
+        "skipped_sources": skipped,
+    }
+    return table, manifest
+
+
+_FAMILY_OF_MEASURE = {
+    "n_orders": "purchase",
+    "revenue": "purchase",
+    "n_returns": "purchase",
+    "return_value": "purchase",
+    "n_support_ticket": "experience",
+    "points_earned": "loyalty",
+    "points_redeemed": "loyalty",
+    "n_coupon_redeemed": "loyalty",
+}
+
+
+def _customer_attributes(
+    con: duckdb.DuckDBPyConnection, sources: Sources, rc: np.ndarray, c_day: np.ndarray
+) -> dict[str, pa.Array]:
+    """Static attributes per output row: country and acquisition channel (text), signup age in days at c.
+
+    ``email_opt_in`` and ``loyalty_tier`` in the customers table describe the export time, not the cutoff,
+    so they would leak the future into historic rows; the event history carries both instead.
+    """
+    if "customers" not in sources.tables:
+        return {}
+    cols = sources.columns["customers"]
+    wanted = [c for c in ("signup_ts", *CATEGORICAL_FEATURES) if c in cols]
+    if not wanted:
+        return {}
+    select = ", ".join(f"c.{w}" for w in wanted)
+    attrs = con.sql(
+        f"SELECT k.cust_idx, {select} FROM _cust k LEFT JOIN customers c USING (customer_id) ORDER BY k.cust_idx"
+    ).to_arrow_table()
+    result: dict[str, pa.Array] = {}
+    idx = pa.array(rc)
+    if "signup_ts" in wanted:
+        signup_us = attrs.column("signup_ts").cast(pa.int64()).to_numpy(zero_copy_only=False)
+        signup_us = np.asarray(signup_us, dtype=np.float64)[rc]
+        age = (c_day * float(US_PER_DAY) - signup_us) / US_PER_DAY
+        # A signup after the cutoff is unknown at the cutoff: treat it as missing.
+        result["signup_age_days"] = pa.array(np.where(age >= 0, age, np.nan).astype(np.float32), from_pandas=True)
+    for c in CATEGORICAL_FEATURES:
+        if c in wanted:
+            result[c] = attrs.column(c).combine_chunks().cast(pa.string()).take(idx)
+    return result

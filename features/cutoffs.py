@@ -1,0 +1,127 @@
+"""Cutoff dates and the day arithmetic of point-in-time windows.
+
+Conventions (every feature and label module follows them):
+
+- A cutoff ``c`` is a calendar day, meaning the instant 00:00 UTC of that day.
+- A feature at ``c`` sees only rows with timestamp ``< c``. A window of ``w`` days at ``c`` is ``[c - w days, c)``.
+- A label at ``c`` with horizon ``h`` days sees only rows in ``[c, c + h days)``.
+- The end of the data is the day after the last observed timestamp (``floor(max_ts) + 1 day``), so every
+  observed row lies strictly before it. A label with horizon ``h`` at ``c`` is complete only when
+  ``c + h <= data_end``.
+
+Because cutoffs and window edges are whole days, a row's day number (days since 1970-01-01 of its UTC
+timestamp) decides exactly which windows it falls in: ``ts < c`` iff ``day(ts) < day(c)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+Frequency = Literal["monthly", "weekly", "daily"]
+EPOCH = pd.Timestamp("1970-01-01")
+
+
+@dataclass(frozen=True)
+class CutoffSchedule:
+    """How training cutoffs are chosen.
+
+    ``frequency`` with ``count``: the ``count`` latest cutoffs on that grid (month starts, Mondays, or days)
+    whose shortest label horizon is complete. ``dates``: explicit dates instead (each still must have a
+    complete shortest horizon, or it is dropped with a message). ``scoring_date``: the scoring cutoff;
+    None means the end of the data.
+    """
+
+    frequency: Frequency = "monthly"
+    count: int = 12
+    dates: tuple[str, ...] = ()
+    scoring_date: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.frequency not in ("monthly", "weekly", "daily"):
+            raise ValueError(f"frequency must be monthly, weekly or daily, got {self.frequency!r}")
+        if self.count < 1:
+            raise ValueError(f"count must be >= 1, got {self.count}")
+
+
+def to_day(ts: pd.Timestamp | str) -> int:
+    """Day number (days since 1970-01-01) of a UTC instant, rounded down to its day."""
+    return int((pd.Timestamp(ts).floor("D") - EPOCH) // pd.Timedelta(days=1))
+
+
+def from_day(day: int) -> pd.Timestamp:
+    """The instant 00:00 UTC of day number ``day`` (naive UTC)."""
+    return EPOCH + pd.Timedelta(days=int(day))
+
+
+def data_end(max_ts: pd.Timestamp) -> pd.Timestamp:
+    """The day after the last observed timestamp: the first instant the data says nothing about."""
+    return pd.Timestamp(max_ts).floor("D") + pd.Timedelta(days=1)
+
+
+def grid_before(end: pd.Timestamp, frequency: Frequency, count: int) -> list[pd.Timestamp]:
+    """The ``count`` latest grid dates ``<= end`` (month starts, Mondays or days), oldest first."""
+    end = pd.Timestamp(end).floor("D")
+    if frequency == "monthly":
+        last = end.replace(day=1)
+        dates = pd.date_range(end=last, periods=count, freq="MS")
+    elif frequency == "weekly":
+        last = end - pd.Timedelta(days=end.weekday())
+        dates = pd.date_range(end=last, periods=count, freq="7D")
+    else:
+        dates = pd.date_range(end=end, periods=count, freq="D")
+    return list(dates)
+
+
+def training_cutoffs(
+    schedule: CutoffSchedule, first_ts: pd.Timestamp, last_ts: pd.Timestamp, min_horizon_days: int
+) -> tuple[list[pd.Timestamp], list[str]]:
+    """Training cutoffs whose shortest label horizon lies inside the data, and messages about dropped ones.
+
+    A cutoff must also be after the first observed day (before it nobody is a customer yet).
+    """
+    end = data_end(last_ts)
+    latest = end - pd.Timedelta(days=min_horizon_days)
+    first_day = pd.Timestamp(first_ts).floor("D")
+    messages: list[str] = []
+    if schedule.dates:
+        wanted = sorted({pd.Timestamp(d).floor("D") for d in schedule.dates})
+    else:
+        wanted = grid_before(latest, schedule.frequency, schedule.count)
+    kept = []
+    for c in wanted:
+        if c > latest:
+            messages.append(
+                f"cutoff {c.date()} dropped: its {min_horizon_days}-day label horizon ends after the "
+                f"data ({end.date()})"
+            )
+        elif c <= first_day:
+            messages.append(f"cutoff {c.date()} dropped: no data before it (data starts {first_day.date()})")
+        else:
+            kept.append(c)
+    return kept, messages
+
+
+def scoring_cutoff(schedule: CutoffSchedule, last_ts: pd.Timestamp) -> pd.Timestamp:
+    """The cutoff to score at: ``schedule.scoring_date`` or, by default, the end of the data."""
+    if schedule.scoring_date is not None:
+        return pd.Timestamp(schedule.scoring_date).floor("D")
+    return data_end(last_ts)
+
+
+def slot_boundaries(cutoff_days: np.ndarray, offsets_days: np.ndarray) -> np.ndarray:
+    """Sorted unique day numbers ``c + o`` for every cutoff ``c`` and offset ``o``: the edges of every window
+    and horizon the table needs. Rows are bucketed into the slots between consecutive edges."""
+    return np.unique((cutoff_days[:, None] + offsets_days[None, :]).ravel()).astype(np.int64)
+
+
+def slot_of_day(days: np.ndarray, boundaries: np.ndarray) -> np.ndarray:
+    """Slot of each day: the number of boundaries ``<= day``.
+
+    A row in slot ``s`` lies before boundary ``b_j`` iff ``s <= j``; so the sum of slots ``0..j`` is the total
+    of everything strictly before ``b_j``.
+    """
+    return np.searchsorted(boundaries, days, side="right").astype(np.int32)

@@ -1,0 +1,163 @@
+"""Stage `features`: the training panel (customer x cutoff, features + labels) and the scoring table.
+
+Reads params sections ``features`` (cutoff schedule, windows, eligibility) and ``labels`` (horizons).
+Input is a validated data directory (``churn validate`` output): Parquet tables with naive-UTC timestamps.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from features.build import FeatureConfig, build_feature_table
+from features.cutoffs import CutoffSchedule, data_end, scoring_cutoff, training_cutoffs
+from pipelines.console import console, step
+from pipelines.errors import DataContractError, ParamsError
+from pipelines.io import atomic_path, write_json
+from pipelines.params import load_section
+
+TIMESTAMPS = {"orders": "order_ts", "returns": "return_ts", "customers": "signup_ts", "events": "event_ts"}
+
+
+@dataclass(frozen=True)
+class FeaturesParams:
+    """params.yaml ``features``: when to cut, which windows, who is eligible."""
+
+    cutoffs: CutoffSchedule = field(default_factory=CutoffSchedule)
+    windows_days: tuple[int, ...] = (30, 90, 180, 365)
+    max_recency_days: int | None = 365
+
+
+@dataclass(frozen=True)
+class LabelsParams:
+    """params.yaml ``labels``: label horizons in days."""
+
+    churn_horizon_days: int = 90
+    clv_horizon_days: int = 180
+
+
+def load_params(params_path: Path) -> tuple[FeaturesParams, FeatureConfig]:
+    feats = load_section(FeaturesParams, "features", params_path)
+    labels = load_section(LabelsParams, "labels", params_path)
+    try:
+        config = FeatureConfig(
+            windows_days=feats.windows_days,
+            churn_horizon_days=labels.churn_horizon_days,
+            clv_horizon_days=labels.clv_horizon_days,
+            max_recency_days=feats.max_recency_days,
+        )
+    except ValueError as exc:
+        raise ParamsError(f"{params_path}: features/labels: {exc}") from exc
+    return feats, config
+
+
+def connect(data: Path) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with one view per contract table found in ``data`` (Parquet only)."""
+    data = Path(data)
+    if not data.is_dir():
+        raise DataContractError(f"data directory {data} does not exist; run `churn validate` to create it.")
+    if not (data / "orders.parquet").is_file():
+        raise DataContractError(
+            f"{data} has no orders.parquet. `churn features` reads validated data: run "
+            f"`churn validate --data YOUR_DIR --out {data}` first."
+        )
+    con = duckdb.connect()
+    con.execute(f"SET threads = {max(1, os.cpu_count() or 1)}")
+    con.execute("SET preserve_insertion_order = false")
+    for table, ts in TIMESTAMPS.items():
+        path = data / f"{table}.parquet"
+        if not path.is_file():
+            continue
+        con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{path.as_posix()}')")
+        kinds = dict(con.sql(f"SELECT column_name, column_type FROM (DESCRIBE {table})").fetchall())
+        if kinds.get(ts) != "TIMESTAMP":
+            raise DataContractError(
+                f"{path}: column {ts} is {kinds.get(ts, 'missing')}, expected naive-UTC TIMESTAMP. "
+                f"Run `churn validate` on the raw data and point `--data` at its output."
+            )
+    return con
+
+
+def data_span(con: duckdb.DuckDBPyConnection) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """First and last order timestamps; the end of the data is the day after the last."""
+    first, last, n = con.sql("SELECT min(order_ts), max(order_ts), count(*) FROM orders").fetchall()[0]
+    if n == 0:
+        raise DataContractError("orders.parquet has no rows: nothing to build features from.")
+    return pd.Timestamp(first), pd.Timestamp(last)
+
+
+def _write(table: pa.Table, manifest: dict, out: Path) -> None:
+    with atomic_path(out) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+    write_json(manifest, manifest_path(out))
+
+
+def manifest_path(table: Path) -> Path:
+    """The feature manifest written next to a feature table: ``panel.parquet`` -> ``panel.features.json``."""
+    return table.with_name(table.stem + ".features.json")
+
+
+def _report_cutoffs(table: pa.Table, cutoffs: list[pd.Timestamp], manifest: dict) -> None:
+    counts = table.column("cutoff").value_counts().to_pylist()
+    seen = {str(pd.Timestamp(v["values"]).date()): v["counts"] for v in counts}
+    per = {str(c.date()): int(seen.get(str(c.date()), 0)) for c in cutoffs}
+    manifest["rows_per_cutoff"] = per
+    for c, n in per.items():
+        if n == 0:
+            console.print(f"[yellow]cutoff {c} skipped: no eligible customers at it[/yellow]")
+
+
+def run(data: Path, out_dir: Path, params_path: Path) -> None:
+    """DVC mode: the training panel over the scheduled cutoffs and the scoring table at the end of the data."""
+    feats, config = load_params(params_path)
+    con = connect(data)
+    first, last = data_span(con)
+    min_h = min(config.churn_horizon_days, config.clv_horizon_days)
+    cutoffs, messages = training_cutoffs(feats.cutoffs, first, last, min_h)
+    for m in messages:
+        console.print(f"[yellow]{m}[/yellow]")
+    end = data_end(last)
+    with step("features (training panel)") as s:
+        if not cutoffs:
+            raise DataContractError(
+                f"no training cutoff fits the data ({first.date()} to {last.date()}) with a {min_h}-day label "
+                f"horizon: use more data, shorter labels.*_horizon_days, or explicit features.cutoffs.dates."
+            )
+        panel, manifest = build_feature_table(con, cutoffs, end, config, training=True)
+        _report_cutoffs(panel, cutoffs, manifest)
+        if panel.num_rows == 0:
+            raise DataContractError("no customer is eligible at any training cutoff: the panel would be empty.")
+        s.rows = panel.num_rows
+        span = f"{cutoffs[0].date()}..{cutoffs[-1].date()}"
+        s.detail = f"{len(cutoffs)} cutoffs {span}, {len(manifest['features'])} features"
+    with step("features (scoring table)") as s:
+        as_of = scoring_cutoff(feats.cutoffs, last)
+        scoring, smanifest = build_feature_table(con, [as_of], end, config, training=False)
+        s.rows = scoring.num_rows
+        s.detail = f"as of {as_of.date()}"
+    out_dir = Path(out_dir)
+    _write(panel, manifest, out_dir / "panel.parquet")
+    _write(scoring, smanifest, out_dir / "scoring.parquet")
+
+
+def run_one(data: Path, as_of: str | None, out: Path, params_path: Path) -> None:
+    """Features (and labels where their horizon is complete) for every customer at one cutoff."""
+    _, config = load_params(params_path)
+    con = connect(data)
+    first, last = data_span(con)
+    cutoff = pd.Timestamp(as_of).floor("D") if as_of else data_end(last)
+    if cutoff <= first.floor("D"):
+        raise DataContractError(
+            f"--as-of {cutoff.date()} is not after the first order ({first.date()}): nobody is a customer yet."
+        )
+    with step("features") as s:
+        frame, manifest = build_feature_table(con, [cutoff], data_end(last), config, training=False)
+        s.rows = frame.num_rows
+        s.detail = f"as of {cutoff.date()}, {len(manifest['features'])} features"
+    _write(frame, manifest, Path(out))
