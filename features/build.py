@@ -43,7 +43,7 @@ class FeatureConfig:
 
     windows_days: tuple[int, ...] = (30, 90, 180, 365)
     churn_horizon_days: int = 90
-    clv_horizon_days: int = 365
+    clv_horizon_days: int = 180
     max_recency_days: int | None = 365
 
     def __post_init__(self) -> None:
@@ -85,6 +85,24 @@ def inspect_sources(con: duckdb.DuckDBPyConnection) -> Sources:
     return Sources(tables, columns, event_types)
 
 
+def _skipped(sources: Sources) -> list[str]:
+    """What the data lacks, by name: absent tables, absent optional columns (``orders.items``), absent
+    event types; the features built from them are not in the table."""
+    missing = {t for t in ("returns", "customers", "events") if t not in sources.tables}
+    for m in MEASURES:
+        if sources.supports(m):
+            continue
+        if m.source not in sources.tables:
+            if m.event_type and m.event_type != OTHER_EVENTS:
+                missing.add(m.event_type)
+            continue
+        absent_cols = set(m.needs_columns) - sources.columns.get(m.source, frozenset())
+        missing |= {f"{m.source}.{c}" for c in absent_cols}
+        if not absent_cols and m.event_type and m.event_type != OTHER_EVENTS:
+            missing.add(m.event_type)
+    return sorted(missing)
+
+
 def _day_expr(ts: str) -> str:
     return f"date_diff('day', DATE '1970-01-01', CAST({ts} AS DATE))"
 
@@ -103,7 +121,7 @@ def _measure_sql(m: Measure) -> str:
     return f"{m.expr} FILTER (WHERE {cond}) AS {m.name}"
 
 
-def _source_sql(source: str, measures: list[Measure], sources: Sources) -> str:
+def _source_sql(source: str, measures: list[Measure], sources: Sources, first_map_day: int) -> str:
     ts = {"orders": "order_ts", "returns": "return_ts", "events": "event_ts"}[source]
     extra = ""
     if source == "orders":
@@ -128,43 +146,49 @@ SELECT k.cust_idx, d.slot,
        {aggs}
 FROM src
 JOIN _cust k ON src.customer_id = k.customer_id
-JOIN _daymap d ON src.day = d.day
+JOIN _daymap d ON greatest(src.day, {first_map_day}) = d.day
 GROUP BY k.cust_idx, d.slot"""
 
 
-class _Rollup:
-    """Running totals (or running max/min/latest) of one measure per customer over slots."""
+class _Running:
+    """Running value of one measure per (customer, slot): a running total, max or min, or the latest value.
 
-    def __init__(self, n_cust: int, n_slots: int, cust: np.ndarray, slot: np.ndarray):
-        self.shape = (n_cust, n_slots)
-        self.cust, self.slot = cust, slot
+    Built from the measure's non-empty (customer, slot) cells only; ``at`` reads it at the given customers
+    and slot indexes. Counts use int32 and timestamps int64, so the dense array costs 4-8 bytes a cell.
+    """
 
-    def running(self, values: np.ndarray, rollup: str) -> np.ndarray:
+    def __init__(
+        self, shape: tuple[int, int], cust: np.ndarray, slot: np.ndarray, values: np.ndarray, rollup: str, integer: bool
+    ):
+        self.rollup = rollup
         if rollup == "sum":
-            dense = np.zeros(self.shape, dtype=np.float64)
-            dense[self.cust, self.slot] = np.nan_to_num(values.astype(np.float64, copy=False))
-            return np.cumsum(dense, axis=1, out=dense)
-        if rollup in ("max", "min"):
-            fill = np.iinfo(np.int64).min if rollup == "max" else np.iinfo(np.int64).max
-            dense = np.full(self.shape, fill, dtype=np.int64)
-            v = values.astype(np.float64, copy=False)
-            ok = ~np.isnan(v)
-            dense[self.cust[ok], self.slot[ok]] = v[ok].astype(np.int64)
-            op = np.maximum if rollup == "max" else np.minimum
-            op.accumulate(dense, axis=1, out=dense)
-            out = dense.astype(np.float64)
-            out[dense == fill] = np.nan
+            self.dense = np.zeros(shape, dtype=np.int32 if integer else np.float64)
+            self.dense[cust, slot] = values
+            np.cumsum(self.dense, axis=1, out=self.dense)
+        elif rollup in ("max", "min"):
+            self.sentinel = np.iinfo(np.int64).min if rollup == "max" else np.iinfo(np.int64).max
+            self.dense = np.full(shape, self.sentinel, dtype=np.int64)
+            self.dense[cust, slot] = values.astype(np.int64)
+            (np.maximum if rollup == "max" else np.minimum).accumulate(self.dense, axis=1, out=self.dense)
+        else:
+            # last: remember which slot last had a value, and read the value there.
+            self.dense = np.full(shape, np.nan)
+            self.dense[cust, slot] = values
+            self.last = np.full(shape, -1, dtype=np.int32)
+            self.last[cust, slot] = slot.astype(np.int32)
+            np.maximum.accumulate(self.last, axis=1, out=self.last)
+
+    def at(self, rc: np.ndarray, j: np.ndarray) -> np.ndarray:
+        if self.rollup == "sum":
+            return self.dense[rc, j].astype(np.float64)
+        if self.rollup in ("max", "min"):
+            raw = self.dense[rc, j]
+            out = raw.astype(np.float64)
+            out[raw == self.sentinel] = np.nan
             return out
-        # last: carry forward the value of the latest slot that has one
-        v = values.astype(np.float64, copy=False)
-        ok = ~np.isnan(v)
-        dense = np.full(self.shape, np.nan)
-        dense[self.cust[ok], self.slot[ok]] = v[ok]
-        idx = np.where(~np.isnan(dense), np.arange(self.shape[1])[None, :], -1)
-        np.maximum.accumulate(idx, axis=1, out=idx)
-        rows = np.arange(self.shape[0])[:, None]
-        out = dense[rows, np.maximum(idx, 0)]
-        out[idx < 0] = np.nan
+        i = self.last[rc, j]
+        out = self.dense[rc, np.maximum(i, 0)]
+        out[i < 0] = np.nan
         return out
 
 
@@ -202,7 +226,8 @@ def build_feature_table(
     first_day = con.execute(f"SELECT min({_day_expr('order_ts')}) FROM orders").fetchall()[0][0]
     if first_day is None:
         raise ValueError("the orders table is empty")
-    lo = min(int(first_day), int(bounds[0]))
+    # Every day before the first edge falls in slot 0: such rows are mapped onto the day before that edge.
+    lo = int(bounds[0]) - 1
     days = np.arange(lo, int(bounds[-1]), dtype=np.int64)
     con.register("_daymap_df", pd.DataFrame({"day": days, "slot": slot_of_day(days, bounds)}))
     con.execute("CREATE OR REPLACE TEMP TABLE _daymap AS SELECT * FROM _daymap_df")
@@ -217,7 +242,7 @@ def build_feature_table(
     j_of = {int(b): i for i, b in enumerate(bounds)}
 
     measures = [m for m in MEASURES if sources.supports(m)]
-    skipped = sorted({m.event_type or m.source for m in MEASURES if not sources.supports(m)} - {OTHER_EVENTS})
+    skipped = _skipped(sources)
     have = {m.name for m in measures}
     j_at = {int(o): np.array([j_of[int(c + o)] for c in cut_days], dtype=np.int64) for o in offsets}
 
@@ -239,38 +264,65 @@ def build_feature_table(
 
     # One source at a time, one measure at a time: each running array lives only until its columns are cut
     # out of it, which keeps peak memory near one (customers x slots) array plus the output.
+    def offsets_for(m: Measure) -> set[int]:
+        needed = {0, *label_offsets.get(m.name, ())}
+        if m.name in windowed:
+            needed |= {-w for w in windows}
+            if windowed[m.name] in TRENDED:
+                needed |= {-2 * w for w in windows}
+        return needed
+
     for source in ("orders", "returns", "events"):
         ms = [m for m in measures if m.source == source]
         if not ms:
             continue
-        reduced = con.sql(_source_sql(source, ms, sources)).to_arrow_table()
-        roll = _Rollup(
-            n_cust,
-            n_slots,
-            reduced.column("cust_idx").to_numpy().astype(np.int64),
-            reduced.column("slot").to_numpy().astype(np.int64),
-        )
+        # The reduced table stays inside DuckDB; each measure fetches only its non-empty cells.
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _reduced AS {_source_sql(source, ms, sources, lo)}")
+
+        def running(m: Measure) -> tuple[_Running, dict[int, np.ndarray]]:
+            """The measure's running values over its own coarse slots, and per offset the coarse index to
+            read for each cutoff. A measure needs only the edges its windows and labels use, so the fine
+            slots between two such edges are folded together (in DuckDB, over the measure's non-empty cells
+            only: most measures are sparse) before numpy sees them."""
+            needed = offsets_for(m)
+            edges = np.unique(np.concatenate([j_at[o] for o in needed]))
+            coarse = np.searchsorted(edges, np.arange(n_slots), side="left").astype(np.int32)
+            con.register("_coarse_df", pd.DataFrame({"slot": np.arange(n_slots, dtype=np.int32), "cs": coarse}))
+            keep = f"{m.name} IS NOT NULL" + (f" AND {m.name} <> 0" if m.rollup == "sum" else "")
+            cells = con.sql(
+                f"SELECT r.cust_idx, c.cs, CAST({_FOLD[m.rollup].format(m.name)} AS DOUBLE) AS v "
+                f"FROM _reduced r JOIN _coarse_df c ON r.slot = c.slot WHERE {keep} GROUP BY r.cust_idx, c.cs"
+            ).to_arrow_table()
+            run = _Running(
+                (n_cust, len(edges) + 1),
+                cells.column("cust_idx").to_numpy(),
+                cells.column("cs").to_numpy(),
+                cells.column("v").to_numpy(),
+                m.rollup,
+                integer=m.dtype == "int32",
+            )
+            return run, {o: np.searchsorted(edges, j_at[o]) for o in needed}
+
         if source == "orders":
             # Eligibility per cutoff: at least one order before c; in training, not lapsed.
-            n_run = roll.running(np.asarray(reduced.column("n_orders").to_numpy(zero_copy_only=False), float), "sum")
-            last_run = roll.running(
-                np.asarray(reduced.column("last_order_us").to_numpy(zero_copy_only=False), float), "max"
-            )
+            n_run, n_j = running(next(m for m in ms if m.name == "n_orders"))
+            last_run, last_j = running(next(m for m in ms if m.name == "last_order_us"))
             picks = []
-            for c in cut_days:
-                ok = n_run[:, j_of[int(c)]] > 0
+            for k, c in enumerate(cut_days):
+                ok = n_run.dense[:, n_j[0][k]] > 0
                 if training and config.max_recency_days is not None:
-                    ok &= (c * US_PER_DAY - last_run[:, j_of[int(c)]]) / US_PER_DAY <= config.max_recency_days
+                    last_us = last_run.dense[:, last_j[0][k]].astype(np.float64)
+                    ok &= (c * US_PER_DAY - last_us) / US_PER_DAY <= config.max_recency_days
                 picks.append(np.flatnonzero(ok))
             del n_run, last_run
             rows["cust"] = np.concatenate(picks)
             rows["k"] = np.concatenate([np.full(len(p), k, dtype=np.int64) for k, p in enumerate(picks)])
         rc, rk = rows["cust"], rows["k"]
         for m in ms:
-            run = roll.running(np.asarray(reduced.column(m.name).to_numpy(zero_copy_only=False), float), m.rollup)
+            run, jj = running(m)
 
-            def at(o: int, run: np.ndarray = run, rc: np.ndarray = rc, rk: np.ndarray = rk) -> np.ndarray:
-                return run[rc, j_at[o][rk]]
+            def at(o: int, run: _Running = run, jj: dict = jj, rc: np.ndarray = rc, rk: np.ndarray = rk) -> np.ndarray:
+                return run.at(rc, jj[o][rk])
 
             now = at(0)
             base[(m.name, 0)] = now
@@ -286,7 +338,11 @@ def build_feature_table(
                     if prefix in TRENDED:
                         put(f"{prefix}_trend_{w}d", (now - before) - (before - at(-2 * w)), fam, dtype)
             del run
-        del reduced, roll
+        con.execute("DROP TABLE _reduced")
+
+    # Windowed columns in definition order, whatever order the groups were folded in.
+    ordered = [n for m in measures if m.name in windowed for n in _windowed_names(windowed[m.name], windows)]
+    out = {n: out[n] for n in ordered if n in out}
 
     rc, rk = rows["cust"], rows["k"]
     c_day = cut_days[rk]
@@ -354,7 +410,7 @@ def build_feature_table(
     # Cutoff calendar: seasonality is a property of the cutoff, known in advance.
     cut_ts = pd.to_datetime(c_day, unit="D")
     put("cutoff_month", np.asarray(cut_ts.month), "calendar", "int32")
-    put("cutoff_day_of_year", np.asarray(cut_ts.dayofyear), "calendar", "int32")
+    put("cutoff_day_of_year", np.asarray(cut_ts.day_of_year), "calendar", "int32")
 
     # Labels: [c, c + h); null where c + h is after the end of the data.
     end_day = to_day(end) if pd.Timestamp(end) == pd.Timestamp(end).floor("D") else to_day(end) + 1
@@ -402,6 +458,18 @@ def build_feature_table(
     return table, manifest
 
 
+def _windowed_names(prefix: str, windows: tuple[int, ...]) -> list[str]:
+    names = []
+    for w in windows:
+        names.append(f"{prefix}_{w}d")
+        if prefix in TRENDED:
+            names.append(f"{prefix}_trend_{w}d")
+    return names
+
+
+# Folding fine slots into a measure's coarse slots: the same aggregate again (the latest slot wins for last).
+_FOLD = {"sum": "sum({0})", "max": "max({0})", "min": "min({0})", "last": "arg_max({0}, r.slot)"}
+
 _FAMILY_OF_MEASURE = {
     "n_orders": "purchase",
     "revenue": "purchase",
@@ -438,8 +506,8 @@ def _customer_attributes(
         signup_us = attrs.column("signup_ts").cast(pa.int64()).to_numpy(zero_copy_only=False)
         signup_us = np.asarray(signup_us, dtype=np.float64)[rc]
         age = (c_day * float(US_PER_DAY) - signup_us) / US_PER_DAY
-        # A signup after the cutoff is unknown at the cutoff: treat it as missing.
-        result["signup_age_days"] = pa.array(np.where(age >= 0, age, np.nan).astype(np.float32), from_pandas=True)
+        # A signup at or after the cutoff is unknown at the cutoff (features see only < c): missing.
+        result["signup_age_days"] = pa.array(np.where(age > 0, age, np.nan).astype(np.float32), from_pandas=True)
     for c in CATEGORICAL_FEATURES:
         if c in wanted:
             result[c] = attrs.column(c).combine_chunks().cast(pa.string()).take(idx)

@@ -37,24 +37,32 @@ class Measure:
     dtype: str = "float64"
 
 
+def exact_sum(expr: str) -> str:
+    """A sum that does not depend on the order rows are added in (DuckDB and Spark sum in parallel), so the
+    same data always gives bit-identical features: summed as DECIMAL(38, 6), six decimals kept. NaN (a
+    missing value in Parquet floats) counts as missing."""
+    return f"sum(TRY_CAST({expr} AS DECIMAL(38, 6)))"
+
+
 def _event(name: str, event_type: str, expr: str, rollup: Rollup, dtype: str = "float64") -> Measure:
-    return Measure(name, "events", expr, rollup, event_type=event_type, dtype=dtype)
+    needs = ("value",) if "value" in expr else ()
+    return Measure(name, "events", expr, rollup, needs_columns=needs, event_type=event_type, dtype=dtype)
 
 
 # Time in the reduce step: ``ts_us`` is the row's timestamp in microseconds since 1970-01-01 (UTC).
 MEASURES: tuple[Measure, ...] = (
     # Purchase behaviour.
     Measure("n_orders", "orders", "count(*)", "sum", dtype="int32"),
-    Measure("revenue", "orders", "sum(amount)", "sum"),
-    Measure("discount", "orders", "sum(coalesce(discount_amount, 0))", "sum", needs_columns=("discount_amount",)),
+    Measure("revenue", "orders", exact_sum("amount"), "sum"),
+    Measure("discount", "orders", exact_sum("coalesce(discount_amount, 0)"), "sum", needs_columns=("discount_amount",)),
     Measure("items", "orders", "sum(coalesce(items, 0))", "sum", needs_columns=("items",)),
     Measure("gap_n", "orders", "count(gap_days)", "sum", dtype="int32"),
-    Measure("gap_sum", "orders", "sum(gap_days)", "sum"),
-    Measure("gap_sq", "orders", "sum(gap_days * gap_days)", "sum"),
+    Measure("gap_sum", "orders", exact_sum("gap_days"), "sum"),
+    Measure("gap_sq", "orders", exact_sum("gap_days * gap_days"), "sum"),
     Measure("last_order_us", "orders", "max(ts_us)", "max", dtype="int64"),
     Measure("first_order_us", "orders", "min(ts_us)", "min", dtype="int64"),
     Measure("n_returns", "returns", "count(*)", "sum", dtype="int32"),
-    Measure("return_value", "returns", "sum(amount)", "sum"),
+    Measure("return_value", "returns", exact_sum("amount"), "sum"),
     # Engagement.
     _event("n_session", "session", "count(*)", "sum", "int32"),
     _event("last_session_us", "session", "max(ts_us)", "max", "int64"),
@@ -69,13 +77,13 @@ MEASURES: tuple[Measure, ...] = (
     # Experience and loyalty.
     _event("n_support_ticket", "support_ticket", "count(*)", "sum", "int32"),
     _event("n_review", "review", "count(value)", "sum", "int32"),
-    _event("review_sum", "review", "sum(value)", "sum"),
+    _event("review_sum", "review", exact_sum("value"), "sum"),
     _event("review_last", "review", "value", "last"),
     _event("n_nps", "nps", "count(value)", "sum", "int32"),
-    _event("nps_sum", "nps", "sum(value)", "sum"),
+    _event("nps_sum", "nps", exact_sum("value"), "sum"),
     _event("nps_last", "nps", "value", "last"),
-    _event("points_earned", "loyalty_points_earned", "sum(coalesce(value, 0))", "sum"),
-    _event("points_redeemed", "loyalty_points_redeemed", "sum(coalesce(value, 0))", "sum"),
+    _event("points_earned", "loyalty_points_earned", exact_sum("coalesce(value, 0)"), "sum"),
+    _event("points_redeemed", "loyalty_points_redeemed", exact_sum("coalesce(value, 0)"), "sum"),
     _event("loyalty_tier_last", "loyalty_tier_change", "value", "last"),
     _event("n_coupon_redeemed", "coupon_redeemed", "count(*)", "sum", "int32"),
     # Any event type the contract does not name is still counted, so a shop's own events are not lost.

@@ -13,6 +13,7 @@ from typing import Annotated
 
 import click
 import typer
+import typer._click.exceptions as typer_click_exceptions
 
 from pipelines.console import console
 from pipelines.errors import ChurnError
@@ -133,11 +134,12 @@ def main() -> None:
     """Entry point: run the app, turning expected failures into one paragraph and an exit code."""
     try:
         rc = app(standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except (click.exceptions.Exit, typer.Exit) as exc:
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, typer.Abort):
         _fail("aborted.", 130)
-    except click.exceptions.ClickException as exc:
+    # typer bundles its own copy of click, whose usage errors are not click's classes.
+    except (click.exceptions.ClickException, typer_click_exceptions.ClickException) as exc:
         exc.show()
         sys.exit(exc.exit_code)
     except ChurnError as exc:
