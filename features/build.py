@@ -179,15 +179,17 @@ class _Running:
             np.maximum.accumulate(self.last, axis=1, out=self.last)
 
     def at(self, rc: np.ndarray, j: np.ndarray) -> np.ndarray:
+        # Flat take on the row-major array: about twice as fast as 2-D fancy indexing.
+        flat = rc * self.dense.shape[1] + j
         if self.rollup == "sum":
-            return self.dense[rc, j].astype(np.float64)
+            return np.take(self.dense.ravel(), flat).astype(np.float64)
         if self.rollup in ("max", "min"):
-            raw = self.dense[rc, j]
+            raw = np.take(self.dense.ravel(), flat)
             out = raw.astype(np.float64)
             out[raw == self.sentinel] = np.nan
             return out
-        i = self.last[rc, j]
-        out = self.dense[rc, np.maximum(i, 0)]
+        i = np.take(self.last.ravel(), flat)
+        out = np.take(self.dense.ravel(), rc * self.dense.shape[1] + np.maximum(i, 0))
         out[i < 0] = np.nan
         return out
 
@@ -203,11 +205,13 @@ def build_feature_table(
     end: pd.Timestamp,
     config: FeatureConfig,
     training: bool,
+    keep_lapsed_at: tuple[pd.Timestamp, ...] = (),
 ) -> tuple[pa.Table, dict]:
     """Features (and labels) for every eligible customer at every cutoff, plus a manifest.
 
     ``end`` is the end of the data (labels whose horizon passes it are null). ``training`` drops lapsed
-    customers (see ``FeatureConfig.max_recency_days``); otherwise they stay, flagged ``is_lapsed``.
+    customers (see ``FeatureConfig.max_recency_days``) except at the cutoffs in ``keep_lapsed_at`` (a
+    scoring cutoff built in the same pass); otherwise they stay, flagged ``is_lapsed``.
     Returns the table sorted by cutoff then customer_id, and a manifest naming the features produced,
     the families skipped and why.
     """
@@ -308,9 +312,10 @@ def build_feature_table(
             n_run, n_j = running(next(m for m in ms if m.name == "n_orders"))
             last_run, last_j = running(next(m for m in ms if m.name == "last_order_us"))
             picks = []
+            keep_days = {to_day(c) for c in keep_lapsed_at}
             for k, c in enumerate(cut_days):
                 ok = n_run.dense[:, n_j[0][k]] > 0
-                if training and config.max_recency_days is not None:
+                if training and config.max_recency_days is not None and int(c) not in keep_days:
                     last_us = last_run.dense[:, last_j[0][k]].astype(np.float64)
                     ok &= (c * US_PER_DAY - last_us) / US_PER_DAY <= config.max_recency_days
                 picks.append(np.flatnonzero(ok))
@@ -325,13 +330,15 @@ def build_feature_table(
                 return run.at(rc, jj[o][rk])
 
             now = at(0)
-            base[(m.name, 0)] = now
+            if m.name not in windowed or m.name in _TOTALS_USED:
+                base[(m.name, 0)] = now
             for h in label_offsets.get(m.name, ()):
                 base[(m.name, h)] = at(h)
             if m.name in windowed:
                 prefix = windowed[m.name]
                 fam = _FAMILY_OF_MEASURE.get(m.name, "engagement")
-                dtype = "int32" if m.dtype == "int32" else "float64"
+                # float32 features (money too): a tree model bins them anyway; labels stay float64.
+                dtype = "int32" if m.dtype == "int32" else "float32"
                 for w in windows:
                     before = at(-w)
                     put(f"{prefix}_{w}d", now - before, fam, dtype)
@@ -356,7 +363,7 @@ def build_feature_table(
     put("tenure_days", (c_us - now["first_order_us"]) / US_PER_DAY, "purchase")
     put("orders_total", orders_total, "purchase", "int32")
     put("frequency", orders_total - 1, "purchase", "int32")
-    put("revenue_total", revenue_total, "purchase", "float64")
+    put("revenue_total", revenue_total, "purchase")
     put("monetary_value", _ratio(revenue_total, orders_total), "purchase")
     gap_n = now["gap_n"]
     gap_mean = _ratio(now["gap_sum"], gap_n)
@@ -372,7 +379,7 @@ def build_feature_table(
         put("items_per_order", _ratio(now["items"], orders_total), "purchase")
     if "n_returns" in have:
         put("returns_total", now["n_returns"], "purchase", "int32")
-        put("returns_value_total", now["return_value"], "purchase", "float64")
+        put("returns_value_total", now["return_value"], "purchase")
         put("return_rate", _ratio(now["return_value"], revenue_total), "purchase")
 
     # Engagement.
@@ -405,7 +412,7 @@ def build_feature_table(
     if "points_earned" in have or "points_redeemed" in have:
         earned = now.get("points_earned", 0.0)
         redeemed = now.get("points_redeemed", 0.0)
-        put("loyalty_points_balance", earned - redeemed, "loyalty", "float64")
+        put("loyalty_points_balance", earned - redeemed, "loyalty")
 
     # Cutoff calendar: seasonality is a property of the cutoff, known in advance.
     cut_ts = pd.to_datetime(c_day, unit="D")
@@ -466,6 +473,11 @@ def _windowed_names(prefix: str, windows: tuple[int, ...]) -> list[str]:
             names.append(f"{prefix}_trend_{w}d")
     return names
 
+
+# Windowed measures whose all-history total derived features or labels also need.
+_TOTALS_USED = frozenset(
+    {"n_orders", "revenue", "n_returns", "return_value", "points_earned", "points_redeemed", "n_support_ticket"}
+)
 
 # Folding fine slots into a measure's coarse slots: the same aggregate again (the latest slot wins for last).
 _FOLD = {"sum": "sum({0})", "max": "max({0})", "min": "min({0})", "last": "arg_max({0}, r.slot)"}

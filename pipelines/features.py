@@ -14,6 +14,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from features.build import FeatureConfig, build_feature_table
@@ -96,9 +97,18 @@ def data_span(con: duckdb.DuckDBPyConnection) -> tuple[pd.Timestamp, pd.Timestam
     return pd.Timestamp(first), pd.Timestamp(last)
 
 
+def _ts(when: pd.Timestamp, table: pa.Table) -> pa.Scalar:
+    return pa.scalar(when.to_datetime64(), table.schema.field("cutoff").type)
+
+
 def _write(table: pa.Table, manifest: dict, out: Path) -> None:
+    strings = [f.name for f in table.schema if pa.types.is_string(f.type)]
     with atomic_path(out) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+        # Snappy, dictionaries for the text columns only and statistics for the keys only: writing a
+        # 5 M x 120 panel is then about twice as fast as the zstd default, for ~25 % more bytes.
+        pq.write_table(
+            table, tmp, compression="snappy", use_dictionary=strings, write_statistics=["customer_id", "cutoff"]
+        )
     write_json(manifest, manifest_path(out))
 
 
@@ -127,24 +137,42 @@ def run(data: Path, out_dir: Path, params_path: Path) -> None:
     for m in messages:
         console.print(f"[yellow]{m}[/yellow]")
     end = data_end(last)
-    with step("features (training panel)") as s:
-        if not cutoffs:
-            raise DataContractError(
-                f"no training cutoff fits the data ({first.date()} to {last.date()}) with a {min_h}-day label "
-                f"horizon: use more data, shorter labels.*_horizon_days, or explicit features.cutoffs.dates."
+    as_of = scoring_cutoff(feats.cutoffs, last)
+    if not cutoffs:
+        raise DataContractError(
+            f"no training cutoff fits the data ({first.date()} to {last.date()}) with a {min_h}-day label "
+            f"horizon: use more data, shorter labels.*_horizon_days, or explicit features.cutoffs.dates."
+        )
+    with step("features (training panel + scoring table)") as s:
+        if as_of in cutoffs:
+            # A scoring date equal to a training cutoff needs lapsed customers there too: two passes.
+            panel, manifest = build_feature_table(con, cutoffs, end, config, training=True)
+            scoring, smanifest = build_feature_table(con, [as_of], end, config, training=False)
+        else:
+            # One pass over the data for both: the scoring cutoff keeps lapsed customers (flagged).
+            both, manifest = build_feature_table(
+                con, [*cutoffs, as_of], end, config, training=True, keep_lapsed_at=(as_of,)
             )
-        panel, manifest = build_feature_table(con, cutoffs, end, config, training=True)
+            # Rows are sorted by cutoff, so each cutoff is a contiguous block: slicing copies nothing.
+            if as_of > max(cutoffs):
+                n_panel = both.num_rows - pc.sum(pc.equal(both.column("cutoff"), _ts(as_of, both))).as_py()
+                panel, scoring = both.slice(0, n_panel), both.slice(n_panel)
+            else:
+                at_scoring = pc.equal(both.column("cutoff"), _ts(as_of, both))
+                scoring, panel = both.filter(at_scoring), both.filter(pc.invert(at_scoring))
+            del both
+            smanifest = {**manifest, "cutoffs": [str(as_of.date())]}
+            manifest = {**manifest, "cutoffs": [str(c.date()) for c in cutoffs]}
         _report_cutoffs(panel, cutoffs, manifest)
+        _report_cutoffs(scoring, [as_of], smanifest)
         if panel.num_rows == 0:
             raise DataContractError("no customer is eligible at any training cutoff: the panel would be empty.")
         s.rows = panel.num_rows
         span = f"{cutoffs[0].date()}..{cutoffs[-1].date()}"
-        s.detail = f"{len(cutoffs)} cutoffs {span}, {len(manifest['features'])} features"
-    with step("features (scoring table)") as s:
-        as_of = scoring_cutoff(feats.cutoffs, last)
-        scoring, smanifest = build_feature_table(con, [as_of], end, config, training=False)
-        s.rows = scoring.num_rows
-        s.detail = f"as of {as_of.date()}"
+        s.detail = (
+            f"{len(cutoffs)} cutoffs {span}, {len(manifest['features'])} features; "
+            f"scoring table {scoring.num_rows:,} rows as of {as_of.date()}"
+        )
     out_dir = Path(out_dir)
     _write(panel, manifest, out_dir / "panel.parquet")
     _write(scoring, smanifest, out_dir / "scoring.parquet")

@@ -110,7 +110,7 @@ def test_out_dir_writes_panel_and_scoring(tmp_path, data, params, churn):
         "scoring.features.json",
         "scoring.parquet",
     ]
-    assert "features (training panel)" in err and "features (scoring table)" in err
+    assert "features (training panel + scoring table)" in err and "scoring table" in err
 
     panel, info = pq.read_table(out / "panel.parquet"), manifest(out / "panel.features.json")
     check_table_and_manifest(panel, info)
