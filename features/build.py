@@ -108,8 +108,18 @@ def _day_expr(ts: str) -> str:
 
 
 def _measure_sql(m: Measure) -> str:
+    stored = "DOUBLE" if m.rollup == "last" else _STORED_TYPE[m.dtype]
+    return f"CAST({_aggregate_sql(m)} AS {stored}) AS {m.name}"
+
+
+# Narrow types for the reduced (customer, slot) table: counts fit INTEGER, per-slot money sums fit
+# DECIMAL(18, 6) (still exact), so the table DuckDB keeps between the scan and the roll-up stays small.
+_STORED_TYPE = {"int32": "INTEGER", "int64": "BIGINT", "float64": "DECIMAL(18, 6)"}
+
+
+def _aggregate_sql(m: Measure) -> str:
     if m.source != "events":
-        return f"{m.expr} AS {m.name}"
+        return m.expr
     if m.event_type == OTHER_EVENTS:
         known = ", ".join(f"'{t}'" for t in KNOWN_EVENT_TYPES)
         cond = f"event_type NOT IN ({known})"
@@ -117,8 +127,8 @@ def _measure_sql(m: Measure) -> str:
         cond = f"event_type = '{m.event_type}'"
     if m.rollup == "last":
         # The latest row's value; ties on the timestamp go to the larger value so the result is deterministic.
-        return f"arg_max({m.expr}, (ts_us, {m.expr})) FILTER (WHERE {cond} AND {m.expr} IS NOT NULL) AS {m.name}"
-    return f"{m.expr} FILTER (WHERE {cond}) AS {m.name}"
+        return f"arg_max({m.expr}, (ts_us, {m.expr})) FILTER (WHERE {cond} AND {m.expr} IS NOT NULL)"
+    return f"{m.expr} FILTER (WHERE {cond})"
 
 
 def _source_sql(source: str, measures: list[Measure], sources: Sources, first_map_day: int) -> str:
