@@ -320,13 +320,18 @@ def _problem_table(problems: list[v.Problem]) -> Table:
     return table
 
 
-def _report(data: Path, sources: dict[str, _Source], bounds: v.Bounds, problems: list[v.Problem]) -> dict:
+def _report(
+    data: Path, sources: dict[str, _Source], bounds: v.Bounds, problems: list[v.Problem], max_is_now: bool
+) -> dict:
+    # "now" rather than the clock reading when max_timestamp defaults to the run time: the same data must
+    # give a byte-identical output directory, or DVC would see a change on every run.
+    high = "now (time of the run)" if max_is_now else str(bounds.max_timestamp)
     return {
         "contract_version": CONTRACT_VERSION,
         "data": str(data),
         "bounds": {
             "min_timestamp": None if bounds.min_timestamp is None else str(bounds.min_timestamp),
-            "max_timestamp": None if bounds.max_timestamp is None else str(bounds.max_timestamp),
+            "max_timestamp": None if bounds.max_timestamp is None else high,
             "signup_grace_days": bounds.signup_grace / pd.Timedelta(days=1),
         },
         "tables": {
@@ -399,7 +404,8 @@ def run(
     ``now`` (naive UTC) stands in for the run time as default ``max_timestamp``; ``batch_rows``: events batch.
     """
     data, out = Path(data), Path(out)
-    bounds = bounds_from_params(load_section(ValidateParams, "validate", params_path), now)
+    params = load_section(ValidateParams, "validate", params_path)
+    bounds = bounds_from_params(params, now)
     with step("validate") as summary:
         sources, notes = _find_sources(data)
         errors = _contract_errors(sources, notes)
@@ -425,7 +431,7 @@ def run(
             if "events" in sources:
                 _stream_events(sources["events"], staged, bounds, batch_rows)
             problems = [p for name in TABLE_ORDER if name in sources for p in sources[name].problems] + notes
-            report = _report(data, sources, bounds, problems)
+            report = _report(data, sources, bounds, problems, max_is_now=params.max_timestamp is None)
             (staged / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         if metrics is not None:
             write_json(_metrics(sources, problems), Path(metrics))

@@ -569,3 +569,17 @@ def test_mixed_zones_across_event_batches(tmp_path, params):
     )
     (mixed,) = [p for p in rep["problems"] if p["rule"] == "mixed time zones (all converted to UTC)"]
     assert mixed["table"] == "events" and mixed["rows"] == 3
+
+
+def test_same_data_gives_byte_identical_output_whatever_the_clock_says(tmp_path):
+    """max_timestamp defaults to the run time; the output must not record it, or DVC sees a change each run."""
+    data = write_csvs(tmp_path / "in", SHOP)
+    params = tmp_path / "params_now.yaml"
+    params.write_text("validate:\n  max_timestamp: null\n")
+    stage.run(data=data, out=tmp_path / "a", metrics=None, params_path=params, now=pd.Timestamp("2026-01-01"))
+    stage.run(data=data, out=tmp_path / "b", metrics=None, params_path=params, now=pd.Timestamp("2026-06-30 13:45"))
+    files_a = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    files_b = sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*") if p.is_file())
+    assert files_a == files_b and files_a
+    for rel in files_a:
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
