@@ -1,0 +1,333 @@
+"""Churn classifier: preprocessing + LightGBM + a probability calibrator in one scikit-learn estimator.
+
+Grain: one row per (customer, cutoff). The label ``churned`` at cutoff ``c`` is "no order in ``[c, c + churn
+horizon)``"; features see only ``< c``. Training rows come from the training cutoffs, early stopping and
+calibration from the validation cutoffs (later in time, label horizons purged: :mod:`models.split`), so the
+probabilities are calibrated on data the booster did not fit.
+
+Calibration (``calibration="auto"``): the validation rows are split in two halves by a deterministic hash of
+``customer_id`` (a customer's rows stay in one half). Isotonic regression and Platt scaling (a logistic
+regression on the booster's log-odds) are each fitted on one half and scored on the other, both ways
+round (2-fold cross-fitting), so every validation row gets an out-of-fold calibrated probability from both
+methods. The method with the lower out-of-fold Brier score is chosen and refitted on all validation rows;
+``calibration_report_`` records the choice with both methods' Brier score and ECE, next to the
+uncalibrated booster's. The same validation rows also chose the number of trees (early stopping on log loss):
+a single integer, so they stay close to unseen for the calibrator.
+
+Class imbalance (``imbalance``): churners are the *majority* here (58-67 % per cutoff on the synthetic
+shop: the panel keeps customers up to a year after their last order), and the model's output is a
+calibrated probability, not a decision at a fixed threshold, so re-weighting classes only distorts the raw
+probabilities that calibration then has to undo. Measured on the synthetic shop (20,000 customers, monthly
+cutoffs 2024-05-01..2025-10-01, churn horizon 90 days, purged split with 2 validation cutoffs; mean over
+shop seeds 42, 7, 123 and test cutoffs 2025-08-01 and 2025-10-01; calibration chosen automatically):
+
+==============  ======  ===========  ================  =========  ==============  =====
+imbalance       AUC     Brier raw    Brier calibrated  ECE raw    ECE calibrated  trees
+==============  ======  ===========  ================  =========  ==============  =====
+none            0.7819  0.1815       0.1817            0.0170     0.0209          115
+is_unbalance    0.7814  0.1906       0.1821            0.0878     0.0222          157
+==============  ======  ===========  ================  =========  ==============  =====
+
+The default is ``"none"``: the same ranking, the best Brier score, fewer trees, nothing to undo. With it the
+booster (trained on log loss, a proper scoring rule) is already close to calibrated: Platt scaling is
+chosen (slope near 1) and moves the test Brier score by less than 0.0006 either way, while with
+``"is_unbalance"`` calibration is what repairs the probabilities (Brier 0.1906 -> 0.1821). The residual ECE
+is largest at the October test cutoff (about 0.027), whose churn rate (0.58) is well below that of the
+June/July validation cutoffs (0.67). ``"is_unbalance"`` (LightGBM's class re-weighting) and
+``"scale_pos_weight"`` (weight of the positive class; None = n_neg / n_pos of the training rows) stay
+available for shops where churners are rare.
+
+Determinism: ``deterministic=True``, ``force_row_wise=True`` (measured 2.3 s against 3.3 s column-wise on the
+panel above, 2 threads; forcing one also removes LightGBM's timing-based choice), one ``seed`` for every
+LightGBM random source, and a fixed customer hash for the calibration halves: the same data and parameters
+give identical predictions (measured identical with 1 and 2 threads too).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+from sklearn.utils.validation import check_is_fitted
+
+from models import metrics
+from models.preprocess import FeaturePreprocessor
+
+__all__ = ["ChurnClassifier", "customer_half"]
+
+IMBALANCE_MODES = ("none", "is_unbalance", "scale_pos_weight")
+CALIBRATION_MODES = ("auto", "isotonic", "sigmoid")
+# Calibrated probabilities are kept inside [PROB_EPS, 1 - PROB_EPS]: isotonic regression can return exact
+# 0 or 1, a certainty no churn model has.
+PROB_EPS = 1e-6
+
+
+def booster_kwargs(est: Any) -> dict[str, Any]:
+    """LightGBM scikit-learn keyword arguments shared by every booster of the package, from an estimator
+    carrying the common hyper-parameters (names as in params files: LightGBM's own names)."""
+    return {
+        "n_estimators": est.n_estimators,
+        "learning_rate": est.learning_rate,
+        "num_leaves": est.num_leaves,
+        "min_child_samples": est.min_child_samples,
+        "colsample_bytree": est.feature_fraction,
+        "subsample": est.bagging_fraction,
+        "subsample_freq": est.bagging_freq,
+        "reg_lambda": est.lambda_l2,
+        "random_state": est.seed,
+        "n_jobs": est.n_jobs,
+        "deterministic": True,
+        "force_row_wise": True,
+        "verbose": -1,
+    }
+
+
+def early_stopping(est: Any) -> list:
+    """The early-stopping callback (first metric only, silent)."""
+    return [lgb.early_stopping(est.early_stopping_rounds, first_metric_only=True, verbose=False)]
+
+
+def as_binary(y: Any, name: str = "y") -> np.ndarray:
+    """Labels as a 0/1 int8 array; raises ``ValueError`` on nulls or values other than 0/1/False/True."""
+    s = pd.Series(y) if not isinstance(y, pd.Series) else y
+    if s.isna().any():
+        raise ValueError(f"{name} has {int(s.isna().sum())} null label(s): drop rows whose label horizon is incomplete")
+    v = s.to_numpy(dtype=np.float64)
+    if not np.isin(v, (0.0, 1.0)).all():
+        raise ValueError(f"{name} must be binary (0/1 or booleans)")
+    return v.astype(np.int8)
+
+
+def customer_half(ids: pd.Series | np.ndarray | Sequence[str]) -> np.ndarray:
+    """0/1 half of each row, from a fixed hash of its customer id (pandas' SipHash with its default key):
+    deterministic across runs and machines, and the same customer always lands in the same half."""
+    s = pd.Series(np.asarray(ids)).astype(str)
+    return (pd.util.hash_pandas_object(s, index=False).to_numpy() % np.uint64(2)).astype(np.int8)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+class _Platt:
+    """Platt scaling: ``p = sigmoid(a * margin + b)``, fitted by unpenalised logistic regression."""
+
+    def fit(self, margin: np.ndarray, y: np.ndarray) -> _Platt:
+        lr = LogisticRegression(C=np.inf).fit(margin.reshape(-1, 1), y)
+        self.a_, self.b_ = float(lr.coef_[0, 0]), float(lr.intercept_[0])
+        return self
+
+    def predict(self, margin: np.ndarray) -> np.ndarray:
+        return _sigmoid(self.a_ * margin + self.b_)
+
+
+class _Isotonic:
+    """Isotonic regression of the label on the booster's margin (non-decreasing, clipped outside the range)."""
+
+    def fit(self, margin: np.ndarray, y: np.ndarray) -> _Isotonic:
+        self.iso_ = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip")
+        self.iso_.fit(margin, y)
+        return self
+
+    def predict(self, margin: np.ndarray) -> np.ndarray:
+        return self.iso_.predict(margin)
+
+
+_CALIBRATORS = {"isotonic": _Isotonic, "sigmoid": _Platt}
+
+
+class ChurnClassifier(ClassifierMixin, BaseEstimator):
+    """P(churn in the horizon) for each (customer, cutoff) row: ONE artefact from feature table to calibrated
+    probability.
+
+    ``fit(X_train, y_train, X_valid, y_valid)`` fits the preprocessor on the training rows, LightGBM with
+    early stopping on the validation rows, then the calibrator on the validation rows (module docstring).
+    ``X_*`` are feature tables (extra columns such as keys and labels are ignored); ``X_valid`` must also
+    carry ``calibration_key`` (``customer_id``) for the calibration halves. ``y_*``: ``churned`` (0/1 or
+    bool, no nulls).
+
+    ``predict_proba(X)`` -> (n, 2) calibrated probabilities [P(stay), P(churn)]; ``predict(X)`` -> 1 where
+    P(churn) >= 0.5. A table lacking a fitted feature column raises ``ValueError`` naming the columns.
+    """
+
+    def __init__(
+        self,
+        features: Sequence[str] | None = None,
+        categorical: Sequence[str] | None = None,
+        min_category_count: int = 20,
+        imbalance: str = "none",
+        scale_pos_weight: float | None = None,
+        calibration: str = "auto",
+        calibration_key: str = "customer_id",
+        num_leaves: int = 31,
+        learning_rate: float = 0.05,
+        n_estimators: int = 1000,
+        min_child_samples: int = 100,
+        feature_fraction: float = 0.8,
+        bagging_fraction: float = 0.8,
+        bagging_freq: int = 1,
+        lambda_l2: float = 1.0,
+        early_stopping_rounds: int = 50,
+        seed: int = 42,
+        n_jobs: int = -1,
+    ):
+        self.features = features
+        self.categorical = categorical
+        self.min_category_count = min_category_count
+        self.imbalance = imbalance
+        self.scale_pos_weight = scale_pos_weight
+        self.calibration = calibration
+        self.calibration_key = calibration_key
+        self.num_leaves = num_leaves
+        self.learning_rate = learning_rate
+        self.n_estimators = n_estimators
+        self.min_child_samples = min_child_samples
+        self.feature_fraction = feature_fraction
+        self.bagging_fraction = bagging_fraction
+        self.bagging_freq = bagging_freq
+        self.lambda_l2 = lambda_l2
+        self.early_stopping_rounds = early_stopping_rounds
+        self.seed = seed
+        self.n_jobs = n_jobs
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X_train: pd.DataFrame, y_train: Any, X_valid: pd.DataFrame, y_valid: Any) -> ChurnClassifier:
+        """Preprocessor and booster on the training rows (early stopping on validation log loss), then the
+        calibrator on the validation rows. Returns self."""
+        if self.imbalance not in IMBALANCE_MODES:
+            raise ValueError(f"imbalance must be one of {IMBALANCE_MODES}, got {self.imbalance!r}")
+        if self.calibration not in CALIBRATION_MODES:
+            raise ValueError(f"calibration must be one of {CALIBRATION_MODES}, got {self.calibration!r}")
+        if self.calibration_key not in X_valid.columns:
+            raise ValueError(
+                f"X_valid needs the column {self.calibration_key!r}: validation rows are split into "
+                f"calibration halves by customer"
+            )
+        yt, yv = as_binary(y_train, "y_train"), as_binary(y_valid, "y_valid")
+        if len(yt) != len(X_train) or len(yv) != len(X_valid):
+            raise ValueError("X and y must have the same number of rows")
+        if yt.min() == yt.max() or yv.min() == yv.max():
+            raise ValueError("training and validation labels must each contain both classes")
+
+        self.preprocessor_ = FeaturePreprocessor(self.features, self.categorical, self.min_category_count)
+        Xt = self.preprocessor_.fit_transform(X_train)
+        Xv = self.preprocessor_.transform(X_valid)
+
+        extra: dict[str, Any] = {}
+        if self.imbalance == "is_unbalance":
+            extra["is_unbalance"] = True
+        elif self.imbalance == "scale_pos_weight":
+            n_pos = int(yt.sum())
+            extra["scale_pos_weight"] = (
+                float(self.scale_pos_weight) if self.scale_pos_weight is not None else (len(yt) - n_pos) / n_pos
+            )
+        self.booster_params_ = {"objective": "binary", **booster_kwargs(self), **extra}
+        self.model_ = lgb.LGBMClassifier(**self.booster_params_)
+        self.model_.fit(
+            Xt,
+            yt,
+            eval_X=(Xv,),
+            eval_y=(yv,),
+            eval_metric="binary_logloss",
+            feature_name=list(self.preprocessor_.features_),
+            categorical_feature=list(self.preprocessor_.categorical_indices_),
+            callbacks=early_stopping(self),
+        )
+        self.best_iteration_ = int(self.model_.best_iteration_ or self.n_estimators)
+        self.classes_ = np.array([0, 1])
+        self.n_features_in_ = self.preprocessor_.n_features_in_
+        self.n_train_rows_, self.n_valid_rows_ = len(yt), len(yv)
+        self.positive_rate_train_ = float(yt.mean())
+
+        self._fit_calibrator(self._margin(Xv), yv, customer_half(X_valid[self.calibration_key]))
+        return self
+
+    def _fit_calibrator(self, margin: np.ndarray, y: np.ndarray, half: np.ndarray) -> None:
+        """Cross-fit both calibrators over the two customer halves, choose by out-of-fold Brier, refit."""
+        for h in (0, 1):
+            yh = y[half == h]
+            if yh.size == 0 or yh.min() == yh.max():
+                raise ValueError("each calibration half of the validation rows needs both classes")
+        oof = {name: np.empty(y.size) for name in _CALIBRATORS}
+        for h in (0, 1):
+            fit_rows, eval_rows = half == h, half != h
+            for name, cls in _CALIBRATORS.items():
+                cal = cls().fit(margin[fit_rows], y[fit_rows])
+                oof[name][eval_rows] = cal.predict(margin[eval_rows])
+        scored = {"uncalibrated": _sigmoid(margin), **{k: np.clip(v, PROB_EPS, 1 - PROB_EPS) for k, v in oof.items()}}
+        report: dict[str, Any] = {}
+        for name, p in scored.items():
+            report[f"brier_{name}"] = metrics.brier(y, p)
+            report[f"ece_{name}"] = metrics.expected_calibration_error(y, p)
+        chosen = self.calibration
+        if chosen == "auto":
+            # Ties go to Platt scaling: two parameters, smooth.
+            chosen = "isotonic" if report["brier_isotonic"] < report["brier_sigmoid"] else "sigmoid"
+        self.calibrator_ = _CALIBRATORS[chosen]().fit(margin, y)
+        self.calibration_report_ = {
+            "method": chosen,
+            "selection": "auto" if self.calibration == "auto" else "fixed",
+            **report,
+            "n_rows": int(y.size),
+            "n_rows_half_0": int((half == 0).sum()),
+            "n_rows_half_1": int((half == 1).sum()),
+            "positive_rate": float(y.mean()),
+        }
+        if chosen == "sigmoid":
+            # slope 1, intercept 0 = the booster was already calibrated on these rows.
+            self.calibration_report_["sigmoid_slope"] = self.calibrator_.a_
+            self.calibration_report_["sigmoid_intercept"] = self.calibrator_.b_
+
+    # -------------------------------------------------------------- predict
+    def _margin(self, Xp: np.ndarray) -> np.ndarray:
+        # The Booster itself: the matrix is already checked and ordered by the preprocessor.
+        return np.asarray(self.model_.booster_.predict(Xp, raw_score=True, num_iteration=self.best_iteration_), float)
+
+    def predict_margin(self, X: pd.DataFrame) -> np.ndarray:
+        """The booster's raw score (log-odds, before calibration), shape (n,)."""
+        check_is_fitted(self, "calibrator_")
+        return self._margin(self.preprocessor_.transform(X))
+
+    def predict_uncalibrated(self, X: pd.DataFrame) -> np.ndarray:
+        """The booster's own P(churn), ``sigmoid(margin)``, shape (n,): for comparison with the calibrated one."""
+        return _sigmoid(self.predict_margin(X))
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """Calibrated probabilities, shape (n, 2): column 0 P(no churn), column 1 P(churn)."""
+        p = np.clip(self.calibrator_.predict(self.predict_margin(X)), PROB_EPS, 1 - PROB_EPS)
+        return np.column_stack([1.0 - p, p])
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """1 (churn) where the calibrated P(churn) >= 0.5, else 0."""
+        return self.classes_[(self.predict_proba(X)[:, 1] >= 0.5).astype(np.int64)]
+
+    # ------------------------------------------------------------ inspect
+    @property
+    def features_(self) -> list[str]:
+        """The fitted feature columns, in model order."""
+        check_is_fitted(self, "preprocessor_")
+        return list(self.preprocessor_.features_)
+
+    def feature_importance(self) -> pd.DataFrame:
+        """Per feature: ``gain`` (total loss reduction of its splits) and ``split`` (number of splits), over
+        the trees up to the best iteration; sorted by gain, descending."""
+        check_is_fitted(self, "model_")
+        return importance_frame(self.model_.booster_, self.best_iteration_)
+
+
+def importance_frame(booster: lgb.Booster, iteration: int | None) -> pd.DataFrame:
+    """Gain and split importance of a booster as a DataFrame (feature, gain, split), by gain descending."""
+    frame = pd.DataFrame(
+        {
+            "feature": booster.feature_name(),
+            "gain": booster.feature_importance("gain", iteration=iteration).astype(np.float64),
+            "split": booster.feature_importance("split", iteration=iteration).astype(np.int64),
+        }
+    )
+    return frame.sort_values(["gain", "feature"], ascending=[False, True], ignore_index=True)

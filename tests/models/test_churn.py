@@ -1,0 +1,171 @@
+"""ChurnClassifier: one artefact (preprocessing + booster + calibrator), deterministic, calibrated, guarded."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone, is_classifier
+
+from models import metrics
+from models.churn import ChurnClassifier, customer_half
+
+
+@pytest.fixture(scope="module")
+def test_rows(churn_frames) -> pd.DataFrame:
+    return churn_frames[2]
+
+
+@pytest.fixture(scope="module")
+def reweighted_model(churn_frames, feature_args, fast) -> ChurnClassifier:
+    """A booster whose raw probabilities are distorted on purpose (class re-weighting)."""
+    train, valid, _ = churn_frames
+    return ChurnClassifier(**feature_args, **fast, imbalance="is_unbalance").fit(
+        train, train["churned"], valid, valid["churned"]
+    )
+
+
+def test_outputs(churn_model, test_rows, fast):
+    proba = churn_model.predict_proba(test_rows)
+    assert proba.shape == (len(test_rows), 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert ((proba > 0) & (proba < 1)).all()
+    pred = churn_model.predict(test_rows)
+    np.testing.assert_array_equal(pred, (proba[:, 1] >= 0.5).astype(int))
+    assert is_classifier(churn_model)
+    assert 0 < churn_model.best_iteration_ < fast["n_estimators"]  # early stopping stopped it
+
+
+def test_same_data_and_params_give_identical_predictions(churn_model, churn_frames, test_rows):
+    train, valid, _ = churn_frames
+    again = clone(churn_model).fit(train, train["churned"], valid, valid["churned"])
+    np.testing.assert_array_equal(again.predict_proba(test_rows), churn_model.predict_proba(test_rows))
+    assert again.calibration_report_ == churn_model.calibration_report_
+    pd.testing.assert_frame_equal(again.feature_importance(), churn_model.feature_importance())
+
+
+def test_calibration_choice_is_recorded(churn_model):
+    report = churn_model.calibration_report_
+    assert report["selection"] == "auto" and report["method"] in ("isotonic", "sigmoid")
+    other = "sigmoid" if report["method"] == "isotonic" else "isotonic"
+    assert report[f"brier_{report['method']}"] <= report[f"brier_{other}"]
+    for key in ("brier_uncalibrated", "ece_isotonic", "ece_sigmoid", "ece_uncalibrated"):
+        assert 0 <= report[key] < 1
+    assert report["n_rows_half_0"] + report["n_rows_half_1"] == report["n_rows"] == churn_model.n_valid_rows_
+
+
+def test_calibration_improves_brier_on_the_test_cutoff(reweighted_model, test_rows):
+    """Re-weighted classes shift the booster's probabilities; calibration on the validation cutoffs must
+    repair them on the later, untouched test cutoff."""
+    y = test_rows["churned"].astype(int)
+    raw, calibrated = reweighted_model.predict_uncalibrated(test_rows), reweighted_model.predict_proba(test_rows)[:, 1]
+    assert metrics.brier(y, calibrated) < metrics.brier(y, raw) - 0.005
+    assert metrics.expected_calibration_error(y, calibrated) < metrics.expected_calibration_error(y, raw) / 2
+    # ranking is untouched by a monotone calibrator (isotonic may merge ties: at most a tiny change)
+    assert metrics.roc_auc(y, calibrated) == pytest.approx(metrics.roc_auc(y, raw), abs=0.002)
+
+
+def test_calibration_does_not_hurt_an_already_calibrated_booster(churn_model, test_rows):
+    """With the default (no re-weighting) the log-loss booster is close to calibrated already: the chosen
+    calibrator must then be close to the identity and leave the test Brier score within 0.001."""
+    y = test_rows["churned"].astype(int)
+    raw, calibrated = churn_model.predict_uncalibrated(test_rows), churn_model.predict_proba(test_rows)[:, 1]
+    assert abs(metrics.brier(y, calibrated) - metrics.brier(y, raw)) < 0.001
+    if churn_model.calibration_report_["method"] == "sigmoid":
+        assert churn_model.calibration_report_["sigmoid_slope"] == pytest.approx(1.0, abs=0.15)
+
+
+@pytest.mark.parametrize("method", ["isotonic", "sigmoid"])
+def test_fixed_calibration_method(churn_model, churn_frames, method):
+    train, valid, test = churn_frames
+    model = clone(churn_model).set_params(calibration=method).fit(train, train["churned"], valid, valid["churned"])
+    assert model.calibration_report_["method"] == method and model.calibration_report_["selection"] == "fixed"
+    # same booster as the auto model: only the calibrator differs
+    np.testing.assert_array_equal(model.predict_margin(test), churn_model.predict_margin(test))
+
+
+def test_unseen_and_missing_categories_score_predictably(churn_model, test_rows):
+    rows = test_rows.head(500)
+    unseen_a = churn_model.predict_proba(rows.assign(country="XX"))
+    unseen_b = churn_model.predict_proba(rows.assign(country="Atlantis"))
+    np.testing.assert_array_equal(unseen_a, unseen_b)  # every unseen level is "__other__"
+    missing = churn_model.predict_proba(rows.assign(country=pd.Series(pd.NA, index=rows.index, dtype="str")))
+    assert np.isfinite(unseen_a).all() and np.isfinite(missing).all()
+
+
+def test_missing_feature_columns_are_named(churn_model, test_rows):
+    with pytest.raises(ValueError, match=r"missing: \['sessions_30d', 'country'\]"):
+        churn_model.predict_proba(test_rows.drop(columns=["country", "sessions_30d"]))
+
+
+def test_renamed_column_is_rejected(churn_model, test_rows):
+    renamed = test_rows.rename(columns={"recency_days": "recency_day"})
+    with pytest.raises(ValueError, match=r"missing: \['recency_days'\].*'recency_day'"):
+        churn_model.predict_proba(renamed)
+
+
+def test_reordered_columns_give_identical_predictions(churn_model, test_rows):
+    reordered = test_rows[list(test_rows.columns[::-1])]
+    np.testing.assert_array_equal(churn_model.predict_proba(reordered), churn_model.predict_proba(test_rows))
+
+
+def test_the_bare_booster_would_accept_reordered_columns_silently(churn_model, test_rows):
+    """The trap the preprocessor guards against: LightGBM scores a matrix by position, no questions asked."""
+    matrix = churn_model.preprocessor_.transform(test_rows)
+    booster = churn_model.model_.booster_
+    swapped = matrix[:, ::-1].copy()
+    wrong = booster.predict(swapped, num_iteration=churn_model.best_iteration_)
+    right = booster.predict(matrix, num_iteration=churn_model.best_iteration_)
+    assert not np.allclose(wrong, right)
+
+
+def test_categorical_columns_are_declared_to_lightgbm(churn_model):
+    """Category codes passed as plain numbers would be split on by order ("FR" < "NL"); the booster must
+    know them as categorical: LightGBM then lists their category values instead of a numeric range."""
+    infos = churn_model.model_.booster_.dump_model()["feature_infos"]
+    for column in ("country", "acquisition_channel"):
+        assert infos[column]["values"], column
+    assert infos["recency_days"]["values"] == []
+    assert churn_model.preprocessor_.categorical_indices_ == [
+        churn_model.features_.index("country"),
+        churn_model.features_.index("acquisition_channel"),
+    ]
+
+
+def test_feature_importance(churn_model, manifest):
+    imp = churn_model.feature_importance()
+    assert list(imp.columns) == ["feature", "gain", "split"]
+    assert sorted(imp["feature"]) == sorted(manifest["features"])
+    assert imp["gain"].is_monotonic_decreasing
+    top = set(imp["feature"].head(10))
+    assert top & {"recency_days", "days_since_last_session", "sessions_90d", "sessions_180d"}
+
+
+def test_scale_pos_weight_defaults_to_class_ratio(churn_frames, feature_args):
+    train, valid, _ = churn_frames
+    model = ChurnClassifier(**feature_args, n_estimators=5, n_jobs=2, imbalance="scale_pos_weight")
+    model.fit(train, train["churned"], valid, valid["churned"])
+    n_pos = int(train["churned"].sum())
+    assert model.booster_params_["scale_pos_weight"] == pytest.approx((len(train) - n_pos) / n_pos)
+
+
+def test_bad_inputs(churn_frames, feature_args):
+    train, valid, _ = churn_frames
+    model = ChurnClassifier(**feature_args, n_estimators=5)
+    with pytest.raises(ValueError, match="null label"):
+        model.fit(train, train["churned"].astype("boolean").where(train.index % 7 != 0), valid, valid["churned"])
+    with pytest.raises(ValueError, match="'customer_id'"):
+        model.fit(train, train["churned"], valid.drop(columns="customer_id"), valid["churned"])
+    with pytest.raises(ValueError, match="imbalance must be one of"):
+        clone(model).set_params(imbalance="smote").fit(train, train["churned"], valid, valid["churned"])
+    with pytest.raises(ValueError, match="calibration must be one of"):
+        clone(model).set_params(calibration="beta").fit(train, train["churned"], valid, valid["churned"])
+
+
+def test_customer_half_is_a_fixed_hash():
+    ids = pd.Series(["C000001", "C000002", "C000003", "C000001"])
+    halves = customer_half(ids)
+    assert set(halves) <= {0, 1} and halves[0] == halves[3]
+    np.testing.assert_array_equal(customer_half(ids.astype(object)), halves)
+    big = customer_half(pd.Series([f"C{i:06d}" for i in range(10_000)]))
+    assert 0.45 < big.mean() < 0.55
