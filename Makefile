@@ -23,6 +23,9 @@ run: setup
 	@echo "Done. Results:"
 	@echo "  validated data, quarantine    : data/validated/ (report.json, quarantine/), counts in metrics/validation.json"
 	@echo "  training panel, scoring table : data/features/panel.parquet, data/features/scoring.parquet (+ .features.json)"
+	@echo "  models (MLflow, SQLite store) : mlflow.db + mlruns/; registered 'churn' and 'clv' with aliases champion/challenger"
+	@echo "  test metrics, gate decisions  : metrics/train.json"
+	@echo "  browse runs                   : $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db"
 	@echo "  show metrics                  : $(BIN)/dvc metrics show"
 
 test: setup

@@ -71,10 +71,17 @@ def child_yardstick(data: Path, cutoff: str, out: Path) -> dict:
 
 
 def child_panel(data: Path, out: Path) -> dict:
+    import yaml
+
     from pipelines import features as stage
 
+    # The yardstick is the 12-cutoff panel, whatever count params.yaml uses for the default shop.
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["features"]["cutoffs"]["count"] = 12
+    params_path = out.parent / "bench_params.yaml"
+    params_path.write_text(yaml.safe_dump(params))
     start = time.perf_counter()
-    stage.run(data=data, out_dir=out, params_path=ROOT / "params.yaml")
+    stage.run(data=data, out_dir=out, params_path=params_path)
     seconds = time.perf_counter() - start
     manifest = json.loads((out / "panel.features.json").read_text())
     return {

@@ -118,6 +118,21 @@ def features(
 
 
 @app.command()
+def train(
+    panel: Annotated[Path, typer.Option(help="Training panel from `churn features` (its .features.json beside it).")],
+    metrics: Annotated[Path, typer.Option(help="JSON file for the test metrics and gate decisions (DVC metrics).")],
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Train the LightGBM churn and CLV models, log them to MLflow, register them and run the champion gate.
+
+    MLflow goes to MLFLOW_TRACKING_URI, or to sqlite:///mlflow.db in the current directory.
+    """
+    from pipelines import train as stage
+
+    stage.run(panel_path=panel, metrics_path=metrics, params_path=params)
+
+
+@app.command()
 def contract() -> None:
     """Print the input data contract (tables, columns, types) as Markdown."""
     from features.contract import contract_markdown

@@ -1,0 +1,139 @@
+"""The train stage end to end: MLflow run, registered pyfunc models, aliases and the champion gate.
+
+Runs on a small synthetic shop with MLflow in a temporary SQLite store (never the project's own).
+"""
+
+import json
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from features.synthetic import SyntheticShopConfig, generate_shop
+from pipelines import features as features_stage
+from pipelines import train as stage
+
+PARAMS = {
+    "features": {"cutoffs": {"frequency": "monthly", "count": 24}, "windows_days": [30, 90, 365]},
+    "labels": {"churn_horizon_days": 90, "clv_horizon_days": 180},
+    "train": {
+        "n_validation": 1,
+        "experiment": "test-train",
+        "churn": {"n_estimators": 200, "early_stopping_rounds": 20},
+        "clv": {"n_estimators": 200, "early_stopping_rounds": 20},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("train")
+    shop = root / "shop"
+    shop.mkdir()
+    for name, table in generate_shop(SyntheticShopConfig(customers=4000, seed=3)).items():
+        pq.write_table(table, shop / f"{name}.parquet")
+    (root / "params.yaml").write_text(yaml.safe_dump(PARAMS))
+    features_stage.run(data=shop, out_dir=root / "features", params_path=root / "params.yaml")
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(workspace):
+    """Two training runs into one fresh registry: good params, then a deliberately weak churn model."""
+    uri = f"sqlite:///{workspace / 'mlflow.db'}"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFLOW_TRACKING_URI", uri)
+    mp.chdir(workspace)  # artifacts land beside the store, not in the repository
+    panel = workspace / "features" / "panel.parquet"
+    stage.run(panel_path=panel, metrics_path=workspace / "first.json", params_path=workspace / "params.yaml")
+    weak = json.loads(json.dumps(PARAMS))
+    weak["train"]["churn"].update({"num_leaves": 2, "n_estimators": 2})
+    (workspace / "weak.yaml").write_text(yaml.safe_dump(weak))
+    stage.run(panel_path=panel, metrics_path=workspace / "second.json", params_path=workspace / "weak.yaml")
+    yield workspace, uri
+    mp.undo()
+
+
+def test_first_training_registers_both_models_and_makes_them_champions(trained):
+    workspace, _ = trained
+    first = json.loads((workspace / "first.json").read_text())
+    assert first["churn"]["version"] == "1" and first["churn"]["promoted"]
+    assert first["clv"]["version"] == "1" and first["clv"]["promoted"]
+    assert "no champion" in first["churn"]["gate"][0]
+    assert first["churn"]["roc_auc"] > 0.7
+
+
+def test_a_worse_challenger_is_refused_and_the_reason_names_the_metric(trained):
+    workspace, uri = trained
+    second = json.loads((workspace / "second.json").read_text())
+    assert second["churn"]["version"] == "2"
+    assert not second["churn"]["promoted"]
+    assert any("roc_auc" in r and "worse by" in r for r in second["churn"]["gate"])
+    client = MlflowClient(tracking_uri=uri)
+    assert str(client.get_model_version_by_alias("churn", "champion").version) == "1"
+    assert str(client.get_model_version_by_alias("churn", "challenger").version) == "2"
+    # Same CLV params both times: deterministic, so the second is as good and is promoted.
+    assert second["clv"]["promoted"]
+    assert (
+        second["clv"]["normalized_gini"] == json.loads((workspace / "first.json").read_text())["clv"]["normalized_gini"]
+    )
+
+
+def test_the_run_logs_params_data_fingerprint_commit_metrics_and_plots(trained):
+    workspace, uri = trained
+    client = MlflowClient(tracking_uri=uri)
+    run = client.get_run(json.loads((workspace / "first.json").read_text())["run_id"])
+    assert run.data.params["train.churn.num_leaves"] == "31"
+    assert run.data.params["labels.churn_horizon_days"] == "90"
+    assert len(run.data.tags["data_fingerprint"]) == 64
+    assert "git_commit" in run.data.tags
+    assert "churn.roc_auc" in run.data.metrics and "clv.normalized_gini" in run.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert {"plots/churn_reliability.png", "plots/churn_importance.png", "plots/clv_importance.png"} <= artifacts
+
+
+def test_the_registered_churn_model_returns_calibrated_probabilities_through_pyfunc(trained):
+    workspace, uri = trained
+    mlflow.set_tracking_uri(uri)
+    model = mlflow.pyfunc.load_model("models:/churn@champion")
+    scoring = pd.read_parquet(workspace / "features" / "scoring.parquet").head(300)
+    out = model.predict(scoring)
+    assert list(out.columns) == ["churn_probability"]
+    p = out["churn_probability"].to_numpy()
+    assert ((p > 0) & (p < 1)).all() and len(np.unique(p)) > 10  # probabilities, not 0/1 labels
+
+
+def test_the_registered_clv_model_returns_value_and_expected_orders(trained):
+    workspace, uri = trained
+    mlflow.set_tracking_uri(uri)
+    out = mlflow.pyfunc.load_model("models:/clv@champion").predict(
+        pd.read_parquet(workspace / "features" / "scoring.parquet").head(100)
+    )
+    assert list(out.columns) == ["predicted_clv", "expected_orders"]
+    assert (out >= 0).all().all()
+
+
+def test_a_feature_table_missing_columns_is_rejected_naming_them(trained):
+    workspace, uri = trained
+    mlflow.set_tracking_uri(uri)
+    model = mlflow.pyfunc.load_model("models:/churn@champion")
+    scoring = pd.read_parquet(workspace / "features" / "scoring.parquet").head(20)
+    with pytest.raises(Exception, match="recency_days"):
+        model.predict(scoring.drop(columns=["recency_days"]))
+
+
+def test_a_panel_too_short_for_a_purged_split_fails_with_advice(workspace, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    panel = pd.read_parquet(workspace / "features" / "panel.parquet")
+    last = sorted(panel["cutoff"].unique())[-3:]
+    short = tmp_path / "panel.parquet"
+    panel[panel["cutoff"].isin(last)].to_parquet(short)
+    (tmp_path / "panel.features.json").write_text((workspace / "features" / "panel.features.json").read_text())
+    with pytest.raises(Exception, match=r"features\.cutoffs\.count"):
+        stage.run(panel_path=short, metrics_path=tmp_path / "m.json", params_path=workspace / "params.yaml")
+    assert not (tmp_path / "m.json").exists()
