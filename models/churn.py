@@ -80,6 +80,8 @@ def booster_kwargs(est: Any) -> dict[str, Any]:
         "subsample": est.bagging_fraction,
         "subsample_freq": est.bagging_freq,
         "reg_lambda": est.lambda_l2,
+        # Histogram resolution: fewer bins train faster on big panels at a small cost in fit.
+        "max_bin": getattr(est, "max_bin", 255),
         "random_state": est.seed,
         "n_jobs": est.n_jobs,
         "deterministic": True,
@@ -173,6 +175,7 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         bagging_fraction: float = 0.8,
         bagging_freq: int = 1,
         lambda_l2: float = 1.0,
+        max_bin: int = 255,
         early_stopping_rounds: int = 50,
         seed: int = 42,
         n_jobs: int = -1,
@@ -192,6 +195,7 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         self.bagging_fraction = bagging_fraction
         self.bagging_freq = bagging_freq
         self.lambda_l2 = lambda_l2
+        self.max_bin = max_bin
         self.early_stopping_rounds = early_stopping_rounds
         self.seed = seed
         self.n_jobs = n_jobs

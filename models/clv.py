@@ -100,6 +100,7 @@ class CLVRegressor(RegressorMixin, BaseEstimator):
         bagging_fraction: float = 0.8,
         bagging_freq: int = 1,
         lambda_l2: float = 1.0,
+        max_bin: int = 255,
         early_stopping_rounds: int = 50,
         seed: int = 42,
         n_jobs: int = -1,
@@ -117,6 +118,7 @@ class CLVRegressor(RegressorMixin, BaseEstimator):
         self.bagging_fraction = bagging_fraction
         self.bagging_freq = bagging_freq
         self.lambda_l2 = lambda_l2
+        self.max_bin = max_bin
         self.early_stopping_rounds = early_stopping_rounds
         self.seed = seed
         self.n_jobs = n_jobs

@@ -25,7 +25,7 @@ from models import metrics as mx
 from models.churn import ChurnClassifier
 from models.clv import CLVRegressor
 from models.gate import Decision, GatedMetric, decide
-from models.split import TimeSplit, split_frame, time_split
+from models.split import TimeSplit, time_split
 from pipelines.console import console, step
 from pipelines.errors import DataContractError
 from pipelines.io import write_json
@@ -48,6 +48,7 @@ class BoosterParams:
     bagging_fraction: float = 0.8
     bagging_freq: int = 1
     lambda_l2: float = 1.0
+    max_bin: int = 255
     early_stopping_rounds: int = 50
 
 
@@ -121,16 +122,27 @@ def clv_metrics(y: np.ndarray, pred: np.ndarray, orders: np.ndarray, pred_orders
     }
 
 
-def _split(panel: pd.DataFrame, label: str, horizon: int, params: TrainParams) -> tuple[TimeSplit, tuple]:
-    labelled = panel[panel[label].notna()]
+def _split(panel: Path, columns: list[str], label: str, horizon: int, params: TrainParams) -> tuple[TimeSplit, tuple]:
+    """Time split of the cutoffs that carry ``label``, and each part's labelled rows read from ``panel``.
+
+    Each part is read with a row filter on its cutoffs, so the whole panel is never in memory at once.
+    """
+    labels = pq.read_table(panel, columns=["cutoff", label]).to_pandas()
+    labelled = labels.loc[labels[label].notna(), "cutoff"].unique()
+    del labels
     try:
-        split = time_split(labelled["cutoff"].unique(), horizon, params.n_validation, params.purge)
-        return split, split_frame(labelled, split)
+        split = time_split(labelled, horizon, params.n_validation, params.purge)
     except ValueError as exc:
         raise DataContractError(
             f"cannot split the panel's {label} labels by time: {exc} More cutoffs "
             f"(features.cutoffs.count), a shorter horizon, or train.purge: false would make room."
         ) from exc
+    parts = []
+    for cutoffs in (split.train, split.validation, split.test):
+        wanted = [pd.Timestamp(c).to_datetime64() for c in cutoffs]
+        frame = pq.read_table(panel, columns=columns, filters=[("cutoff", "in", wanted)]).to_pandas()
+        parts.append(frame[frame[label].notna()].reset_index(drop=True))
+    return split, tuple(parts)
 
 
 def _describe(split: TimeSplit) -> str:
@@ -140,12 +152,14 @@ def _describe(split: TimeSplit) -> str:
     return f"train {span(split.train)}, validation {span(split.validation)}, test {split.test_cutoff.date()}"
 
 
-def fit_churn(panel: pd.DataFrame, manifest: dict, params: TrainParams) -> dict[str, Any]:
-    split, (train, valid, test) = _split(panel, "churned", manifest["churn_horizon_days"], params)
+def fit_churn(panel: Path, manifest: dict, params: TrainParams) -> dict[str, Any]:
+    columns = ["customer_id", "cutoff", *manifest["features"], "churned"]
+    split, (train, valid, test) = _split(panel, columns, "churned", manifest["churn_horizon_days"], params)
     model = ChurnClassifier(
         features=manifest["features"], categorical=manifest["categorical"], seed=params.seed, **asdict(params.churn)
     )
     model.fit(train, train["churned"].astype(bool), valid, valid["churned"].astype(bool))
+    del train, valid
     y = test["churned"].astype(bool).to_numpy()
     p = model.predict_proba(test)[:, 1]
     metrics = churn_metrics(y, p)
@@ -154,14 +168,16 @@ def fit_churn(panel: pd.DataFrame, manifest: dict, params: TrainParams) -> dict[
     return {"model": model, "split": split, "test": test, "metrics": metrics, "y": y, "p": p}
 
 
-def fit_clv(panel: pd.DataFrame, manifest: dict, params: TrainParams) -> dict[str, Any]:
-    split, (train, valid, test) = _split(panel, "future_revenue", manifest["clv_horizon_days"], params)
+def fit_clv(panel: Path, manifest: dict, params: TrainParams) -> dict[str, Any]:
+    columns = ["customer_id", "cutoff", *manifest["features"], "future_revenue", "future_orders"]
+    split, (train, valid, test) = _split(panel, columns, "future_revenue", manifest["clv_horizon_days"], params)
     model = CLVRegressor(
         features=manifest["features"], categorical=manifest["categorical"], seed=params.seed, **asdict(params.clv)
     )
     model.fit(
         train, train["future_revenue"], valid, valid["future_revenue"], train["future_orders"], valid["future_orders"]
     )
+    del train, valid
     y = test["future_revenue"].astype(float).to_numpy()
     orders = test["future_orders"].astype(float).to_numpy()
     metrics = clv_metrics(y, model.predict(test), orders, model.predict_orders(test))
@@ -295,21 +311,16 @@ def run(panel_path: Path, metrics_path: Path, params_path: Path) -> None:
     if not panel_path.is_file() or not manifest_path.is_file():
         raise DataContractError(f"{panel_path} or its manifest {manifest_path.name} is missing: run `churn features`.")
     manifest = json.loads(manifest_path.read_text())
-    columns = ["customer_id", "cutoff", *manifest["features"], *manifest["labels"]]
-    with step("train: load panel") as s:
-        panel = pq.read_table(panel_path, columns=columns).to_pandas()
-        s.rows = len(panel)
     with step("train: churn model") as s:
-        churn = fit_churn(panel, manifest, params)
+        churn = fit_churn(panel_path, manifest, params)
         m = churn["metrics"]
         s.rows = len(churn["test"])
         s.detail = f"{_describe(churn['split'])}; test AUC {m['roc_auc']:.3f}, Brier {m['brier']:.4f}"
     with step("train: CLV model") as s:
-        clv = fit_clv(panel, manifest, params)
+        clv = fit_clv(panel_path, manifest, params)
         m = clv["metrics"]
         s.rows = len(clv["test"])
         s.detail = f"{_describe(clv['split'])}; test Gini {m['normalized_gini']:.3f}, MAE {m['mae']:.2f}"
-    del panel
 
     configure_mlflow(params.experiment)
     everything = read_params(params_path)
