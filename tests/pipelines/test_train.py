@@ -4,6 +4,9 @@ Runs on a small synthetic shop with MLflow in a temporary SQLite store (never th
 """
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import mlflow
@@ -137,3 +140,34 @@ def test_a_panel_too_short_for_a_purged_split_fails_with_advice(workspace, tmp_p
     with pytest.raises(Exception, match=r"features\.cutoffs\.count"):
         stage.run(panel_path=short, metrics_path=tmp_path / "m.json", params_path=workspace / "params.yaml")
     assert not (tmp_path / "m.json").exists()
+
+
+def test_mlflow_models_predict_cli_scores_a_feature_file(trained):
+    workspace, uri = trained
+    features = workspace / "features_sample.csv"
+    pd.read_parquet(workspace / "features" / "scoring.parquet").head(40).to_csv(features, index=False)
+    mlflow_cli = Path(sys.executable).with_name("mlflow")
+    proc = subprocess.run(
+        [
+            str(mlflow_cli),
+            "models",
+            "predict",
+            "-m",
+            "models:/churn@champion",
+            "-i",
+            str(features),
+            "-t",
+            "csv",
+            "--env-manager",
+            "local",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=workspace,
+        env={**os.environ, "MLFLOW_TRACKING_URI": uri},
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    predictions = json.loads(proc.stdout.strip().splitlines()[-1])["predictions"]
+    assert len(predictions) == 40
+    assert all(0 < row["churn_probability"] < 1 for row in predictions)
