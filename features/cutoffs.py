@@ -36,7 +36,7 @@ class CutoffSchedule:
     """
 
     frequency: Frequency = "monthly"
-    count: int = 12
+    count: int = 24
     dates: tuple[str, ...] = ()
     scoring_date: str | None = None
 

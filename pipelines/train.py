@@ -41,25 +41,31 @@ class BoosterParams:
     """LightGBM hyper-parameters shared by both models (``n_estimators`` is a cap: early stopping decides)."""
 
     num_leaves: int = 31
-    learning_rate: float = 0.05
-    n_estimators: int = 1000
+    learning_rate: float = 0.1
+    n_estimators: int = 300
     min_child_samples: int = 100
     feature_fraction: float = 0.8
     bagging_fraction: float = 0.8
     bagging_freq: int = 1
     lambda_l2: float = 1.0
-    max_bin: int = 255
+    max_bin: int = 63
     early_stopping_rounds: int = 50
 
 
 @dataclass(frozen=True)
 class ChurnParams(BoosterParams):
+    """params.yaml ``train.churn`` (defaults = the shipped params.yaml)."""
+
     imbalance: str = "none"
     calibration: str = "auto"
 
 
 @dataclass(frozen=True)
 class ClvParams(BoosterParams):
+    """params.yaml ``train.clv`` (defaults = the shipped params.yaml)."""
+
+    learning_rate: float = 0.075
+    n_estimators: int = 400
     objective: str = "tweedie"
     tweedie_variance_power: float = 1.3
 
