@@ -9,6 +9,12 @@ Time boundaries (see :mod:`features.cutoffs`): features at ``c`` use rows with t
 of ``w`` days is ``[c - w, c)``; labels use ``[c, c + h)`` and are null when ``c + h`` is after the end of
 the data. Durations are in days (fractional, from microsecond timestamps); money is in the shop's currency.
 
+Feature family ``bgnbd``: BG/NBD and Gamma-Gamma (:mod:`models.baselines`) refitted at every cutoff on
+that cutoff's customers who are not lapsed (their purchase history before ``c`` only; at most 100,000 of them),
+then applied to every row: ``bgnbd_p_alive``, ``bgnbd_churn_probability`` (no order within the churn horizon),
+``bgnbd_expected_orders`` and ``bgnbd_clv`` (over the CLV horizon) and ``bgnbd_order_value``. NaN at a cutoff
+with fewer than 20 such customers. The models start from them (``train.*.offset``).
+
 How it stays fast: DuckDB scans each source table once and reduces it to one row per (customer, slot),
 where slots are the intervals between consecutive window and horizon edges of all cutoffs. numpy then
 turns those into running totals per customer over slots, and every window of every cutoff is the
@@ -30,11 +36,21 @@ import pyarrow as pa
 from features.contract import KNOWN_EVENT_TYPES
 from features.cutoffs import slot_boundaries, slot_of_day, to_day
 from features.definitions import MEASURES, OTHER_EVENTS, TRENDED, WINDOWED_COUNTS, Measure
+from models.baselines import bgnbd_quantities
 
 US_PER_DAY = 86_400_000_000
 LABELS = ("churned", "future_orders", "future_revenue")
 KEY_COLUMNS = ("customer_id", "cutoff")
 CATEGORICAL_FEATURES = ("country", "acquisition_channel")
+# Output name of each BG/NBD quantity (models.baselines.bgnbd_quantities): P(alive at c), P(no order in the
+# churn horizon), expected orders and expected (gross) order revenue over the CLV horizon, expected order value.
+BGNBD_FEATURES = {
+    "p_alive": "bgnbd_p_alive",
+    "churn_probability": "bgnbd_churn_probability",
+    "expected_orders": "bgnbd_expected_orders",
+    "order_value": "bgnbd_order_value",
+    "clv": "bgnbd_clv",
+}
 
 
 @dataclass(frozen=True)
@@ -391,6 +407,30 @@ def build_feature_table(
         put("returns_total", now["n_returns"], "purchase", "int32")
         put("returns_value_total", now["return_value"], "purchase")
         put("return_rate", _ratio(now["return_value"], revenue_total), "purchase")
+
+    # BG/NBD + Gamma-Gamma, fitted afresh at each cutoff on that cutoff's customers (only data < c): a
+    # structural prior that the boosters can start from (models.churn / models.clv ``offset``). Fitted on the
+    # customers who are not lapsed, in training and scoring tables alike, so the parameters at a cutoff do
+    # not depend on which kind of table is built; applied to every row.
+    fit_rows = recency <= config.max_recency_days if config.max_recency_days is not None else np.ones(len(rc), bool)
+    bg = {n: np.full(len(rc), np.nan, dtype=np.float32) for n in BGNBD_FEATURES.values()}
+    for k in range(len(cut_days)):
+        at_k = np.flatnonzero(rk == k)
+        q = bgnbd_quantities(
+            frequency=orders_total[at_k] - 1,
+            t_x=(now["last_order_us"][at_k] - now["first_order_us"][at_k]) / US_PER_DAY,
+            T=(c_us[at_k] - now["first_order_us"][at_k]) / US_PER_DAY,
+            orders_total=orders_total[at_k],
+            monetary_value=_ratio(revenue_total[at_k], orders_total[at_k]),
+            churn_horizon_days=config.churn_horizon_days,
+            clv_horizon_days=config.clv_horizon_days,
+            fit_mask=fit_rows[at_k],
+        )
+        for key, name in BGNBD_FEATURES.items():
+            bg[name][at_k] = q[key]
+    for name, values in bg.items():
+        put(name, values, "bgnbd")
+    del bg
 
     # Engagement.
     if "n_email_sent" in have:

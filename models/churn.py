@@ -37,6 +37,25 @@ June/July validation cutoffs (0.67). ``"is_unbalance"`` (LightGBM's class re-wei
 ``"scale_pos_weight"`` (weight of the positive class; None = n_neg / n_pos of the training rows) stay
 available for shops where churners are rare.
 
+Structural prior (``offset``): the name of a feature holding a churn probability computed point-in-time,
+by default ``bgnbd_churn_probability`` (BG/NBD refitted at every cutoff on that cutoff's customers:
+:mod:`features.build`). The booster starts from its log-odds (LightGBM ``init_score``) instead of the base
+rate and learns only corrections (engagement, seasonality, whatever the counting model misses); the prior's
+log-odds are added back at predict time, and a missing prior gets the median training log-odds
+(``offset_fill_``). Where labelled history is short or unlike the present, the corrections stay small and the
+model falls back on the structural prior instead of extrapolating trees. Measured on the default synthetic
+shop (train stage, test cutoff 2025-10-01): AUC 0.7930 -> 0.7940, Brier 0.1821 -> 0.1816, ECE 0.020 -> 0.018.
+On UCI Online Retail II (``benchmarks/evaluate_online_retail.py``, 182-day horizon, test 2011-06-01): AUC
+0.7601 -> 0.7835 (BG/NBD alone: 0.7812); Brier 0.2110 -> 0.2128 (BG/NBD 0.1883): there the only
+validation cutoff the purged split allows is 2010-12-01, whose churn rate (0.52) is far above the test
+cutoff's (0.43) for seasonal reasons, and any calibrator fitted on it carries that level over.
+
+Early stopping (``early_stopping_metric``): ``"logloss"`` (default) or ``"auc"``. Log loss also scores the
+level of the probabilities, so when validation cutoffs sit in another season than the training cutoffs it can
+stop after one tree; AUC only ranks (calibration sets the level afterwards). On Online Retail II with the
+offset, AUC stopping keeps 9 trees instead of 1 (test AUC 0.7866 instead of 0.7835); on the synthetic shop
+it stops earlier (42 trees instead of 59) at the same AUC (0.7931 against 0.7940), hence not the default.
+
 Determinism: ``deterministic=True``, ``force_row_wise=True`` (measured 2.3 s against 3.3 s column-wise on the
 panel above, 2 threads; forcing one also removes LightGBM's timing-based choice), one ``seed`` for every
 LightGBM random source, and a fixed customer hash for the calibration halves: the same data and parameters
@@ -63,6 +82,10 @@ __all__ = ["ChurnClassifier", "customer_half"]
 
 IMBALANCE_MODES = ("none", "is_unbalance", "scale_pos_weight")
 CALIBRATION_MODES = ("auto", "isotonic", "sigmoid")
+STOPPING_METRICS = {"logloss": "binary_logloss", "auc": "auc"}
+# A prior probability used as the booster's starting point is kept inside [OFFSET_EPS, 1 - OFFSET_EPS], so
+# its log-odds stay finite.
+OFFSET_EPS = 1e-4
 # Calibrated probabilities are kept inside [PROB_EPS, 1 - PROB_EPS]: isotonic regression can return exact
 # 0 or 1, a certainty no churn model has.
 PROB_EPS = 1e-6
@@ -154,6 +177,9 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
     carry ``calibration_key`` (``customer_id``) for the calibration halves. ``y_*``: ``churned`` (0/1 or
     bool, no nulls).
 
+    ``offset``: a numeric feature holding a prior P(churn) the booster starts from (module docstring);
+    ``early_stopping_metric``: ``"logloss"`` or ``"auc"`` on the validation rows.
+
     ``predict_proba(X)`` -> (n, 2) calibrated probabilities [P(stay), P(churn)]; ``predict(X)`` -> 1 where
     P(churn) >= 0.5. A table lacking a fitted feature column raises ``ValueError`` naming the columns.
     """
@@ -167,6 +193,8 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         scale_pos_weight: float | None = None,
         calibration: str = "auto",
         calibration_key: str = "customer_id",
+        offset: str | None = None,
+        early_stopping_metric: str = "logloss",
         num_leaves: int = 31,
         learning_rate: float = 0.05,
         n_estimators: int = 1000,
@@ -187,6 +215,8 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         self.scale_pos_weight = scale_pos_weight
         self.calibration = calibration
         self.calibration_key = calibration_key
+        self.offset = offset
+        self.early_stopping_metric = early_stopping_metric
         self.num_leaves = num_leaves
         self.learning_rate = learning_rate
         self.n_estimators = n_estimators
@@ -208,6 +238,10 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"imbalance must be one of {IMBALANCE_MODES}, got {self.imbalance!r}")
         if self.calibration not in CALIBRATION_MODES:
             raise ValueError(f"calibration must be one of {CALIBRATION_MODES}, got {self.calibration!r}")
+        if self.early_stopping_metric not in STOPPING_METRICS:
+            raise ValueError(
+                f"early_stopping_metric must be one of {tuple(STOPPING_METRICS)}, got {self.early_stopping_metric!r}"
+            )
         if self.calibration_key not in X_valid.columns:
             raise ValueError(
                 f"X_valid needs the column {self.calibration_key!r}: validation rows are split into "
@@ -222,6 +256,13 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         self.preprocessor_ = FeaturePreprocessor(self.features, self.categorical, self.min_category_count)
         Xt = self.preprocessor_.fit_transform(X_train)
         Xv = self.preprocessor_.transform(X_valid)
+        self.offset_fill_ = 0.0
+        if self.offset is not None:
+            if self.offset not in self.preprocessor_.features_ or self.offset in self.preprocessor_.categorical_:
+                raise ValueError(f"offset {self.offset!r} must be one of the numeric features (it is read at predict)")
+            train_offset = self._offset_margin(Xt, fill=False)
+            seen = train_offset[np.isfinite(train_offset)]
+            self.offset_fill_ = float(np.median(seen)) if seen.size else 0.0
 
         extra: dict[str, Any] = {}
         if self.imbalance == "is_unbalance":
@@ -236,9 +277,11 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         self.model_.fit(
             Xt,
             yt,
+            init_score=self._offset_margin(Xt),
             eval_X=(Xv,),
             eval_y=(yv,),
-            eval_metric="binary_logloss",
+            eval_init_score=[self._offset_margin(Xv)],
+            eval_metric=STOPPING_METRICS[self.early_stopping_metric],
             feature_name=list(self.preprocessor_.features_),
             categorical_feature=list(self.preprocessor_.categorical_indices_),
             callbacks=early_stopping(self),
@@ -289,9 +332,23 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
             self.calibration_report_["sigmoid_intercept"] = self.calibrator_.b_
 
     # -------------------------------------------------------------- predict
+    def _offset_margin(self, Xp: np.ndarray, fill: bool = True) -> np.ndarray | None:
+        """Log-odds of the ``offset`` column (None without an offset); missing priors get ``offset_fill_``, the
+        median training log-odds (NaN when ``fill`` is False)."""
+        if self.offset is None:
+            return None
+        p = np.clip(
+            Xp[:, self.preprocessor_.features_.index(self.offset)].astype(np.float64), OFFSET_EPS, 1 - OFFSET_EPS
+        )
+        margin = np.log(p) - np.log1p(-p)
+        return np.where(np.isnan(margin), self.offset_fill_, margin) if fill else margin
+
     def _margin(self, Xp: np.ndarray) -> np.ndarray:
         # The Booster itself: the matrix is already checked and ordered by the preprocessor.
-        return np.asarray(self.model_.booster_.predict(Xp, raw_score=True, num_iteration=self.best_iteration_), float)
+        raw = np.asarray(self.model_.booster_.predict(Xp, raw_score=True, num_iteration=self.best_iteration_), float)
+        # LightGBM does not store the init score: the prior's log-odds are added back here.
+        # getattr: estimators pickled before ``offset`` existed have no such attribute.
+        return raw if getattr(self, "offset", None) is None else raw + self._offset_margin(Xp)
 
     def predict_margin(self, X: pd.DataFrame) -> np.ndarray:
         """The booster's raw score (log-odds, before calibration), shape (n,)."""

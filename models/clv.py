@@ -15,7 +15,22 @@ Two revenue models, selected by ``objective``:
   counts as ``MIN_SPEND``).
 
 Either way a separate Poisson booster predicts ``future_orders`` (``predict_orders``). Every booster stops
-early on its own validation deviance (Tweedie / log loss / Gamma / Poisson).
+early on its own validation deviance (Tweedie / log loss / Gamma / Poisson); ``early_stopping_metric="gini"``
+stops the revenue booster on the normalised Gini of its validation predictions instead (rank-based, blind to
+a seasonal level shift between training and validation cutoffs).
+
+Structural prior (``offset``, Tweedie only): the name of a feature holding an expected revenue over the
+horizon computed point-in-time, by default ``bgnbd_clv`` (BG/NBD expected orders times Gamma-Gamma order
+value, refitted at every cutoff: :mod:`features.build`). The revenue booster starts from its log (floored at
+``MIN_SPEND``; missing priors get the median training log, ``offset_fill_``) and learns corrections; the
+prior is added back at predict time. Measured with the train stage: on the default synthetic shop Gini
+0.7147 -> 0.7205, Spearman 0.5269 -> 0.5216, MAE 57.62 -> 57.62, total bias -15.5 % -> -8.5 %; on UCI
+Online Retail II (182-day horizon, test 2011-06-01) Gini 0.8468 -> 0.8537, Spearman 0.5675 -> 0.6027, MAE
+745 -> 602 GBP, total bias +14.9 % -> -2.4 % (BG/NBD + Gamma-Gamma alone: 0.8441, 0.5929, 615, -7.9 %).
+There the purged split leaves training cutoffs in the data's first half-year, whose customers have at most
+six months of history, and a booster from scratch extrapolated their totals to customers with 18 months.
+Gini stopping with the offset gave Gini 0.8613 but MAE 627 and bias +10.8 % there, and no gain on the
+synthetic shop (0.7218, bias -6.7 %, MAE 57.97), so deviance stays the default.
 
 Measured with :func:`compare_clv_objectives` on the synthetic shop (20,000 customers, monthly cutoffs
 2024-05-01..2025-10-01; CLV horizon 180 days, so labelled cutoffs run to 2025-07-01; purged split: train
@@ -62,6 +77,7 @@ from models.preprocess import FeaturePreprocessor
 __all__ = ["MIN_SPEND", "OBJECTIVES", "CLVRegressor", "compare_clv_objectives"]
 
 OBJECTIVES = ("tweedie", "two_part")
+STOPPING_METRICS = ("deviance", "gini")
 # Floor of a buyer's net revenue for the Gamma part of the two-part model (currency units).
 MIN_SPEND = 1.0
 
@@ -83,6 +99,8 @@ class CLVRegressor(RegressorMixin, BaseEstimator):
     ``orders_*`` is ``future_orders`` for the same rows (no nulls); ``X_*`` feature tables (extra columns
     ignored). ``predict(X)`` -> expected revenue (currency, >= 0); ``predict_orders(X)`` -> expected number
     of orders (>= 0). A table lacking a fitted feature column raises ``ValueError`` naming the columns.
+    ``offset``: a numeric feature holding a prior expected revenue the Tweedie booster starts from;
+    ``early_stopping_metric``: ``"deviance"`` or ``"gini"`` (revenue booster; module docstring).
     """
 
     def __init__(
@@ -92,6 +110,8 @@ class CLVRegressor(RegressorMixin, BaseEstimator):
         min_category_count: int = 20,
         objective: str = "tweedie",
         tweedie_variance_power: float = 1.3,
+        offset: str | None = None,
+        early_stopping_metric: str = "deviance",
         num_leaves: int = 31,
         learning_rate: float = 0.05,
         n_estimators: int = 1000,
@@ -110,6 +130,8 @@ class CLVRegressor(RegressorMixin, BaseEstimator):
         self.min_category_count = min_category_count
         self.objective = objective
         self.tweedie_variance_power = tweedie_variance_power
+        self.offset = offset
+        self.early_stopping_metric = early_stopping_metric
         self.num_leaves = num_leaves
         self.learning_rate = learning_rate
         self.n_estimators = n_estimators
@@ -124,14 +146,26 @@ class CLVRegressor(RegressorMixin, BaseEstimator):
         self.n_jobs = n_jobs
 
     def _boost(
-        self, cls: type, params: dict[str, Any], metric: str, Xt: np.ndarray, yt: np.ndarray, Xv, yv
+        self,
+        cls: type,
+        params: dict[str, Any],
+        metric: Any,
+        Xt: np.ndarray,
+        yt: np.ndarray,
+        Xv,
+        yv,
+        init: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> tuple[lgb.LGBMModel, int]:
+        if callable(metric):  # the custom metric alone decides early stopping
+            params = {**params, "metric": "None"}
         model = cls(**booster_kwargs(self), **params)
         model.fit(
             Xt,
             yt,
+            init_score=None if init is None else init[0],
             eval_X=(Xv,),
             eval_y=(yv,),
+            eval_init_score=None if init is None else [init[1]],
             eval_metric=metric,
             feature_name=list(self.preprocessor_.features_),
             categorical_feature=list(self.preprocessor_.categorical_indices_),
@@ -154,6 +188,12 @@ class CLVRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
         if not 1.0 < self.tweedie_variance_power < 2.0:
             raise ValueError(f"tweedie_variance_power must lie in (1, 2), got {self.tweedie_variance_power}")
+        if self.early_stopping_metric not in STOPPING_METRICS:
+            raise ValueError(
+                f"early_stopping_metric must be one of {STOPPING_METRICS}, got {self.early_stopping_metric!r}"
+            )
+        if self.offset is not None and self.objective != "tweedie":
+            raise ValueError("offset needs objective 'tweedie' (one log-link booster to start from the prior)")
         yt, yv = _values(y_train, "y_train"), _values(y_valid, "y_valid")
         ot, ov = _values(orders_train, "orders_train", True), _values(orders_valid, "orders_valid", True)
         if not (len(yt) == len(ot) == len(X_train) and len(yv) == len(ov) == len(X_valid)):
@@ -162,17 +202,36 @@ class CLVRegressor(RegressorMixin, BaseEstimator):
         self.preprocessor_ = FeaturePreprocessor(self.features, self.categorical, self.min_category_count)
         Xt = self.preprocessor_.fit_transform(X_train)
         Xv = self.preprocessor_.transform(X_valid)
+        self.offset_fill_ = 0.0
+        init = None
+        if self.offset is not None:
+            if self.offset not in self.preprocessor_.features_ or self.offset in self.preprocessor_.categorical_:
+                raise ValueError(f"offset {self.offset!r} must be one of the numeric features (it is read at predict)")
+            train_offset = self._offset_log(Xt, fill=False)
+            seen = train_offset[np.isfinite(train_offset)]
+            self.offset_fill_ = float(np.median(seen)) if seen.size else 0.0
+            init = (self._offset_log(Xt), self._offset_log(Xv))
         self.boosters_: dict[str, lgb.LGBMModel] = {}
         self.best_iterations_: dict[str, int] = {}
 
         def put(name: str, fitted: tuple[lgb.LGBMModel, int]) -> None:
             self.boosters_[name], self.best_iterations_[name] = fitted
 
+        revenue_metric = _gini if self.early_stopping_metric == "gini" else None
         if self.objective == "tweedie":
             params = {"objective": "tweedie", "tweedie_variance_power": self.tweedie_variance_power}
             put(
                 "revenue",
-                self._boost(lgb.LGBMRegressor, params, "tweedie", Xt, np.clip(yt, 0, None), Xv, np.clip(yv, 0, None)),
+                self._boost(
+                    lgb.LGBMRegressor,
+                    params,
+                    revenue_metric or "tweedie",
+                    Xt,
+                    np.clip(yt, 0, None),
+                    Xv,
+                    np.clip(yv, 0, None),
+                    init,
+                ),
             )
         else:
             bt, bv = ot > 0, ov > 0
@@ -200,10 +259,23 @@ class CLVRegressor(RegressorMixin, BaseEstimator):
         self.n_train_rows_, self.n_valid_rows_ = len(yt), len(yv)
         return self
 
+    def _offset_log(self, Xp: np.ndarray, fill: bool = True) -> np.ndarray:
+        """log of the ``offset`` column (prior expected revenue), floored at ``MIN_SPEND``; missing priors get
+        ``offset_fill_``, the median training value (NaN when ``fill`` is False)."""
+        prior = Xp[:, self.preprocessor_.features_.index(self.offset)].astype(np.float64)
+        log_prior = np.log(np.maximum(prior, MIN_SPEND))
+        return np.where(np.isnan(log_prior), self.offset_fill_, log_prior) if fill else log_prior
+
     def _predict(self, name: str, Xp: np.ndarray) -> np.ndarray:
         # The Booster itself: the matrix is already checked and ordered by the preprocessor.
         booster = self.boosters_[name].booster_
-        return np.asarray(booster.predict(Xp, num_iteration=self.best_iterations_[name]), dtype=np.float64)
+        n = self.best_iterations_[name]
+        if name == "revenue" and getattr(self, "offset", None) is not None:
+            # LightGBM does not store the init score: add the prior back on the log scale.
+            return np.exp(
+                np.asarray(booster.predict(Xp, raw_score=True, num_iteration=n), float) + self._offset_log(Xp)
+            )
+        return np.asarray(booster.predict(Xp, num_iteration=n), dtype=np.float64)
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """Expected net revenue over the CLV horizon (currency units), shape (n,)."""
@@ -235,6 +307,12 @@ class CLVRegressor(RegressorMixin, BaseEstimator):
         frames = [importance_frame(self.boosters_[n].booster_, self.best_iterations_[n]) for n in names]
         total = pd.concat(frames).groupby("feature", as_index=False)[["gain", "split"]].sum()
         return total.sort_values(["gain", "feature"], ascending=[False, True], ignore_index=True)
+
+
+def _gini(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[str, float, bool]:
+    """LightGBM eval function: normalised Gini of the validation predictions (higher is better). Rank-based,
+    so a level shift between the training and validation periods (a season) does not move it."""
+    return "gini", metrics.normalized_gini(y_true, y_pred), True
 
 
 def compare_clv_objectives(

@@ -10,11 +10,18 @@ One class serves both models; ``model_config["kind"]`` says which:
 A feature table lacking a column the model was trained on is rejected with an error naming every missing
 column; extra columns (keys, labels) are ignored and columns are matched by name, never by position.
 
+``drift_reference`` (a dict, or None for models logged without one) holds the bins of the model's most
+important features and of its scores on its training rows (:mod:`models.drift`); ``churn score`` compares the
+scored customers against it.
+
 Security: the fitted estimator is a joblib (pickle) artefact. Loading it runs code from the artefact, so
 load models only from your own tracking store / registry, never from an untrusted path.
 """
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import joblib
 import mlflow
@@ -29,6 +36,8 @@ class ServingModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         self.kind = context.model_config["kind"]
         self.estimator = joblib.load(context.artifacts["estimator"])
+        reference = context.artifacts.get("drift_reference")
+        self.drift_reference = json.loads(Path(reference).read_text(encoding="utf-8")) if reference else None
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         check_columns(model_input, self.estimator.features_)

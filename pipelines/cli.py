@@ -133,6 +133,78 @@ def train(
 
 
 @app.command()
+def evaluate(
+    panel: Annotated[Path, typer.Option(help="Training panel from `churn features` (its .features.json beside it).")],
+    train_metrics: Annotated[
+        Path, typer.Option(help="metrics/train.json from `churn train`: model versions, test cutoffs, run id.")
+    ],
+    metrics: Annotated[Path, typer.Option(help="JSON file for the evaluation metrics (DVC metrics).")],
+    plots_dir: Annotated[Path, typer.Option(help="Directory for the plot data files (DVC plots).")],
+    report: Annotated[Path, typer.Option(help="The self-contained HTML report to write.")],
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Evaluate the trained models against baselines: metrics, money, backtest, DVC plots and an HTML report.
+
+    The report, metrics and plot files are also logged to the training run in MLflow.
+    """
+    from pipelines import evaluate as stage
+
+    stage.run(
+        panel_path=panel,
+        train_metrics=train_metrics,
+        metrics_path=metrics,
+        plots_dir=plots_dir,
+        report_path=report,
+        params_path=params,
+    )
+
+
+@app.command()
+def score(
+    data: Annotated[Path, typer.Option(help="Validated data directory (the output of `churn validate`).")],
+    out: Annotated[Path, typer.Option(help="Parquet file for the scores (schema v1); <stem>.drift.json beside it.")],
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="Scoring date YYYY-MM-DD: features use data before it (default: end of data)."),
+    ] = None,
+    model_uri: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model-uri",
+            help="A registry model to use instead of models:/<kind>@<score.model_alias>: models:/NAME@ALIAS or "
+            "models:/NAME/VERSION. Repeat it for both models; each model's logged kind (churn or clv) says which "
+            "one it replaces.",
+        ),
+    ] = None,
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Score every customer with an order before the as-of date: churn probability, risk tier, CLV, value at
+    risk, three reasons, a recommended action and the control-group flag, plus a drift check.
+
+    Models come from the MLflow registry at MLFLOW_TRACKING_URI (default sqlite:///mlflow.db). Exit codes:
+    3 = the data is unusable (not validated, empty, as-of date before the data, features the model needs are
+    missing), 4 = params or model URI wrong (unknown model, alias or version).
+    """
+    from pipelines import score as stage
+
+    stage.run(data=data, out=out, params_path=params, as_of=as_of, model_uris=model_uri)
+
+
+@app.command()
+def export(
+    scores: Annotated[Path, typer.Option(help="Scores file from `churn score`.")],
+    out: Annotated[Path, typer.Option(help="The CRM file to write; <out>.manifest.json is written beside it.")],
+    format: Annotated[str, typer.Option("--format", help="csv or parquet.")] = "csv",
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Write the scores as a CRM-ready CSV or Parquet file (fixed columns, formula-safe text, optional CRM
+    column names and pseudonymised ids) with a manifest: rows, sha256, model versions, as-of date, schema."""
+    from pipelines import export as stage
+
+    stage.run(scores=scores, fmt=format, out=out, params_path=params)
+
+
+@app.command()
 def contract() -> None:
     """Print the input data contract (tables, columns, types) as Markdown."""
     from features.contract import contract_markdown

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from models import metrics as mx
 from models.churn import ChurnClassifier
 from models.clv import CLVRegressor
+from models.drift import reference_for
 from models.gate import Decision, GatedMetric, decide
 from models.split import TimeSplit, time_split
 from pipelines.console import console, step
@@ -34,6 +35,8 @@ from pipelines.tracking import configure_mlflow, file_fingerprint, flatten, git_
 
 SERVING_CODE = Path(__file__).resolve().parents[1] / "models" / "serving.py"
 MODELS_PACKAGE = Path(__file__).resolve().parents[1] / "models"
+# Training rows summarised in each model's drift reference (a stride sample beyond this).
+DRIFT_REFERENCE_ROWS = 200_000
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,8 @@ class ChurnParams(BoosterParams):
 
     imbalance: str = "none"
     calibration: str = "auto"
+    offset: str | None = "bgnbd_churn_probability"
+    early_stopping_metric: str = "logloss"
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,8 @@ class ClvParams(BoosterParams):
     n_estimators: int = 400
     objective: str = "tweedie"
     tweedie_variance_power: float = 1.3
+    offset: str | None = "bgnbd_clv"
+    early_stopping_metric: str = "deviance"
 
 
 @dataclass(frozen=True)
@@ -243,6 +250,12 @@ def _log_model(kind: str, result: dict, tmp: Path) -> Any:
     model = result["model"]
     estimator_path = tmp / f"{kind}_estimator.joblib"
     joblib.dump(model, estimator_path)
+    artifacts = {"estimator": str(estimator_path)}
+    if result.get("drift_reference") is not None:
+        # Shipped with the model, so scoring compares against the training rows of the very model it uses.
+        reference_path = tmp / f"{kind}_drift_reference.json"
+        reference_path.write_text(json.dumps(result["drift_reference"], sort_keys=True), encoding="utf-8")
+        artifacts["drift_reference"] = str(reference_path)
     # An explicit schema: count features are `long`, other numbers `double` (NaN allowed), text `string`
     # (never pandas `category`, which MLflow signatures cannot hold). Inferring it from a few rows would mark
     # columns that happen to have no NaN there as unable to hold one, and int32 columns as int32.
@@ -266,13 +279,43 @@ def _log_model(kind: str, result: dict, tmp: Path) -> Any:
     return mlflow.pyfunc.log_model(
         name=f"{kind}_model",
         python_model=str(SERVING_CODE),
-        artifacts={"estimator": str(estimator_path)},
+        artifacts=artifacts,
         code_paths=[str(MODELS_PACKAGE)],
         model_config={"kind": kind},
         signature=ModelSignature(inputs=Schema(specs), outputs=Schema([ColSpec("double", c) for c in output.columns])),
         input_example=example,
         registered_model_name=kind,
     )
+
+
+def _drift_reference(kind: str, result: dict, panel: Path, label: str) -> dict[str, Any]:
+    """Bins of the model's top features and scores on its own training rows (models.drift), for the PSI check at
+    scoring time. At most DRIFT_REFERENCE_ROWS rows, every k-th row of each training cutoff (rows are sorted by
+    customer, so the sample spreads over all customers), read one cutoff at a time to bound memory."""
+    model = result["model"]
+    cutoffs = [pd.Timestamp(c).to_datetime64() for c in result["split"].train]
+    columns = ["cutoff", label, *model.features_]
+    n_rows = pq.read_table(panel, columns=["cutoff"], filters=[("cutoff", "in", cutoffs)]).num_rows
+    step_rows = max(1, -(-n_rows // DRIFT_REFERENCE_ROWS))
+    parts = []
+    for c in cutoffs:
+        frame = pq.read_table(panel, columns=columns, filters=[("cutoff", "==", c)]).to_pandas()
+        parts.append(frame[frame[label].notna()].iloc[::step_rows])
+    sample = pd.concat(parts, ignore_index=True)
+    if kind == "churn":
+        scores = {"churn_probability": model.predict_proba(sample)[:, 1]}
+        importance = model.feature_importance()
+    else:
+        scores = {"predicted_clv": model.predict(sample), "expected_orders": model.predict_orders(sample)}
+        importance = model.feature_importance("revenue")
+    reference = reference_for(
+        model.preprocessor_.transform(sample),
+        model.features_,
+        model.preprocessor_.categorical_,
+        dict(zip(importance["feature"], importance["gain"], strict=True)),
+        scores,
+    )
+    return {"kind": kind, "cutoffs": [str(pd.Timestamp(c).date()) for c in cutoffs], **reference}
 
 
 def _champion_decision(kind: str, version: str, test: pd.DataFrame, challenger: dict, gate: GateParams) -> Decision:
@@ -353,6 +396,8 @@ def run(panel_path: Path, metrics_path: Path, params_path: Path) -> None:
             for path in _plots(churn, clv, tmp):
                 mlflow.log_artifact(str(path), "plots")
             for kind, result in (("churn", churn), ("clv", clv)):
+                label = "churned" if kind == "churn" else "future_revenue"
+                result["drift_reference"] = _drift_reference(kind, result, panel_path, label)
                 info = _log_model(kind, result, tmp)
                 version = str(info.registered_model_version)
                 decision = _champion_decision(kind, version, result["test"], result["metrics"], params.gate)

@@ -28,7 +28,7 @@ T = pd.Timestamp
 US = pd.Timedelta(microseconds=1)
 C = T("2024-07-01")
 CONFIG = FeatureConfig(windows_days=(30, 90), churn_horizon_days=30, clv_horizon_days=60, max_recency_days=100)
-FAMILIES = {"purchase", "engagement", "experience", "loyalty", "attributes", "calendar"}
+FAMILIES = {"purchase", "bgnbd", "engagement", "experience", "loyalty", "attributes", "calendar"}
 NON_FEATURES = {"customer_id", "cutoff", "is_lapsed", *LABELS}
 
 
@@ -239,6 +239,12 @@ EXPECTED_A = {
     "signup_age_days": 212.75,  # 2023-12-01 06:00 -> 2024-07-01: 31 + 182 days - 0.25
     "country": "DE",
     "acquisition_channel": "search",
+    # BG/NBD: the hand shop has fewer than 20 customers at C, too few to fit the model on
+    "bgnbd_p_alive": None,
+    "bgnbd_churn_probability": None,
+    "bgnbd_expected_orders": None,
+    "bgnbd_order_value": None,
+    "bgnbd_clv": None,
     # calendar
     "cutoff_month": 7,
     "cutoff_day_of_year": 183,  # 2024 is a leap year
@@ -372,6 +378,58 @@ def test_families(training):
     assert fam["loyalty_tier_level"] == fam["points_earned_30d"] == fam["coupons_redeemed_30d"] == "loyalty"
     assert fam["signup_age_days"] == fam["country"] == "attributes"
     assert fam["cutoff_month"] == fam["cutoff_day_of_year"] == "calendar"
+    assert fam["bgnbd_p_alive"] == fam["bgnbd_churn_probability"] == fam["bgnbd_clv"] == "bgnbd"
+
+
+# ---- BG/NBD ----------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def synthetic_con() -> duckdb.DuckDBPyConnection:
+    from features.synthetic import SyntheticShopConfig, generate_shop
+
+    shop = generate_shop(SyntheticShopConfig(customers=1500, seed=3))
+    plain = {
+        name: pa.table(
+            {c: t[c].cast(pa.string()) if pa.types.is_dictionary(t[c].type) else t[c] for c in t.column_names}
+        )
+        for name, t in shop.items()
+        if name in ("orders", "returns")
+    }
+    con = duckdb.connect()
+    for name, table in plain.items():
+        con.register(f"{name}_src", table)
+        con.execute(f"CREATE VIEW {name} AS SELECT * FROM {name}_src")
+    return con
+
+
+def test_bgnbd_features_are_fitted_on_the_cutoffs_active_customers_and_applied_to_all(synthetic_con):
+    from models.baselines import bgnbd_inputs, bgnbd_quantities
+
+    cutoff, end = T("2025-06-01"), T("2026-01-01")
+    config = FeatureConfig(churn_horizon_days=90, clv_horizon_days=180, max_recency_days=180)
+    scoring = build_feature_table(synthetic_con, [cutoff], end, config, training=False)[0].to_pandas()
+    training = build_feature_table(synthetic_con, [cutoff], end, config, training=True)[0].to_pandas()
+    assert scoring["is_lapsed"].any() and len(training) == (~scoring["is_lapsed"]).sum()
+    want = bgnbd_quantities(
+        **bgnbd_inputs(scoring),
+        orders_total=scoring["orders_total"],
+        monetary_value=scoring["monetary_value"],
+        churn_horizon_days=90,
+        clv_horizon_days=180,
+        fit_mask=~scoring["is_lapsed"].to_numpy(),
+    )
+    assert scoring["bgnbd_churn_probability"].to_numpy() == pytest.approx(want["churn_probability"], rel=1e-3)
+    assert scoring["bgnbd_clv"].to_numpy() == pytest.approx(want["clv"], rel=1e-3)
+    # Lapsed customers are scored, not fitted on: the training table (active customers only) has the same values.
+    active = scoring[~scoring["is_lapsed"]].reset_index(drop=True)
+    for name in ("bgnbd_p_alive", "bgnbd_churn_probability", "bgnbd_expected_orders", "bgnbd_order_value"):
+        assert training[name].to_numpy() == pytest.approx(active[name].to_numpy(), rel=1e-6), name
+    assert scoring["bgnbd_churn_probability"].between(0, 1).all()
+    lapsed = scoring["is_lapsed"].to_numpy()
+    assert (
+        scoring.loc[lapsed, "bgnbd_churn_probability"].mean() > scoring.loc[~lapsed, "bgnbd_churn_probability"].mean()
+    )
 
 
 # ---- eligibility ---------------------------------------------------------------------------------------------
@@ -552,14 +610,14 @@ def test_orders_only_builds_purchase_and_calendar_features():
     frame = table.to_pandas()
     produced = [c for c in frame.columns if c not in NON_FEATURES]
     assert manifest["features"] == produced
-    assert set(manifest["families"].values()) == {"purchase", "calendar"}
+    assert set(manifest["families"].values()) == {"purchase", "bgnbd", "calendar"}
     assert manifest["categorical"] == []
     assert "returns_total" not in produced and "country" not in produced
     a = row(frame, "A01")
     for name, want in EXPECTED_A.items():
         if name in produced:
             assert_value(name, a[name], want)
-    assert set(produced) == {n for n in EXPECTED_A if manifest["families"].get(n) in ("purchase", "calendar")}
+    assert set(produced) == {n for n in EXPECTED_A if manifest["families"].get(n) in ("purchase", "bgnbd", "calendar")}
     # returns absent: future revenue is gross
     assert a["future_revenue"] == 100.0 and a["future_orders"] == 2
     skipped = set(manifest["skipped_sources"])

@@ -220,6 +220,22 @@ def test_purchase_features_ignore_orders_and_returns_at_or_after_c(base_shop, ba
     assert {"orders_total", "recency_days", "revenue_30d", "returns_total", "discount_share"} <= set(moved)
 
 
+def test_bgnbd_features_ignore_orders_and_returns_at_or_after_c(base_shop, base):
+    # BG/NBD is refitted at every cutoff on that cutoff's customers: orders at or after C must move neither the
+    # fitted parameters nor any customer's quantities at C, in the training and in the scoring table.
+    shop = copy(base_shop)
+    purchase_edits(shop, eligible_at_c(base), C)
+    assert_features_unchanged(base, build(shop), "bgnbd")
+    before, after = upto_c(build(base_shop, training=False)), upto_c(build(shop, training=False))
+    assert changed(before, after, features(base, "bgnbd")) == []
+
+    control = copy(base_shop)
+    purchase_edits(control, eligible_at_c(base), C, shift=-US)
+    after = at_c(build(control))
+    after = after[after["customer_id"] != "9999999"].reset_index(drop=True)
+    assert set(changed(at_c(base), after, features(base, "bgnbd"))) == set(features(base, "bgnbd"))
+
+
 def test_scoring_table_ignores_orders_and_returns_at_or_after_c(base_shop, base):
     shop = copy(base_shop)
     purchase_edits(shop, eligible_at_c(base), C)

@@ -169,3 +169,55 @@ def test_customer_half_is_a_fixed_hash():
     np.testing.assert_array_equal(customer_half(ids.astype(object)), halves)
     big = customer_half(pd.Series([f"C{i:06d}" for i in range(10_000)]))
     assert 0.45 < big.mean() < 0.55
+
+
+def _prior_rows(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """Rows whose churn label is drawn from a known prior probability, plus a feature that is pure noise."""
+    rng = np.random.default_rng(seed)
+    prior = rng.uniform(0.05, 0.95, n)
+    rows = pd.DataFrame(
+        {"customer_id": [f"c{seed}_{i}" for i in range(n)], "prior": prior, "noise": rng.normal(size=n)}
+    )
+    return rows, rng.random(n) < prior
+
+
+@pytest.fixture(scope="module")
+def offset_model() -> ChurnClassifier:
+    (train, yt), (valid, yv) = _prior_rows(4000, 1), _prior_rows(2000, 2)
+    model = ChurnClassifier(
+        features=["prior", "noise"], offset="prior", calibration="sigmoid", n_estimators=50, n_jobs=1
+    )
+    return model.fit(train, yt, valid, yv)
+
+
+def test_offset_starts_the_booster_from_the_prior_probability(offset_model):
+    # The labels follow the prior exactly, so the booster has nothing to add and its output stays on the prior.
+    test, _ = _prior_rows(1000, 3)
+    raw = offset_model.predict_uncalibrated(test)
+    assert np.abs(raw - test["prior"]).max() < 0.05
+    # Without the offset, the same trees alone would be far from it: the prior is added back at predict time.
+    trees_only = offset_model.model_.booster_.predict(offset_model.preprocessor_.transform(test), raw_score=True)
+    assert np.abs(1 / (1 + np.exp(-trees_only)) - test["prior"]).max() > 0.3
+
+
+def test_missing_prior_gets_the_median_training_log_odds(offset_model):
+    test, _ = _prior_rows(3, 4)
+    test.loc[0, "prior"] = np.nan
+    p = offset_model.predict_uncalibrated(test)
+    assert np.isfinite(p).all()
+    assert p[0] == pytest.approx(1 / (1 + np.exp(-offset_model.offset_fill_)), abs=0.05)
+
+
+def test_offset_must_be_a_numeric_feature():
+    (train, yt), (valid, yv) = _prior_rows(300, 1), _prior_rows(300, 2)
+    with pytest.raises(ValueError, match="offset 'prior' must be one of the numeric features"):
+        ChurnClassifier(features=["noise"], offset="prior", n_estimators=5).fit(train, yt, valid, yv)
+    with pytest.raises(ValueError, match="early_stopping_metric"):
+        ChurnClassifier(features=["noise"], early_stopping_metric="gini", n_estimators=5).fit(train, yt, valid, yv)
+
+
+def test_early_stopping_on_auc_is_recorded_by_lightgbm():
+    (train, yt), (valid, yv) = _prior_rows(2000, 5), _prior_rows(1000, 6)
+    model = ChurnClassifier(features=["prior", "noise"], early_stopping_metric="auc", n_estimators=30, n_jobs=1)
+    model.fit(train, yt, valid, yv)
+    assert "auc" in model.model_.best_score_["valid_0"]

@@ -109,3 +109,46 @@ def test_bad_inputs(clv_frames, feature_args):
         clone(model).set_params(objective="gamma").fit(*args, valid["future_orders"])
     with pytest.raises(ValueError, match=r"tweedie_variance_power must lie in \(1, 2\)"):
         clone(model).set_params(tweedie_variance_power=2.5).fit(*args, valid["future_orders"])
+
+
+def _prior_rows(n: int, seed: int) -> pd.DataFrame:
+    """Rows whose future revenue has a known prior mean (50 per order, Poisson orders), plus a noise feature."""
+    rng = np.random.default_rng(seed)
+    prior = rng.gamma(2.0, 60.0, n)
+    orders = rng.poisson(prior / 50.0)
+    return pd.DataFrame({"prior": prior, "noise": rng.normal(size=n), "revenue": orders * 50.0, "orders": orders})
+
+
+def _fit(rows_train: pd.DataFrame, rows_valid: pd.DataFrame, **params) -> CLVRegressor:
+    model = CLVRegressor(features=["prior", "noise"], n_estimators=60, n_jobs=1, **params)
+    return model.fit(
+        rows_train,
+        rows_train["revenue"],
+        rows_valid,
+        rows_valid["revenue"],
+        rows_train["orders"],
+        rows_valid["orders"],
+    )
+
+
+def test_offset_starts_the_revenue_booster_from_the_prior():
+    model = _fit(_prior_rows(4000, 1), _prior_rows(2000, 2), offset="prior")
+    test = _prior_rows(1000, 3)
+    pred = model.predict(test)
+    # The prior is the true mean: the booster adds next to nothing to it.
+    assert np.median(np.abs(pred / test["prior"] - 1)) < 0.1
+    assert np.sum(pred) == pytest.approx(np.sum(test["revenue"]), rel=0.1)
+
+
+def test_early_stopping_on_gini_picks_the_trees_of_the_revenue_booster():
+    model = _fit(_prior_rows(2000, 4), _prior_rows(1000, 5), offset="prior", early_stopping_metric="gini")
+    assert set(model.boosters_["revenue"].best_score_["valid_0"]) == {"gini"}
+    assert 1 <= model.best_iterations_["revenue"] <= 60
+
+
+def test_offset_needs_the_tweedie_objective_and_a_known_metric():
+    rows = _prior_rows(300, 6)
+    with pytest.raises(ValueError, match="offset needs objective 'tweedie'"):
+        _fit(rows, rows, offset="prior", objective="two_part")
+    with pytest.raises(ValueError, match="early_stopping_metric"):
+        _fit(rows, rows, early_stopping_metric="auc")

@@ -37,7 +37,7 @@ labels:
   clv_horizon_days: 120
 """
 NON_FEATURES = {"customer_id", "cutoff", "is_lapsed", *LABELS}
-FAMILIES = {"purchase", "engagement", "experience", "loyalty", "attributes", "calendar"}
+FAMILIES = {"purchase", "bgnbd", "engagement", "experience", "loyalty", "attributes", "calendar"}
 
 
 @pytest.fixture(scope="module")

@@ -71,9 +71,9 @@ def test_panel_on_online_retail(built):
     assert 0.05 < panel["churned"].mean() < 0.95
     assert (panel["future_orders"] >= 0).all()
     assert panel["future_revenue"].abs().sum() > 0
-    # no events: no engagement, experience or loyalty feature; purchase (with refunds), attributes, calendar
+    # no events: no engagement, experience or loyalty feature; purchase (with refunds), BG/NBD, attributes, calendar
     families = set(manifest["families"].values())
-    assert families == {"purchase", "attributes", "calendar"}
+    assert families == {"purchase", "bgnbd", "attributes", "calendar"}
     assert not [c for c in panel.columns if c.startswith(("sessions_", "email_", "days_since_last_"))]
     assert {"returns_total", "return_rate", "country", "signup_age_days"} <= set(manifest["features"])
     assert set(KNOWN_EVENT_TYPES) <= set(manifest["skipped_sources"])

@@ -8,8 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from models.tiers import RiskTiers
+from pipelines.evaluate import EvaluateParams
+from pipelines.export import ExportParams
 from pipelines.features import FeaturesParams, LabelsParams
 from pipelines.params import load_section
+from pipelines.score import ScoreParams
 from pipelines.train import TrainParams
 from pipelines.validate import ValidateParams
 
@@ -18,7 +22,16 @@ PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
 
 @pytest.mark.parametrize(
     ("cls", "section"),
-    [(ValidateParams, "validate"), (FeaturesParams, "features"), (LabelsParams, "labels"), (TrainParams, "train")],
+    [
+        (ValidateParams, "validate"),
+        (FeaturesParams, "features"),
+        (LabelsParams, "labels"),
+        (TrainParams, "train"),
+        (EvaluateParams, "evaluate"),
+        (RiskTiers, "risk_tiers"),
+        (ScoreParams, "score"),
+        (ExportParams, "export"),
+    ],
 )
 def test_shipped_params_equal_the_dataclass_defaults(cls, section):
     assert load_section(cls, section, PARAMS) == cls()

@@ -1,0 +1,185 @@
+"""What to do about each scored customer: a rule table, first match wins, plus a stable control group.
+
+Grain: one row per scored customer. **Rules** (params.yaml ``score.actions``) are tried top to bottom; a
+customer gets the ``action`` of the first rule whose every condition holds. Conditions (all optional):
+
+- ``tiers``: the customer's ``risk_tier`` is one of these (``high``, ``medium``, ``low``, ``lapsed``);
+- ``min_value_percentile`` / ``max_value_percentile``: ``clv_percentile`` (1-100, 100 = most valuable) is at
+  least / at most this;
+- ``min_clv``: ``predicted_clv`` (shop currency, over the CLV horizon) is at least this;
+- ``max_tenure_days`` / ``min_tenure_days``: days since the first order are below / at least this ("new
+  customers": ``max_tenure_days: 60``);
+- ``reason_features``: one of the customer's reason codes starts with one of these feature-name prefixes
+  (``email_`` matches every e-mail feature, ``recency_days`` just that one).
+
+The last rule must have no condition: it is the default (``no_action``). A rule that can never fire because an
+unconditional rule comes before it is an error, and so is an unknown tier or key (the params loader names the
+rule). :func:`recommend` evaluates the whole table at once (``np.select``), never customer by customer.
+
+**Control group**: a share of customers held out from every action, to measure what the actions achieve. Who is
+in it depends only on ``customer_id`` and a salt: a keyed 64-bit SipHash-2-4 of the id (pandas' ``hash_array``,
+key derived from the salt) scaled to [0, 1) and compared with the share. So a customer stays in (or out of) the
+control group in every run, whatever the row order, the other customers or the run date, as long as the salt
+and the share stay; a larger share keeps everyone who was in and adds more. Change the salt to draw a new group.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+
+import numpy as np
+import pandas as pd
+
+from models.crm import keyed_hash
+from models.tiers import TIER_ORDER
+
+__all__ = ["DEFAULT_ACTION", "ActionRule", "check_reason_prefixes", "control_group", "recommend", "validate_rules"]
+
+DEFAULT_ACTION = "no_action"
+_ACTION_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+# Reserved for control-group customers (models.scores_schema.HOLD_OUT); a rule may not hand it out.
+_RESERVED = ("hold_out",)
+
+
+@dataclass(frozen=True)
+class ActionRule:
+    """One row of the rule table (module docstring); ``name`` is a label for people and error messages."""
+
+    action: str
+    name: str = ""
+    tiers: tuple[str, ...] | None = None
+    min_value_percentile: int | None = None
+    max_value_percentile: int | None = None
+    min_clv: float | None = None
+    max_tenure_days: float | None = None
+    min_tenure_days: float | None = None
+    reason_features: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        label = self.label
+        if not isinstance(self.action, str) or not _ACTION_NAME.match(self.action):
+            raise ValueError(f"{label}: action must be a lower_snake_case name, got {self.action!r}")
+        if self.action in _RESERVED:
+            raise ValueError(f"{label}: {self.action!r} is reserved for the control group")
+        if self.tiers is not None:
+            unknown = [t for t in self.tiers if t not in TIER_ORDER]
+            if unknown or not self.tiers:
+                raise ValueError(f"{label}: unknown tier(s) {unknown or '[]'}; tiers are {list(TIER_ORDER)}")
+        for key in ("min_value_percentile", "max_value_percentile"):
+            value = getattr(self, key)
+            if value is not None and not 1 <= value <= 100:
+                raise ValueError(f"{label}: {key} must be a percentile 1-100, got {value}")
+        if (
+            self.min_value_percentile is not None
+            and self.max_value_percentile is not None
+            and self.min_value_percentile > self.max_value_percentile
+        ):
+            raise ValueError(f"{label}: min_value_percentile is above max_value_percentile, so it never matches")
+        for key in ("max_tenure_days", "min_tenure_days"):
+            value = getattr(self, key)
+            if value is not None and value < 0:
+                raise ValueError(f"{label}: {key} must be >= 0 days, got {value}")
+        if self.reason_features is not None and (
+            not self.reason_features or not all(isinstance(p, str) and p for p in self.reason_features)
+        ):
+            raise ValueError(f"{label}: reason_features must list feature names or prefixes")
+
+    @property
+    def label(self) -> str:
+        return f"rule {self.name!r}" if self.name else f"rule with action {self.action!r}"
+
+    @property
+    def is_default(self) -> bool:
+        """True when the rule has no condition (it matches everyone)."""
+        return all(getattr(self, f.name) is None for f in fields(self) if f.name not in ("action", "name"))
+
+
+def validate_rules(rules: Sequence[ActionRule]) -> None:
+    """Raise ``ValueError`` unless the table is usable: at least one rule, the last one unconditional, none after
+    an unconditional one (it could never fire)."""
+    if not rules:
+        raise ValueError(f"the action rule table is empty; end it with a rule without conditions ({DEFAULT_ACTION})")
+    for i, rule in enumerate(rules[:-1]):
+        if rule.is_default:
+            raise ValueError(
+                f"actions[{i}] ({rule.label}) has no condition, so the {len(rules) - i - 1} rule(s) after it never "
+                f"fire; give it a condition or move it to the end"
+            )
+    if not rules[-1].is_default:
+        raise ValueError(
+            f"the last action rule ({rules[-1].label}) has conditions; end the table with a rule without conditions "
+            f"(e.g. action: {DEFAULT_ACTION}) so every customer gets an action"
+        )
+
+
+def check_reason_prefixes(rules: Sequence[ActionRule], features: Sequence[str]) -> None:
+    """Raise ``ValueError`` naming the rule when a ``reason_features`` prefix matches none of the model's features
+    (a typo would otherwise silently never match)."""
+    for i, rule in enumerate(rules):
+        for prefix in rule.reason_features or ():
+            if not any(f.startswith(prefix) for f in features):
+                raise ValueError(
+                    f"actions[{i}] ({rule.label}): reason_features prefix {prefix!r} matches no feature of the churn "
+                    f"model (features are e.g. {list(features)[:8]})"
+                )
+
+
+def recommend(
+    rules: Sequence[ActionRule],
+    risk_tier: np.ndarray,
+    clv_percentile: np.ndarray,
+    predicted_clv: np.ndarray,
+    tenure_days: np.ndarray,
+    reason_codes: Sequence[np.ndarray],
+) -> np.ndarray:
+    """The action of the first matching rule for every customer (object array of names).
+
+    All inputs are row-aligned arrays; ``reason_codes`` holds one array of feature names (None = no reason)
+    per reason slot. ``tenure_days`` NaN (unknown) matches no tenure condition.
+    """
+    validate_rules(rules)
+    n = len(risk_tier)
+    tier = np.asarray(risk_tier, dtype=object)
+    value_pct = np.asarray(clv_percentile)
+    clv = np.asarray(predicted_clv, dtype=np.float64)
+    tenure = np.asarray(tenure_days, dtype=np.float64)
+    codes = [pd.Series(np.asarray(c, dtype=object)).astype(object) for c in reason_codes]
+    conditions = []
+    for rule in rules:
+        ok = np.ones(n, dtype=bool)
+        if rule.tiers is not None:
+            ok &= np.isin(tier, list(rule.tiers))
+        if rule.min_value_percentile is not None:
+            ok &= value_pct >= rule.min_value_percentile
+        if rule.max_value_percentile is not None:
+            ok &= value_pct <= rule.max_value_percentile
+        if rule.min_clv is not None:
+            ok &= clv >= rule.min_clv
+        if rule.max_tenure_days is not None:
+            ok &= tenure < rule.max_tenure_days
+        if rule.min_tenure_days is not None:
+            ok &= tenure >= rule.min_tenure_days
+        if rule.reason_features is not None:
+            prefixes = tuple(rule.reason_features)
+            hit = np.zeros(n, dtype=bool)
+            for slot in codes:
+                hit |= slot.str.startswith(prefixes).fillna(False).to_numpy(dtype=bool)
+            ok &= hit
+        conditions.append(ok)
+    return np.select(conditions, [r.action for r in rules], default=rules[-1].action).astype(object)
+
+
+def unit_hash(values: Sequence[str] | np.ndarray | pd.Series, salt: str) -> np.ndarray:
+    """A keyed hash of each text value mapped to [0, 1): the same value and salt give the same number on every
+    run, machine and row order."""
+    # The top 53 bits give a double in [0, 1) exactly.
+    return (keyed_hash(values, salt) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def control_group(customer_ids: Sequence[str] | np.ndarray | pd.Series, share: float, salt: str) -> np.ndarray:
+    """True for customers held out of every action (module docstring); about ``share`` of them."""
+    if not 0.0 <= share < 1.0:
+        raise ValueError(f"control group share must be in [0, 1), got {share}")
+    return unit_hash(customer_ids, salt) < share

@@ -1,0 +1,610 @@
+"""Classic churn and CLV baselines, scored on the same customers and cutoff as the LightGBM models.
+
+Grain: one row per (customer, cutoff). Every baseline answers the models' two questions for the rows of one
+cutoff ``c``: ``churn_probability`` = P(no order in ``[c, c + churn horizon)``) and ``predicted_clv`` = net
+revenue (orders minus refunds, shop currency) over ``[c, c + CLV horizon)``. Inputs are the panel's features,
+which see only rows before ``c``, so every baseline is point-in-time correct.
+
+Three baselines (:data:`BASELINES`), all through :func:`fit_predict_baselines`:
+
+- ``recency_rule``: the churn rate and the mean future revenue observed in ``history`` (labelled rows of
+  earlier cutoffs) per ``recency_days`` bucket. Buckets are the deciles of the history's ``recency_days``
+  (:class:`RecencyRule`; ties merge edges, so a shop may get fewer than 10). The per-bucket rates are then
+  made monotone with isotonic regression weighted by bucket size (churn rate non-decreasing, mean revenue
+  non-increasing in recency): "the longer since the last order, the likelier gone", and nothing else.
+- ``rfm``: classic R, F, M scores 1-5 (recency_days, frequency, monetary_value), each value's quintile
+  within the history (:class:`RFMScorer`); each target row gets the churn rate and mean future revenue of
+  its RFM cell in history, falling back to its (R, F) cell, then its R score, then the history mean, when a
+  cell holds fewer than ``min_cell_rows`` (50) labelled rows.
+- ``bgnbd``: BG/NBD (Fader, Hardie & Lee 2005, "Counting your customers the easy way") for the purchase
+  process and Gamma-Gamma (Fader, Hardie & Lee 2005, "RFM and CLV", section 4) for spend, both fitted on the
+  target rows themselves: each row's calibration period is the customer's whole history before ``c``, so
+  the fit uses nothing after ``c``. Inputs, in **days**: ``x`` = ``frequency`` (repeat orders), ``t_x`` =
+  ``tenure_days - recency_days`` (time of the last order since the first), ``T`` = ``tenure_days``.
+  ``churn_probability`` = P(no order in ``(T, T + h]``) = ``(1 - P(alive)) + P(alive) * ((alpha + T) /
+  (alpha + T + h))^(r + x)``; ``predicted_clv`` = expected orders in ``h`` days (BG/NBD conditional
+  expectation) times the Gamma-Gamma expected order value.
+
+Approximations of ``bgnbd`` (stated, not hidden):
+
+- The panel's ``monetary_value`` is the mean over *all* the customer's orders, first one included (the
+  textbook recipe averages repeat orders only). Gamma-Gamma is fitted on customers with ``x > 0`` with
+  ``n = orders_total`` (= x + 1) as the number of orders behind that mean, which is what the mean is;
+  one-order customers get the fitted population mean ``p * v / (q - 1)``, as in the textbook recipe.
+- Gamma-Gamma needs positive spend: mean order values below 1 % of the median positive value (zero or
+  negative after discounts) are raised to that floor. ``q`` is kept above 1 (a finite mean spend).
+- Order values are gross; the CLV label is net of refunds, so ``bgnbd`` over-predicts by about the shop's
+  refund share (returns are not part of the classic model).
+- The training panel leaves out customers lapsed longer than ``features.max_recency_days``; fitted on such a
+  target, BG/NBD sees fewer dead customers than exist and estimates a lower drop-out probability.
+
+The same fit, per cutoff, feeds the feature table: :func:`bgnbd_quantities` gives the ``bgnbd_*`` features
+(:mod:`features.build`) that the LightGBM models start from (``offset`` in :mod:`models.churn` and
+:mod:`models.clv`).
+
+Library or own code (measured on this machine, 2 shared cores, in scratch venvs pinned to numpy 2.4.6 /
+pandas 3.1.1 / scipy 1.17.1; 1,000,000 customers simulated from BG/NBD with r 0.5, alpha 30 days, a 0.8,
+b 2.5):
+
+- ``lifetimes`` 0.11.3 (unmaintained since 2020, repository archived): installs cleanly (pulls ``autograd``
+  1.9.1) and works on pandas 3; ``BetaGeoFitter`` recovered the parameters in 10.6-19.9 s (two runs),
+  ``GammaGammaFitter`` 6.7 s, predictions 0.5 s.
+- ``pymc-marketing`` 0.19.2: installs (59 packages, 789 MB: PyMC 5.28, PyTensor 2.38, ArviZ, numba, h5py,
+  matplotlib; PyTensor warns it found no BLAS); ``BetaGeoModel.fit(method="map")`` took 26.3 s on 50,000
+  customers (graph compilation) and 13.5 s on 1,000,000, and gives MAP estimates under its default priors.
+- This module (~250 lines, no new dependency): the published log-likelihoods vectorised with
+  :mod:`scipy.special`, analytic gradients (checked against finite differences in the tests), L-BFGS-B on
+  log-parameters, the terms that depend only on ``x`` computed once per distinct ``x``: the same estimates as
+  ``lifetimes`` to 4 digits (r 0.49998, alpha 29.9795, a 0.79751, b 2.48930) in 2.6 s, predictions 0.4 s.
+
+So the project carries its own implementation, tested by recovering known parameters from data simulated with
+the models (``tests/models/test_baselines.py``), with no archived package and no compiler stack in the
+pipeline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike
+from scipy.optimize import minimize
+from scipy.special import betaln, digamma, expit, gammaln, hyp2f1
+from sklearn.base import BaseEstimator
+from sklearn.isotonic import IsotonicRegression
+from sklearn.utils.validation import check_is_fitted
+
+__all__ = [
+    "BASELINES",
+    "BGNBD",
+    "GammaGamma",
+    "RFMScorer",
+    "RecencyRule",
+    "bgnbd_inputs",
+    "bgnbd_quantities",
+    "fit_predict_baselines",
+]
+
+BASELINES = ("recency_rule", "rfm", "bgnbd")
+OUTPUT_COLUMNS = ("churn_probability", "predicted_clv")
+# Log-parameters are searched inside [-LOG_BOUND, LOG_BOUND] (1e-9..1e9): wide enough for any shop in days,
+# narrow enough that exp() never overflows.
+LOG_BOUND = 9.0 * np.log(10.0)
+
+
+def _arrays(**named: ArrayLike) -> dict[str, np.ndarray]:
+    """Named inputs as equal-length finite 1-D float64 arrays; ``ValueError`` naming the first bad one."""
+    out = {k: np.asarray(v, dtype=np.float64).ravel() for k, v in named.items()}
+    sizes = {k: v.size for k, v in out.items()}
+    if len(set(sizes.values())) != 1:
+        raise ValueError(f"inputs differ in length: {sizes}")
+    for k, v in out.items():
+        if not np.isfinite(v).all():
+            raise ValueError(f"{k} has {int((~np.isfinite(v)).sum())} non-finite value(s)")
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ BG/NBD
+class BGNBD(BaseEstimator):
+    """BG/NBD purchase model (Fader, Hardie & Lee 2005), fitted by maximum likelihood.
+
+    While alive a customer orders as a Poisson process with rate ``lambda ~ Gamma(r, alpha)`` (shape ``r``,
+    rate ``alpha``, in the unit of time of the inputs: days here); after each order they drop out for good
+    with probability ``p ~ Beta(a, b)``. Per customer: ``frequency`` = repeat orders ``x`` (orders after the
+    first), ``t_x`` = time of the last order since the first (``lifetimes`` calls it "recency"; 0 when
+    ``x = 0``), ``T`` = time since the first order. ``params_`` = ``{"r", "alpha", "a", "b"}``.
+
+    ``max_iter`` caps L-BFGS-B iterations; ``converged_`` records whether the optimiser said it converged.
+    """
+
+    def __init__(self, max_iter: int = 500):
+        self.max_iter = max_iter
+
+    @staticmethod
+    def _inputs(frequency: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        v = _arrays(frequency=frequency, t_x=t_x, T=T)
+        x, tx, big_t = v["frequency"], v["t_x"], v["T"]
+        if (x < 0).any() or (x != np.round(x)).any():
+            raise ValueError("frequency must be whole numbers >= 0 (repeat orders)")
+        if (big_t < 0).any():
+            raise ValueError("T must be >= 0")
+        # Float rounding in tenure - recency can leave t_x a hair outside [0, T]; one-order customers have
+        # t_x = 0 by definition.
+        tx = np.where(x > 0, np.clip(tx, 0.0, big_t), 0.0)
+        return x, tx, big_t
+
+    @staticmethod
+    def _neg_loglik(
+        theta: np.ndarray, ux: np.ndarray, inv: np.ndarray, tx: np.ndarray, big_t: np.ndarray, w: np.ndarray
+    ) -> tuple[float, np.ndarray]:
+        """Weighted mean negative log-likelihood and its gradient in log-parameters."""
+        r, alpha, a, b = np.exp(theta)
+        rep = ux > 0
+        # Terms that depend on x only, once per distinct x.
+        common = gammaln(r + ux) - gammaln(r) + r * np.log(alpha)
+        t1_x = betaln(a, b + ux) - betaln(a, b)
+        t2_x = np.where(rep, betaln(a + 1.0, b + np.maximum(ux, 1.0) - 1.0) - betaln(a, b), -np.inf)
+        x = ux[inv]
+        rx = r + x
+        log_at, log_atx = np.log(alpha + big_t), np.log(alpha + tx)
+        l1 = t1_x[inv] - rx * log_at
+        l2 = t2_x[inv] - rx * log_atx
+        lse = np.logaddexp(l1, l2)
+        ll = common[inv] + lse
+        # Posterior weights of the two mixture terms (term 2 exists only for x > 0).
+        s1 = np.exp(l1 - lse)
+        s2 = 1.0 - s1
+        dr = digamma(r + ux)[inv] - digamma(r) + np.log(alpha) - s1 * log_at - s2 * log_atx
+        dalpha = r / alpha - s1 * rx / (alpha + big_t) - s2 * rx / (alpha + tx)
+        d_ab = digamma(a + b)
+        da_1 = (digamma(a) - digamma(a + b + ux) - digamma(a) + d_ab)[inv]
+        da_2 = (digamma(a + 1.0) - digamma(a + b + ux) - digamma(a) + d_ab)[inv]
+        db_1 = (digamma(b + ux) - digamma(a + b + ux) - digamma(b) + d_ab)[inv]
+        db_2 = (digamma(b + np.maximum(ux, 1.0) - 1.0) - digamma(a + b + ux) - digamma(b) + d_ab)[inv]
+        da = s1 * da_1 + s2 * np.where(s2 > 0, da_2, 0.0)
+        db = s1 * db_1 + s2 * np.where(s2 > 0, db_2, 0.0)
+        total = w.sum()
+        grad = np.array([(w * d).sum() for d in (dr, dalpha, da, db)]) / total * np.array([r, alpha, a, b])
+        return -float((w * ll).sum() / total), -grad
+
+    def fit(self, frequency: ArrayLike, t_x: ArrayLike, T: ArrayLike, sample_weight: ArrayLike | None = None):
+        x, tx, big_t = self._inputs(frequency, t_x, T)
+        if x.size == 0:
+            raise ValueError("BGNBD.fit needs at least one customer")
+        w = np.ones_like(x) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64).ravel()
+        ux, inv = np.unique(x, return_inverse=True)
+        # Start where the mean purchase rate matches the data: r / alpha = repeat orders per unit of time.
+        rate = max(float((w * x).sum() / max((w * big_t).sum(), 1e-9)), 1e-6)
+        theta0 = np.log([1.0, 1.0 / rate, 1.0, 1.0])
+        res = minimize(
+            self._neg_loglik,
+            theta0,
+            args=(ux, inv, tx, big_t, w),
+            jac=True,
+            method="L-BFGS-B",
+            bounds=[(-LOG_BOUND, LOG_BOUND)] * 4,
+            options={"maxiter": self.max_iter},
+        )
+        r, alpha, a, b = np.exp(res.x)
+        self.params_ = {"r": float(r), "alpha": float(alpha), "a": float(a), "b": float(b)}
+        self.log_likelihood_ = -float(res.fun) * float(w.sum())
+        self.converged_ = bool(res.success)
+        self.n_iter_ = int(res.nit)
+        return self
+
+    def _log_odds_dead(self, x: np.ndarray, tx: np.ndarray, big_t: np.ndarray) -> np.ndarray:
+        """log of ``a / (b + x - 1) * ((alpha + T) / (alpha + t_x))^(r + x)`` (-inf for x = 0)."""
+        p = self.params_
+        r, alpha, a, b = p["r"], p["alpha"], p["a"], p["b"]
+        lo = np.log(a) - np.log(b + np.maximum(x, 1.0) - 1.0) + (r + x) * (np.log(alpha + big_t) - np.log(alpha + tx))
+        return np.where(x > 0, lo, -np.inf)
+
+    def p_alive(self, frequency: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> np.ndarray:
+        """P(still alive at T | x, t_x, T). Exactly 1 for x = 0: drop-out only happens right after an order."""
+        check_is_fitted(self, "params_")
+        x, tx, big_t = self._inputs(frequency, t_x, T)
+        return expit(-self._log_odds_dead(x, tx, big_t))
+
+    def p_no_order(self, horizon: float, frequency: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> np.ndarray:
+        """P(no order in (T, T + horizon]): dead, or alive with no Poisson event in the horizon (the posterior
+        rate of an alive customer is Gamma(r + x, alpha + T), so that is ((alpha+T)/(alpha+T+h))^(r+x))."""
+        check_is_fitted(self, "params_")
+        x, tx, big_t = self._inputs(frequency, t_x, T)
+        p = self.params_
+        alive = expit(-self._log_odds_dead(x, tx, big_t))
+        silent = np.exp((p["r"] + x) * (np.log(p["alpha"] + big_t) - np.log(p["alpha"] + big_t + horizon)))
+        return np.clip((1.0 - alive) + alive * silent, 0.0, 1.0)
+
+    def expected_orders(self, horizon: float, frequency: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> np.ndarray:
+        """E[orders in (T, T + horizon] | x, t_x, T] (Fader, Hardie & Lee 2005, eq. 10)."""
+        check_is_fitted(self, "params_")
+        x, tx, big_t = self._inputs(frequency, t_x, T)
+        p = self.params_
+        r, alpha, a, b = p["r"], p["alpha"], p["a"], p["b"]
+        t = float(horizon)
+        z = t / (alpha + big_t + t)
+        silent = np.exp((r + x) * (np.log(alpha + big_t) - np.log(alpha + big_t + t)))
+        bracket = 1.0 - silent * hyp2f1(r + x, b + x, a + b + x - 1.0, z)
+        given_alive = (a + b + x - 1.0) / (a - 1.0) * bracket
+        out = given_alive * expit(-self._log_odds_dead(x, tx, big_t))
+        # Outside its numerically safe range (very large x with z near 1) hyp2f1 can return inf/nan; the
+        # expected count is then bounded by an alive customer's Poisson mean (r + x) / (alpha + T) * t.
+        cap = (r + x) / (alpha + big_t) * t
+        return np.where(np.isfinite(out), np.clip(out, 0.0, cap), cap)
+
+
+# ------------------------------------------------------------------------------------------ Gamma-Gamma
+class GammaGamma(BaseEstimator):
+    """Gamma-Gamma spend model (Fader, Hardie & Lee 2005, "RFM and CLV", section 4), fitted by maximum
+    likelihood.
+
+    Each order value is ``Gamma(p, nu)``; a customer's ``nu ~ Gamma(q, v)``. Per customer: ``n_orders`` = the
+    number of orders averaged, ``mean_order_value`` > 0 their mean value (currency). ``params_`` =
+    ``{"p", "q", "v"}``, with ``q > 1`` enforced (the population mean spend ``p * v / (q - 1)`` is finite).
+    """
+
+    def __init__(self, max_iter: int = 500):
+        self.max_iter = max_iter
+
+    @staticmethod
+    def _inputs(n_orders: ArrayLike, mean_order_value: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+        v = _arrays(n_orders=n_orders, mean_order_value=mean_order_value)
+        n, m = v["n_orders"], v["mean_order_value"]
+        if (n < 1).any():
+            raise ValueError("n_orders must be >= 1")
+        if (m <= 0).any():
+            raise ValueError("mean_order_value must be > 0: clip non-positive spend before fitting")
+        return n, m
+
+    @staticmethod
+    def _neg_loglik(theta: np.ndarray, n: np.ndarray, m: np.ndarray, w: np.ndarray) -> tuple[float, np.ndarray]:
+        p, q1, v = np.exp(theta)
+        q = 1.0 + q1
+        pn = p * n
+        log_nmv = np.log(n * m + v)
+        ll = gammaln(pn + q) - gammaln(pn) - gammaln(q) + q * np.log(v) + (pn - 1.0) * np.log(m) + pn * np.log(n)
+        ll -= (pn + q) * log_nmv
+        dp = n * (digamma(pn + q) - digamma(pn) + np.log(m) + np.log(n) - log_nmv)
+        dq = digamma(pn + q) - digamma(q) + np.log(v) - log_nmv
+        dv = q / v - (pn + q) / (n * m + v)
+        total = w.sum()
+        grad = np.array([(w * d).sum() for d in (dp, dq, dv)]) / total * np.array([p, q1, v])
+        return -float((w * ll).sum() / total), -grad
+
+    def fit(self, n_orders: ArrayLike, mean_order_value: ArrayLike, sample_weight: ArrayLike | None = None):
+        n, m = self._inputs(n_orders, mean_order_value)
+        if n.size == 0:
+            raise ValueError("GammaGamma.fit needs at least one customer")
+        w = np.ones_like(n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64).ravel()
+        # Start at p = 1, q = 2, v = the mean spend: population mean p v / (q - 1) = the data's mean.
+        theta0 = np.log([1.0, 1.0, float(np.average(m, weights=w))])
+        res = minimize(
+            self._neg_loglik,
+            theta0,
+            args=(n, m, w),
+            jac=True,
+            method="L-BFGS-B",
+            bounds=[(-LOG_BOUND, LOG_BOUND)] * 3,
+            options={"maxiter": self.max_iter},
+        )
+        p, q1, v = np.exp(res.x)
+        self.params_ = {"p": float(p), "q": float(1.0 + q1), "v": float(v)}
+        self.converged_ = bool(res.success)
+        return self
+
+    @property
+    def population_mean_(self) -> float:
+        """Mean order value of a customer we know nothing about: ``p * v / (q - 1)``."""
+        check_is_fitted(self, "params_")
+        p = self.params_
+        return p["p"] * p["v"] / (p["q"] - 1.0)
+
+    def expected_order_value(self, n_orders: ArrayLike, mean_order_value: ArrayLike) -> np.ndarray:
+        """E[order value | n orders averaging m] = ``p (v + n m) / (p n + q - 1)``: a weighted mean of the
+        population mean and the customer's own mean, the latter weighing more the more orders they made."""
+        check_is_fitted(self, "params_")
+        n, m = self._inputs(n_orders, mean_order_value)
+        p, q, v = self.params_["p"], self.params_["q"], self.params_["v"]
+        return p * (v + n * m) / (p * n + q - 1.0)
+
+
+# ------------------------------------------------------------------------------ recency rule and RFM
+def _check_columns(frame: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{what} lacks column(s) {missing}: pass panel rows with the purchase features")
+
+
+def _labelled(history: pd.DataFrame, label: str) -> pd.DataFrame:
+    rows = history.loc[history[label].notna()]
+    if rows.empty:
+        raise ValueError(
+            f"history has no rows with a {label} label: pass labelled panel rows of earlier cutoffs whose "
+            f"{label} horizon is complete"
+        )
+    return rows
+
+
+def _quantile_edges(values: np.ndarray, n_bins: int) -> np.ndarray:
+    """Inner edges at the 1/n .. (n-1)/n quantiles, duplicates merged (heavy ties give fewer bins)."""
+    return np.unique(np.quantile(values, np.arange(1, n_bins) / n_bins))
+
+
+def _bin(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Bin index 0..len(edges): the number of edges strictly below the value (a tie with an edge falls in
+    the lower bin)."""
+    return np.searchsorted(edges, values, side="left")
+
+
+@dataclass(frozen=True)
+class _BinStats:
+    churn_rate: np.ndarray
+    mean_revenue: np.ndarray
+
+
+class RecencyRule(BaseEstimator):
+    """Churn rate and mean future revenue per ``recency_days`` bucket, learnt from labelled history.
+
+    Buckets: the ``n_bins`` quantiles of the history's ``recency_days`` (edges merged where tied). Rates are
+    pooled into a monotone sequence by weighted isotonic regression (churn non-decreasing and revenue
+    non-increasing in recency), so the rule can never say that a more recent buyer is likelier gone.
+    """
+
+    def __init__(self, n_bins: int = 10):
+        self.n_bins = n_bins
+
+    @staticmethod
+    def _per_bin(idx: np.ndarray, y: np.ndarray, k: int, increasing: bool) -> np.ndarray:
+        counts = np.bincount(idx, minlength=k).astype(np.float64)
+        sums = np.bincount(idx, weights=y, minlength=k)
+        seen = counts > 0
+        means = np.full(k, np.nan)
+        means[seen] = sums[seen] / counts[seen]
+        iso = IsotonicRegression(increasing=increasing, out_of_bounds="clip")
+        iso.fit(np.flatnonzero(seen), means[seen], sample_weight=counts[seen])
+        return iso.predict(np.arange(k))  # empty buckets take their neighbours' pooled value
+
+    def fit(self, history: pd.DataFrame):
+        _check_columns(history, ("recency_days", "churned", "future_revenue"), "history")
+        churn_rows, clv_rows = _labelled(history, "churned"), _labelled(history, "future_revenue")
+        rec = pd.concat([churn_rows["recency_days"], clv_rows["recency_days"]]).to_numpy(np.float64)
+        self.edges_ = _quantile_edges(rec, self.n_bins)
+        k = self.edges_.size + 1
+        self.stats_ = _BinStats(
+            churn_rate=self._per_bin(
+                _bin(churn_rows["recency_days"].to_numpy(np.float64), self.edges_),
+                churn_rows["churned"].astype(bool).to_numpy(np.float64),
+                k,
+                increasing=True,
+            ),
+            mean_revenue=self._per_bin(
+                _bin(clv_rows["recency_days"].to_numpy(np.float64), self.edges_),
+                clv_rows["future_revenue"].to_numpy(np.float64),
+                k,
+                increasing=False,
+            ),
+        )
+        return self
+
+    def predict(self, target: pd.DataFrame) -> pd.DataFrame:
+        check_is_fitted(self, "stats_")
+        _check_columns(target, ("recency_days",), "target")
+        idx = _bin(target["recency_days"].to_numpy(np.float64), self.edges_)
+        return pd.DataFrame(
+            {"churn_probability": self.stats_.churn_rate[idx], "predicted_clv": self.stats_.mean_revenue[idx]},
+            index=target.index,
+        )
+
+
+class RFMScorer(BaseEstimator):
+    """Classic RFM cells: R, F, M scores 1-5 by quintile of history, and per cell the churn rate and mean
+    future revenue observed in history.
+
+    R scores ``recency_days`` (5 = most recent), F ``frequency`` and M ``monetary_value`` (5 = highest). A
+    value's score is the quintile of its mid-rank among the history's values: ``1 + floor(5 * (n_below +
+    n_equal / 2) / n)``, capped at 5. Continuous values get plain quintiles; tied values share one score
+    (with most customers at ``frequency`` 0, those all score 2 or 3, not a mix of 1s and 2s). A target row
+    gets its (R, F, M) cell's rates when that cell holds at least ``min_cell_rows`` labelled history rows,
+    else its (R, F) cell's, else its R score's, else the history's mean (for each label separately).
+    """
+
+    VARIABLES = ("recency_days", "frequency", "monetary_value")
+
+    def __init__(self, min_cell_rows: int = 50):
+        self.min_cell_rows = min_cell_rows
+
+    @staticmethod
+    def _score(below: np.ndarray, at_or_below: np.ndarray, n: int, reverse: bool) -> np.ndarray:
+        mid_rank = (below + at_or_below) / 2.0 / n
+        score = np.minimum(1 + np.floor(5.0 * mid_rank), 5).astype(np.int8)
+        return (6 - score if reverse else score).astype(np.int8)
+
+    def scores(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """R, F, M scores (int8, 1-5) of each row of ``frame``, same index."""
+        check_is_fitted(self, "ranks_")
+        out = {}
+        for name, col in zip(("r_score", "f_score", "m_score"), self.VARIABLES, strict=True):
+            values, cum = self.ranks_[col]
+            v = np.nan_to_num(frame[col].to_numpy(np.float64), nan=0.0)
+            below = cum[np.searchsorted(values, v, side="left")]
+            at_or_below = cum[np.searchsorted(values, v, side="right")]
+            out[name] = self._score(below, at_or_below, cum[-1], reverse=col == "recency_days")
+        return pd.DataFrame(out, index=frame.index)
+
+    @staticmethod
+    def _keys(s: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Cell keys of the three levels, as small integers: RFM (111..555), RF (11..55), R (1..5)."""
+        r, f, m = (s[c].to_numpy(np.int64) for c in ("r_score", "f_score", "m_score"))
+        return r * 100 + f * 10 + m, r * 10 + f, r
+
+    def _table(self, keys: tuple[np.ndarray, ...], y: np.ndarray) -> dict:
+        """Per level, a dense array over keys: the mean of ``y`` in cells with >= min_cell_rows rows, else NaN."""
+        levels = []
+        for key in keys:
+            n = np.bincount(key, minlength=556)
+            total = np.bincount(key, weights=y, minlength=556)
+            levels.append(np.where(n >= self.min_cell_rows, total / np.maximum(n, 1), np.nan))
+        return {"levels": levels, "global": float(y.mean())}
+
+    def fit(self, history: pd.DataFrame):
+        _check_columns(history, (*self.VARIABLES, "churned", "future_revenue"), "history")
+        _labelled(history, "churned"), _labelled(history, "future_revenue")
+        has_churn = history["churned"].notna().to_numpy()
+        has_clv = history["future_revenue"].notna().to_numpy()
+        rows = history.loc[has_churn | has_clv, list(self.VARIABLES)]
+        has_churn, has_clv = has_churn[has_churn | has_clv], has_clv[has_churn | has_clv]
+        self.ranks_, scores = {}, {}
+        for name, c in zip(("r_score", "f_score", "m_score"), self.VARIABLES, strict=True):
+            # Distinct history values and the number of values below each (a compact empirical CDF); the
+            # history's own scores come from np.unique's inverse (a search per row is slow at millions).
+            values, inv, counts = np.unique(
+                np.nan_to_num(rows[c].to_numpy(np.float64), nan=0.0), return_inverse=True, return_counts=True
+            )
+            cum = np.r_[0, np.cumsum(counts)]
+            self.ranks_[c] = (values, cum)
+            scores[name] = self._score(cum[inv], cum[inv + 1], cum[-1], reverse=c == "recency_days")
+        keys = self._keys(pd.DataFrame(scores))
+        churned = history.loc[history["churned"].notna(), "churned"].astype(bool).to_numpy(np.float64)
+        revenue = history.loc[history["future_revenue"].notna(), "future_revenue"].to_numpy(np.float64)
+        self.churn_ = self._table(tuple(k[has_churn] for k in keys), churned)
+        self.clv_ = self._table(tuple(k[has_clv] for k in keys), revenue)
+        return self
+
+    @staticmethod
+    def _lookup(keys: tuple[np.ndarray, ...], table: dict) -> np.ndarray:
+        out = np.full(keys[0].size, np.nan)
+        for key, level in zip(keys, table["levels"], strict=True):  # finest level first
+            out = np.where(np.isnan(out), level[key], out)
+        return np.where(np.isnan(out), table["global"], out)
+
+    def predict(self, target: pd.DataFrame) -> pd.DataFrame:
+        check_is_fitted(self, "ranks_")
+        _check_columns(target, self.VARIABLES, "target")
+        keys = self._keys(self.scores(target))
+        return pd.DataFrame(
+            {"churn_probability": self._lookup(keys, self.churn_), "predicted_clv": self._lookup(keys, self.clv_)},
+            index=target.index,
+        )
+
+
+# ------------------------------------------------------------------------------------------ entry point
+def bgnbd_inputs(target: pd.DataFrame) -> dict[str, np.ndarray]:
+    """BG/NBD inputs in days from panel rows: x = frequency, t_x = tenure - recency, T = tenure."""
+    _check_columns(target, ("frequency", "recency_days", "tenure_days"), "target")
+    x = target["frequency"].to_numpy(np.float64)
+    big_t = target["tenure_days"].to_numpy(np.float64)
+    t_x = big_t - target["recency_days"].to_numpy(np.float64)
+    return {"frequency": x, "t_x": t_x, "T": big_t}
+
+
+def spend_floor(mean_order_value: np.ndarray) -> float:
+    """1 % of the median positive mean order value (1e-6 when none is positive): the smallest spend
+    Gamma-Gamma is given."""
+    pos = mean_order_value[mean_order_value > 0]
+    return float(0.01 * np.median(pos)) if pos.size else 1e-6
+
+
+# Per-cutoff BG/NBD fits in the feature table use at most this many customers (an evenly spaced sample in
+# customer order): four population parameters are pinned down long before that, and the fit stays ~1 s.
+MAX_FIT_ROWS = 100_000
+# Fewer customers than this at a cutoff: no fit, the quantities are NaN (a tree model treats them as missing).
+MIN_FIT_ROWS = 20
+
+
+def bgnbd_quantities(
+    frequency: ArrayLike,
+    t_x: ArrayLike,
+    T: ArrayLike,
+    orders_total: ArrayLike,
+    monetary_value: ArrayLike,
+    churn_horizon_days: float,
+    clv_horizon_days: float,
+    fit_mask: ArrayLike | None = None,
+    max_fit_rows: int | None = MAX_FIT_ROWS,
+) -> dict[str, np.ndarray]:
+    """BG/NBD + Gamma-Gamma fitted on the customers of one cutoff and applied to every one of them.
+
+    Inputs per customer, in days and currency (see :func:`bgnbd_inputs`); ``fit_mask`` selects the customers
+    the parameters are fitted on (default all; at most ``max_fit_rows`` of them, evenly spaced). Returns
+    float64 arrays: ``p_alive``, ``churn_probability`` (P(no order in the churn horizon)), ``expected_orders``
+    and ``clv`` (expected orders times expected order value, over the CLV horizon) and ``order_value``
+    (Gamma-Gamma; one-order customers get the population mean). All NaN when fewer than ``MIN_FIT_ROWS``
+    customers are there to fit on. Spend below :func:`spend_floor` is raised to it (Gamma-Gamma needs > 0).
+    """
+    v = _arrays(frequency=frequency, t_x=t_x, T=T, orders_total=orders_total)
+    x, tx, big_t, orders = v["frequency"], v["t_x"], v["T"], v["orders_total"]
+    spend = np.nan_to_num(np.asarray(monetary_value, dtype=np.float64).ravel(), nan=0.0)
+    fit = np.ones(x.size, dtype=bool) if fit_mask is None else np.asarray(fit_mask, dtype=bool).ravel()
+    names = ("p_alive", "churn_probability", "expected_orders", "order_value", "clv")
+    rows = np.flatnonzero(fit)
+    if rows.size < MIN_FIT_ROWS:
+        return {n: np.full(x.size, np.nan) for n in names}
+    if max_fit_rows is not None and rows.size > max_fit_rows:
+        rows = rows[np.linspace(0, rows.size - 1, max_fit_rows).astype(np.int64)]
+    bg = BGNBD().fit(x[rows], tx[rows], big_t[rows])
+    spend = np.maximum(spend, spend_floor(spend[rows]))
+    repeat = x > 0
+    fit_repeat = rows[repeat[rows]]
+    if fit_repeat.size >= 2:
+        gg = GammaGamma().fit(orders[fit_repeat], spend[fit_repeat])
+        value = np.full(x.size, gg.population_mean_)
+        value[repeat] = gg.expected_order_value(orders[repeat], spend[repeat])
+    else:  # no repeat buyers to learn spend heterogeneity from: everyone's own mean
+        value = spend
+    expected = bg.expected_orders(clv_horizon_days, x, tx, big_t)
+    return {
+        "p_alive": bg.p_alive(x, tx, big_t),
+        "churn_probability": bg.p_no_order(churn_horizon_days, x, tx, big_t),
+        "expected_orders": expected,
+        "order_value": value,
+        "clv": expected * value,
+    }
+
+
+def fit_predict_bgnbd(target: pd.DataFrame, churn_horizon_days: int, clv_horizon_days: int) -> pd.DataFrame:
+    """BG/NBD + Gamma-Gamma fitted on ``target`` (one cutoff's rows, all of them) and applied to it."""
+    _check_columns(target, ("monetary_value", "orders_total"), "target")
+    q = bgnbd_quantities(
+        **bgnbd_inputs(target),
+        orders_total=target["orders_total"],
+        monetary_value=target["monetary_value"],
+        churn_horizon_days=churn_horizon_days,
+        clv_horizon_days=clv_horizon_days,
+        max_fit_rows=None,
+    )
+    return pd.DataFrame({"churn_probability": q["churn_probability"], "predicted_clv": q["clv"]}, index=target.index)
+
+
+def fit_predict_baselines(
+    history: pd.DataFrame, target: pd.DataFrame, churn_horizon_days: int, clv_horizon_days: int
+) -> dict[str, pd.DataFrame]:
+    """Every baseline's predictions for the rows of one cutoff.
+
+    ``target``: panel rows (customer_id, cutoff, features) of one cutoff ``c``; not modified. ``history``:
+    labelled panel rows of earlier cutoffs whose label windows end on or before ``c`` (the caller's
+    guarantee), with ``churned`` and ``future_revenue`` for the same horizons as ``churn_horizon_days`` /
+    ``clv_horizon_days``; rows with a null label are ignored for that label. Returns ``{name: frame}`` for
+    each name in :data:`BASELINES`: indexed like ``target``, float64 columns ``churn_probability`` (P(no
+    order in ``[c, c + churn_horizon_days)``)) and ``predicted_clv`` (net revenue over ``[c, c +
+    clv_horizon_days)``), no NaN. Raises ``ValueError`` when a needed column or label is missing.
+    """
+    if "cutoff" in target.columns and len(target) and (target["cutoff"] != target["cutoff"].iloc[0]).any():
+        raise ValueError(f"target must hold the rows of one cutoff, got {target['cutoff'].nunique()} cutoffs")
+    if target.empty:
+        empty = {c: np.empty(0, dtype=np.float64) for c in OUTPUT_COLUMNS}
+        return {name: pd.DataFrame(empty, index=target.index) for name in BASELINES}
+    out = {
+        "recency_rule": RecencyRule().fit(history).predict(target),
+        "rfm": RFMScorer().fit(history).predict(target),
+        "bgnbd": fit_predict_bgnbd(target, churn_horizon_days, clv_horizon_days),
+    }
+    for name, frame in out.items():
+        frame = frame.astype(np.float64)
+        if frame.isna().to_numpy().any():
+            raise ValueError(
+                f"baseline {name} produced NaN predictions ({len(target)} target rows; bgnbd needs at least "
+                f"{MIN_FIT_ROWS} to fit on)"
+            )
+        out[name] = frame
+    return out

@@ -1,0 +1,188 @@
+"""The scores table, schema version 1: one row per scored customer, the columns a CRM imports.
+
+Written by ``churn score`` (Parquet) and turned into the CRM file by ``churn export``. Every column's meaning
+and unit is listed in :data:`COLUMNS` (and in ``docs/scores_schema.md``, which a test keeps in step); the order
+of :data:`COLUMNS` is the file's fixed column order. :func:`validate_scores` checks a table against it with
+pandera before anything is written. A change to a column's name, type or meaning is a new ``SCHEMA_VERSION``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pandera
+import pyarrow as pa
+
+import features.schemas  # noqa: F401  (undoes pandera's PYARROW_IGNORE_TIMEZONE side effect on import)
+from models.tiers import TIER_ORDER
+
+__all__ = ["COLUMNS", "HOLD_OUT", "SCHEMA_VERSION", "Column", "arrow_schema", "columns_markdown", "validate_scores"]
+
+SCHEMA_VERSION = "1"
+# The recommended_action of control-group customers: never act on them.
+HOLD_OUT = "hold_out"
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of the scores table: name, Arrow type, unit (or "-") and meaning."""
+
+    name: str
+    arrow_type: pa.DataType
+    unit: str
+    meaning: str
+    nullable: bool = False
+
+
+_REASON = (
+    "the {nth} reason the churn model sees for this customer's risk (a feature pushing the score towards churn), "
+    "as a plain sentence with the customer's own values, e.g. 'no order for 120 days; usually orders every 30 "
+    "days'; empty when there is no {nth} such feature"
+)
+_NTH = {1: "strongest", 2: "second-strongest", 3: "third-strongest"}
+_CODE = "the model feature behind reason_{n} (e.g. recency_days); empty when reason_{n} is"
+
+COLUMNS: tuple[Column, ...] = (
+    Column("customer_id", pa.string(), "-", "the shop's customer id, as in the input data (text)"),
+    Column(
+        "as_of_date",
+        pa.date32(),
+        "date (ISO 8601)",
+        "the scoring cutoff: features use only data before 00:00 UTC of this day; horizons start on it",
+    ),
+    Column(
+        "churn_probability",
+        pa.float64(),
+        "probability 0-1",
+        "calibrated probability that the customer places no order in the churn horizon after as_of_date",
+    ),
+    Column(
+        "churn_percentile",
+        pa.int16(),
+        "percentile 1-100",
+        "rank of churn_probability among all customers in this file: 100 = the riskiest 1 %, ties share the "
+        "higher percentile",
+    ),
+    Column(
+        "risk_tier",
+        pa.string(),
+        "one of " + ", ".join(TIER_ORDER),
+        "high / medium / low from churn_probability (params risk_tiers); lapsed = last order more than "
+        "features.max_recency_days before as_of_date, whatever the probability",
+    ),
+    Column(
+        "predicted_clv",
+        pa.float64(),
+        "shop currency",
+        "expected net revenue (orders minus refunds) over the CLV horizon after as_of_date",
+    ),
+    Column(
+        "clv_percentile",
+        pa.int16(),
+        "percentile 1-100",
+        "rank of predicted_clv among all customers in this file: 100 = the most valuable 1 %",
+    ),
+    Column("expected_orders", pa.float64(), "orders", "expected number of orders over the CLV horizon"),
+    Column(
+        "value_at_risk",
+        pa.float64(),
+        "shop currency",
+        "churn_probability x predicted_clv: the revenue expected to be lost to churn",
+    ),
+    *(Column(f"reason_{n}", pa.string(), "-", _REASON.format(n=n, nth=_NTH[n]), nullable=True) for n in (1, 2, 3)),
+    *(Column(f"reason_code_{n}", pa.string(), "-", _CODE.format(n=n), nullable=True) for n in (1, 2, 3)),
+    Column(
+        "recommended_action",
+        pa.string(),
+        "action name",
+        f"what the CRM should do: the first matching rule of params score.actions; '{HOLD_OUT}' for the control "
+        f"group (do nothing)",
+    ),
+    Column(
+        "intended_action",
+        pa.string(),
+        "action name",
+        "the rule table's action for every customer, control group included (what a control customer would have "
+        "got): compare outcomes of treated and control customers with the same intended_action",
+    ),
+    Column(
+        "control_group",
+        pa.bool_(),
+        "true/false",
+        "held out from every action to measure the effect of the actions; stable for a customer across runs "
+        "(keyed hash of customer_id, params score.control_group)",
+    ),
+    Column(
+        "model_version",
+        pa.string(),
+        "-",
+        "registered model versions that produced the row, e.g. 'churn:v7;clv:v7'",
+    ),
+    Column("schema_version", pa.string(), "-", f"version of this column layout ('{SCHEMA_VERSION}')"),
+)
+
+TEXT_COLUMNS = tuple(c.name for c in COLUMNS if pa.types.is_string(c.arrow_type))
+
+
+def arrow_schema(metadata: dict[str, str] | None = None) -> pa.Schema:
+    """The scores table's Arrow schema, columns in the fixed order."""
+    return pa.schema([pa.field(c.name, c.arrow_type, nullable=c.nullable) for c in COLUMNS], metadata=metadata)
+
+
+def _pandera_schema() -> pandera.DataFrameSchema:
+    between = {"churn_probability": (0.0, 1.0), "churn_percentile": (1, 100), "clv_percentile": (1, 100)}
+    checks: dict[str, list] = {name: [pandera.Check.in_range(lo, hi)] for name, (lo, hi) in between.items()}
+    for name in ("predicted_clv", "expected_orders", "value_at_risk"):
+        checks[name] = [pandera.Check.ge(0.0)]
+    checks["risk_tier"] = [pandera.Check.isin(TIER_ORDER)]
+    checks["schema_version"] = [pandera.Check.eq(SCHEMA_VERSION)]
+    columns = {
+        c.name: pandera.Column(
+            nullable=c.nullable,
+            checks=checks.get(c.name, []),
+            unique=c.name == "customer_id",
+        )
+        for c in COLUMNS
+    }
+    frame_checks = [
+        pandera.Check(
+            lambda df: pd.Series(
+                np.isclose(df["value_at_risk"], df["churn_probability"] * df["predicted_clv"], rtol=1e-9),
+                index=df.index,
+            ),
+            error="value_at_risk = churn_probability x predicted_clv",
+        ),
+        pandera.Check(
+            lambda df: ~df["control_group"] | (df["recommended_action"] == HOLD_OUT),
+            error=f"control_group customers have recommended_action {HOLD_OUT!r}",
+        ),
+        pandera.Check(
+            lambda df: df["reason_1"].notna() | df["reason_2"].isna(),
+            error="reasons fill from reason_1 on",
+        ),
+    ]
+    return pandera.DataFrameSchema(columns, checks=frame_checks, strict=True, ordered=True)
+
+
+def validate_scores(frame: pd.DataFrame) -> pd.DataFrame:
+    """Check a scores table against schema v1 (columns, order, ranges, rules); raises ``ValueError`` listing
+    every broken rule with a few failing customers."""
+    try:
+        return _pandera_schema().validate(frame, lazy=True)
+    except pandera.errors.SchemaErrors as exc:
+        cases = exc.failure_cases
+        lines = []
+        for (column, check), group in cases.groupby(["column", "check"], dropna=False, sort=True):
+            lines.append(f"{column}: {check} ({len(group)} rows, e.g. {group['failure_case'].head(3).tolist()})")
+        raise ValueError("scores table breaks schema v1: " + "; ".join(lines)) from exc
+
+
+def columns_markdown() -> str:
+    """The column table of ``docs/scores_schema.md``: name, type, unit, meaning."""
+    lines = ["| # | column | type | unit | meaning |", "|---|---|---|---|---|"]
+    for i, c in enumerate(COLUMNS, start=1):
+        kind = str(c.arrow_type) + (", may be empty" if c.nullable else "")
+        lines.append(f"| {i} | `{c.name}` | {kind} | {c.unit} | {c.meaning} |")
+    return "\n".join(lines)

@@ -1,0 +1,522 @@
+"""Stage `evaluate`: the trained models against baselines, in metrics and in money, on the test cutoff and
+in a backtest; DVC metrics and plot files, one self-contained HTML report, all logged to the training run.
+
+Reads params sections ``evaluate`` (this stage), ``risk_tiers`` (churn rate per tier) and ``train``
+(hyper-parameters of the backtest refits), the panel and ``metrics/train.json`` (registered model versions,
+their test cutoffs, the MLflow run id).
+
+Folds. Fold 1 is the test cutoff of the train stage: the latest churn-labelled cutoff ``C1``, scored with the
+models the train stage registered. Fold ``k`` (up to ``evaluate.backtest_cutoffs``) takes the ``k``-th latest
+churn-labelled cutoff ``Ck`` and refits both models on earlier data only, exactly as the train stage does
+(``models.split.time_split`` on the cutoffs up to it, purged). In each fold:
+
+- churn metrics on the rows at ``Ck`` (the label: no order in ``[Ck, Ck + churn horizon)``);
+- CLV metrics on the rows at ``Vk``, the latest CLV-labelled cutoff ``<= Ck`` (the CLV label needs the
+  longer horizon to be complete, so it is an earlier cutoff: 2025-07-01 against 2025-10-01 by default);
+- money at ``Ck``: each customer's value is their revenue if retained, from the fold's CLV model's prediction
+  at ``Ck`` (trained on labels ending by ``Vk <= Ck``, so no future information) and its churn model
+  (``models.evaluation.value_if_retained``); the same values for every ranking, so the rankings differ only
+  in whom they contact;
+- baselines (``models.baselines``) on exactly the same rows, fitted on the panel's earlier rows whose label
+  windows end by the target cutoff (later labels are masked).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from models import evaluation as ev
+from models.churn import ChurnClassifier
+from models.clv import CLVRegressor
+from models.split import split_frame, time_split
+from models.tiers import RiskTiers, assign_risk_tier
+from pipelines.console import console, step
+from pipelines.errors import DataContractError
+from pipelines.io import atomic_path
+from pipelines.params import load_section
+from pipelines.tracking import configure_mlflow, file_fingerprint, flatten
+from pipelines.train import TrainParams
+
+MODEL = "model"
+# The model's churn ranking and the campaign ranking that also uses its value estimate (money only).
+MODEL_BY_VALUE = "model_by_value"
+# Headline numbers carried into the backtest summary (mean and spread over folds).
+BACKTEST_CHURN = ("roc_auc", "pr_auc", "brier", "lift_top10")
+BACKTEST_CLV = ("normalized_gini", "spearman", "top10_capture")
+BACKTEST_PROFIT = ("max_profit_per_customer", "emp_per_customer")
+RETAINED_VALUES = ("conditional", "expected")
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    """params.yaml ``evaluate`` (comments there)."""
+
+    backtest_cutoffs: int = 3
+    top_shares: tuple[float, ...] = (0.05, 0.10, 0.20)
+    calibration_bins: int = 10
+    contact_cost: float = 1.0
+    incentive_cost: float = 10.0
+    acceptance_rate: float = 0.3
+    acceptance_alpha: float = 6.0
+    acceptance_beta: float = 14.0
+    value_margin: float = 0.3
+    retained_value: str = "conditional"
+    min_stay_probability: float = 0.05
+    plot_points: int = 200
+
+    def __post_init__(self) -> None:
+        if self.backtest_cutoffs < 1:
+            raise ValueError(f"backtest_cutoffs must be >= 1 (1 = the test cutoff only), got {self.backtest_cutoffs}")
+        if not self.top_shares or any(not 0 < s <= 1 for s in self.top_shares):
+            raise ValueError(f"top_shares must be shares in (0, 1], got {list(self.top_shares)}")
+        if 0.1 not in self.top_shares:
+            raise ValueError(f"top_shares must include 0.1 (the headline lift), got {list(self.top_shares)}")
+        if self.calibration_bins < 2 or self.plot_points < 10:
+            raise ValueError("calibration_bins must be >= 2 and plot_points >= 10")
+        if self.acceptance_alpha <= 0 or self.acceptance_beta <= 0:
+            raise ValueError("acceptance_alpha and acceptance_beta (the Beta prior of the acceptance rate) must be > 0")
+        if self.retained_value not in RETAINED_VALUES:
+            raise ValueError(f"retained_value must be one of {RETAINED_VALUES}, got {self.retained_value!r}")
+        if not 0 < self.min_stay_probability <= 1:
+            raise ValueError(f"min_stay_probability must lie in (0, 1], got {self.min_stay_probability}")
+        self.campaign  # noqa: B018 - validates the campaign's numbers
+
+    @property
+    def campaign(self) -> ev.Campaign:
+        return ev.Campaign(self.contact_cost, self.incentive_cost, self.acceptance_rate, self.value_margin)
+
+
+@dataclass
+class Fold:
+    """One evaluated cutoff: headline numbers per ranking, and (fold 1) the tables and curves behind them."""
+
+    number: int
+    churn_cutoff: pd.Timestamp
+    clv_cutoff: pd.Timestamp
+    churn_rows: int
+    clv_rows: int
+    churn: dict[str, dict[str, float]]
+    clv: dict[str, dict[str, float]]
+    profit: dict[str, dict[str, float]]
+    refit: bool
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------- fold set-up
+def labelled_cutoffs(panel: pd.DataFrame, label: str) -> list[pd.Timestamp]:
+    """Cutoffs (ascending) at which ``label`` is known for at least one row."""
+    return sorted(pd.Timestamp(c) for c in panel.loc[panel[label].notna(), "cutoff"].unique())
+
+
+def fold_cutoffs(
+    churn_cutoffs: list[pd.Timestamp], clv_cutoffs: list[pd.Timestamp], k: int
+) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+    """(churn cutoff, CLV cutoff) of folds 1..k: the k latest churn-labelled cutoffs, latest first, each paired
+    with the latest CLV-labelled cutoff not after it and before the previous fold's (so every fold has its own
+    CLV cutoff). Raises ``DataContractError`` when there are too few."""
+    if len(churn_cutoffs) < k:
+        raise DataContractError(
+            f"evaluate.backtest_cutoffs is {k} but the panel has only {len(churn_cutoffs)} churn-labelled "
+            f"cutoffs: lower it or add cutoffs (features.cutoffs.count)."
+        )
+    folds = []
+    for c in churn_cutoffs[::-1][:k]:
+        earlier = [v for v in clv_cutoffs if v <= c and (not folds or v < folds[-1][1])]
+        if not earlier:
+            raise DataContractError(
+                f"no CLV-labelled cutoff at or before the churn cutoff {c.date()} (CLV-labelled: "
+                f"{[str(v.date()) for v in clv_cutoffs] or 'none'}): lower evaluate.backtest_cutoffs or add "
+                f"earlier cutoffs (features.cutoffs.count)."
+            )
+        folds.append((c, earlier[-1]))
+    return folds
+
+
+def _labelled(panel: pd.DataFrame, label: str) -> pd.DataFrame:
+    return panel[panel[label].notna()]
+
+
+def refit_churn(panel: pd.DataFrame, manifest: dict, params: TrainParams, cutoff: pd.Timestamp) -> ChurnClassifier:
+    """The train stage's churn model refitted on the churn-labelled cutoffs up to ``cutoff`` (the test one)."""
+    rows = _labelled(panel[panel["cutoff"] <= cutoff], "churned")
+    train, valid, _ = split_frame(rows, _split(rows, "churned", manifest["churn_horizon_days"], params))
+    model = ChurnClassifier(
+        features=manifest["features"], categorical=manifest["categorical"], seed=params.seed, **asdict(params.churn)
+    )
+    return model.fit(train, train["churned"].astype(bool), valid, valid["churned"].astype(bool))
+
+
+def refit_clv(panel: pd.DataFrame, manifest: dict, params: TrainParams, cutoff: pd.Timestamp) -> CLVRegressor:
+    """The train stage's CLV model refitted on the CLV-labelled cutoffs up to ``cutoff`` (the test one)."""
+    rows = _labelled(panel[panel["cutoff"] <= cutoff], "future_revenue")
+    train, valid, _ = split_frame(rows, _split(rows, "future_revenue", manifest["clv_horizon_days"], params))
+    model = CLVRegressor(
+        features=manifest["features"], categorical=manifest["categorical"], seed=params.seed, **asdict(params.clv)
+    )
+    return model.fit(
+        train, train["future_revenue"], valid, valid["future_revenue"], train["future_orders"], valid["future_orders"]
+    )
+
+
+def _split(rows: pd.DataFrame, label: str, horizon: int, params: TrainParams):
+    try:
+        return time_split(rows["cutoff"].unique(), horizon, params.n_validation, params.purge)
+    except ValueError as exc:
+        raise DataContractError(
+            f"backtest refit of the {label} model: {exc} Lower evaluate.backtest_cutoffs, or add cutoffs "
+            f"(features.cutoffs.count)."
+        ) from exc
+
+
+def baseline_predictions(
+    panel: pd.DataFrame, cutoff: pd.Timestamp, churn_horizon_days: int, clv_horizon_days: int
+) -> dict[str, pd.DataFrame]:
+    """Every baseline's predictions for the panel rows at ``cutoff``, fitted on earlier rows whose labels are
+    known by ``cutoff``: a churn label at ``c`` is kept when ``c + churn horizon <= cutoff``, a CLV label when
+    ``c + CLV horizon <= cutoff``; later ones are masked to null (not used)."""
+    from models.baselines import fit_predict_baselines
+
+    target = panel[panel["cutoff"] == cutoff]
+    history = panel[panel["cutoff"] < cutoff].copy()
+    churn_open = history["cutoff"] + pd.Timedelta(days=churn_horizon_days) > cutoff
+    clv_open = history["cutoff"] + pd.Timedelta(days=clv_horizon_days) > cutoff
+    history["churned"] = history["churned"].astype("boolean").mask(churn_open)
+    for label in ("future_revenue", "future_orders"):
+        history[label] = history[label].astype("Float64").mask(clv_open)
+    return fit_predict_baselines(history, target, churn_horizon_days, clv_horizon_days)
+
+
+# ------------------------------------------------------------------------------------------ scoring
+def evaluate_fold(
+    panel: pd.DataFrame,
+    manifest: dict,
+    number: int,
+    churn_cutoff: pd.Timestamp,
+    clv_cutoff: pd.Timestamp,
+    churn_model: ChurnClassifier,
+    clv_model: CLVRegressor,
+    params: EvaluateParams,
+    tiers: RiskTiers | None = None,
+    refit: bool = False,
+) -> Fold:
+    """Score the models and the baselines at one fold's cutoffs. With ``tiers`` (fold 1) also keep the tables
+    and curves the report and the DVC plots need."""
+    h_churn, h_clv = manifest["churn_horizon_days"], manifest["clv_horizon_days"]
+    rows_c = _labelled(panel[panel["cutoff"] == churn_cutoff], "churned")
+    rows_v = _labelled(panel[panel["cutoff"] == clv_cutoff], "future_revenue")
+    y = rows_c["churned"].astype(bool).to_numpy().astype(np.float64)
+    actual = rows_v["future_revenue"].astype(np.float64).to_numpy()
+    base_c = baseline_predictions(panel, churn_cutoff, h_churn, h_clv)
+    base_v = base_c if clv_cutoff == churn_cutoff else baseline_predictions(panel, clv_cutoff, h_churn, h_clv)
+
+    prob = {MODEL: churn_model.predict_proba(rows_c)[:, 1]}
+    predicted = {MODEL: clv_model.predict(rows_v)}
+    for name, frame in base_c.items():
+        prob[name] = frame.loc[rows_c.index, "churn_probability"].to_numpy()
+    for name, frame in base_v.items():
+        predicted[name] = frame.loc[rows_v.index, "predicted_clv"].to_numpy()
+    # The money of a retained churner, the same for every ranking: the models' revenue if they stay.
+    value = clv_model.predict(rows_c)
+    if params.retained_value == "conditional":
+        value = ev.value_if_retained(value, prob[MODEL], params.min_stay_probability)
+    campaign = params.campaign
+    ranking = dict(prob)
+    ranking[MODEL_BY_VALUE] = ev.campaign_value_score(prob[MODEL], value, campaign)
+
+    churn = {name: ev.churn_summary(y, p, params.top_shares) for name, p in prob.items()}
+    clv = {name: ev.clv_summary(actual, p) for name, p in predicted.items()}
+    profit, curves = {}, {}
+    for name, score in ranking.items():
+        curve = ev.profit_curve(y, value, score, campaign)
+        emp = ev.expected_maximum_profit(y, value, score, campaign, params.acceptance_alpha, params.acceptance_beta)
+        best = ev.max_profit(curve)
+        profit[name] = {
+            "best_share": best["share"],
+            "max_profit": best["profit"],
+            "max_profit_per_customer": best["profit_per_customer"],
+            **emp,
+        }
+        curves[name] = curve
+    fold = Fold(number, churn_cutoff, clv_cutoff, len(rows_c), len(rows_v), churn, clv, profit, refit)
+    if tiers is not None:
+        fold.details = _details(y, prob, actual, predicted, value, curves, params, tiers)
+    return fold
+
+
+def _details(y, prob, actual, predicted, value, curves, params: EvaluateParams, tiers: RiskTiers) -> dict:
+    """Tables and curves of the test fold (report and DVC plots)."""
+    grid = np.round(np.linspace(0, 1, 101), 2)
+    n = y.size
+    everyone = float(curves[MODEL]["profit"].iloc[-1])
+    profit_grid = pd.DataFrame({"share": grid})
+    for name, curve in curves.items():
+        profit_grid[name] = np.interp(grid * n, curve["customers"], curve["profit"])
+    profit_grid["random"] = grid * everyone  # contacting a random share: that share of contacting everyone
+    gains = pd.DataFrame({"share": grid})
+    for name, p in prob.items():
+        gains[name] = ev.expected_top_sums(y, p, grid * n) / y.sum()
+    gains["random"] = grid
+    tier = assign_risk_tier(prob[MODEL], tiers)
+    return {
+        "roc": {k: ev.thin_curve(ev.roc_curve_points(y, p), params.plot_points) for k, p in prob.items()},
+        "pr": {k: ev.thin_curve(ev.pr_curve_points(y, p), params.plot_points) for k, p in prob.items()},
+        "reliability": {k: ev.reliability_curve(y, p, params.calibration_bins) for k, p in prob.items()},
+        "lift": {k: ev.lift_table(y, p, params.top_shares) for k, p in prob.items()},
+        "gains_deciles": {k: ev.gains_table(y, p) for k, p in prob.items()},
+        "gains": gains,
+        "tiers": ev.tier_table(y, prob[MODEL], tier),
+        "clv_deciles": {k: ev.clv_deciles(actual, p) for k, p in predicted.items()},
+        "profit_curve": profit_grid,
+        "contact_everyone_profit": everyone,
+        "mean_value": float(np.mean(value)),
+    }
+
+
+# -------------------------------------------------------------------------------------------- output
+def _clean(obj: Any) -> Any:
+    """Floats rounded to 6 decimals, NaN/inf as null: valid JSON that DVC can diff."""
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, float | np.floating):
+        return round(float(obj), 6) if np.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def backtest_frame(folds: list[Fold]) -> pd.DataFrame:
+    """One row per (fold, ranking): the headline numbers carried into the backtest summary."""
+    rows = []
+    for f in folds:
+        for name in f.profit:
+            row = {"fold": f.number, "churn_cutoff": str(f.churn_cutoff.date()), "clv_cutoff": str(f.clv_cutoff.date())}
+            row["ranking"] = name
+            row.update({m: f.churn.get(name, {}).get(m, np.nan) for m in BACKTEST_CHURN})
+            row.update({m: f.clv.get(name, {}).get(m, np.nan) for m in BACKTEST_CLV})
+            row.update({m: f.profit[name][m] for m in BACKTEST_PROFIT})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def backtest_summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """Mean and sample standard deviation (NaN with one fold) over folds, per ranking and metric."""
+    metrics = [*BACKTEST_CHURN, *BACKTEST_CLV, *BACKTEST_PROFIT]
+    grouped = frame.groupby("ranking", sort=False)[metrics]
+    mean, std = grouped.mean(), grouped.std(ddof=1)
+    return pd.concat({"mean": mean, "std": std}, axis=1)
+
+
+def metrics_document(folds: list[Fold], summary: pd.DataFrame, tiers_table: pd.DataFrame) -> dict:
+    """The DVC metrics file: headline numbers of the test fold per ranking, tiers, backtest mean and std."""
+    test = folds[0]
+    churn_keys = [k for k in next(iter(test.churn.values())) if k not in ("churn_rate", "mean_probability")]
+    doc: dict[str, Any] = {
+        "test": {
+            "churn_rows": test.churn_rows,
+            "clv_rows": test.clv_rows,
+            "churn_rate": test.churn[MODEL]["churn_rate"],
+            "mean_probability": test.churn[MODEL]["mean_probability"],
+        },
+        "churn": {name: {k: m[k] for k in churn_keys} for name, m in test.churn.items()},
+        "clv": test.clv,
+        "profit": test.profit,
+        "tiers": {r.tier: {"share": r.share, "churn_rate": r.churn_rate} for r in tiers_table.itertuples(index=False)},
+        "backtest": {"folds": len(folds)},
+    }
+    for name in summary.index:
+        doc["backtest"][name] = {
+            m: {"mean": summary.loc[name, ("mean", m)], "std": summary.loc[name, ("std", m)]}
+            for m in summary["mean"].columns
+            if np.isfinite(summary.loc[name, ("mean", m)])
+        }
+    return _clean(doc)
+
+
+def write_plots(details: dict, backtest: pd.DataFrame, out: Path) -> None:
+    """The DVC plot data files (CSV) under ``out``; dvc.yaml's top-level ``plots`` say how to draw them."""
+    for kind, x, y in (("roc", "fpr", "tpr"), ("pr", "recall", "precision"),
+                       ("calibration", "mean_predicted", "observed_rate")):  # fmt: skip
+        (out / kind).mkdir(parents=True)
+        source = details["reliability" if kind == "calibration" else kind]
+        for name, frame in source.items():
+            frame[[x, y]].round(6).to_csv(out / kind / f"{name}.csv", index=False)
+    details["gains"].round(6).to_csv(out / "gains.csv", index=False)
+    details["profit_curve"].round(4).to_csv(out / "profit_curve.csv", index=False)
+    details["clv_deciles"][MODEL][["decile", "mean_predicted", "mean_actual"]].round(4).to_csv(
+        out / "clv_deciles.csv", index=False
+    )
+    wide = backtest.pivot_table(index="fold", columns="ranking", values="roc_auc")
+    wide = wide[[name for name in backtest["ranking"].unique() if name != MODEL_BY_VALUE]]
+    wide.round(6).reset_index().to_csv(out / "backtest_roc_auc.csv", index=False)
+
+
+# ---------------------------------------------------------------------------------------------- stage
+def _registered(summary: dict, train_metrics: Path) -> tuple[ChurnClassifier, CLVRegressor, dict]:
+    """The estimators the train stage registered (``models:/<kind>/<version>``) and their run's tags."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        churn_v, clv_v, run_id = summary["churn"]["version"], summary["clv"]["version"], summary["run_id"]
+        models = [
+            mlflow.pyfunc.load_model(f"models:/{kind}/{version}").unwrap_python_model().estimator
+            for kind, version in (("churn", churn_v), ("clv", clv_v))
+        ]
+        tags = mlflow.MlflowClient().get_run(run_id).data.tags
+    except (KeyError, TypeError) as exc:
+        raise DataContractError(
+            f"{train_metrics} lacks {exc}: it is not the output of `churn train`; run it again."
+        ) from exc
+    except MlflowException as exc:
+        raise DataContractError(
+            f"the models or run named in {train_metrics} (churn v{summary['churn'].get('version')}, clv "
+            f"v{summary['clv'].get('version')}, run {summary.get('run_id')}) are not in the MLflow store "
+            f"(MLFLOW_TRACKING_URI or sqlite:///mlflow.db): {str(exc)[:300]}. Run `churn train` against this store."
+        ) from exc
+    return models[0], models[1], tags
+
+
+def run(
+    panel_path: Path,
+    train_metrics: Path,
+    metrics_path: Path,
+    plots_dir: Path,
+    report_path: Path,
+    params_path: Path,
+) -> None:
+    import mlflow
+
+    from models.report import build_report
+
+    params = load_section(EvaluateParams, "evaluate", params_path)
+    tiers = load_section(RiskTiers, "risk_tiers", params_path)
+    train_params = load_section(TrainParams, "train", params_path)
+    manifest_path = panel_path.with_name(panel_path.stem + ".features.json")
+    if not panel_path.is_file() or not manifest_path.is_file():
+        raise DataContractError(f"{panel_path} or its manifest {manifest_path.name} is missing: run `churn features`.")
+    if not train_metrics.is_file():
+        raise DataContractError(f"{train_metrics} is missing: run `churn train` first.")
+    try:
+        summary = json.loads(train_metrics.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataContractError(f"{train_metrics} is not valid JSON ({exc}): run `churn train` again.") from exc
+    manifest = json.loads(manifest_path.read_text())
+    configure_mlflow(train_params.experiment)
+
+    with step("evaluate: panel and registered models") as s:
+        churn_model, clv_model, tags = _registered(summary, train_metrics)
+        if tags.get("data_fingerprint") not in (None, file_fingerprint(panel_path)):
+            raise DataContractError(
+                f"the models in {train_metrics} (run {summary['run_id']}) were trained on another version of "
+                f"{panel_path}: run `churn train` on this panel first (or `dvc repro`)."
+            )
+        panel = pd.read_parquet(panel_path)
+        panel["cutoff"] = pd.to_datetime(panel["cutoff"])
+        folds_at = fold_cutoffs(
+            labelled_cutoffs(panel, "churned"), labelled_cutoffs(panel, "future_revenue"), params.backtest_cutoffs
+        )
+        s.rows = len(panel)
+        s.detail = f"churn v{summary['churn']['version']}, clv v{summary['clv']['version']}, run {summary['run_id']}"
+    if str(folds_at[0][0].date()) != summary["churn"].get("test_cutoff"):
+        raise DataContractError(
+            f"{train_metrics} says the churn test cutoff is {summary['churn'].get('test_cutoff')} but the panel's "
+            f"latest churn-labelled cutoff is {folds_at[0][0].date()}: run `churn train` on this panel first."
+        )
+
+    folds: list[Fold] = []
+    for number, (c, v) in enumerate(folds_at, start=1):
+        with step(f"evaluate: fold {number}/{len(folds_at)}") as s:
+            if number == 1:
+                churn_m = churn_model
+                same = str(v.date()) == summary["clv"].get("test_cutoff")
+                clv_m = clv_model if same else refit_clv(panel, manifest, train_params, v)
+                refit = not same
+            else:
+                churn_m = refit_churn(panel, manifest, train_params, c)
+                clv_m = refit_clv(panel, manifest, train_params, v)
+                refit = True
+            fold = evaluate_fold(
+                panel, manifest, number, c, v, churn_m, clv_m, params, tiers if number == 1 else None, refit
+            )
+            folds.append(fold)
+            s.rows = fold.churn_rows
+            s.detail = (
+                f"churn {c.date()} AUC {fold.churn[MODEL]['roc_auc']:.3f}, CLV {v.date()} Gini "
+                f"{fold.clv[MODEL]['normalized_gini']:.3f}{' (refit)' if fold.refit else ''}"
+            )
+    del panel
+
+    test = folds[0]
+    backtest = backtest_frame(folds)
+    bt_summary = backtest_summary(backtest)
+    document = metrics_document(folds, bt_summary, test.details["tiers"])
+    with step("evaluate: report, metrics, plots, MLflow") as s:
+        html = build_report(
+            folds=folds,
+            backtest=backtest,
+            backtest_summary=bt_summary,
+            params=asdict(params),
+            tiers=asdict(tiers),
+            facts={
+                "MLflow run": summary["run_id"],
+                "churn model": f"churn v{summary['churn']['version']}",
+                "CLV model": f"clv v{summary['clv']['version']}",
+                "churn horizon": f"{manifest['churn_horizon_days']} days",
+                "CLV horizon": f"{manifest['clv_horizon_days']} days",
+                "panel": f"{panel_path} ({len(manifest['cutoffs'])} cutoffs, data end {manifest.get('data_end')})",
+                "data fingerprint": tags.get("data_fingerprint", "unknown")[:16],
+                "git commit": tags.get("git_commit", "unknown"),
+            },
+            importance={"churn": churn_model.feature_importance(), "clv": clv_model.feature_importance()},
+        )
+        with (
+            atomic_path(plots_dir) as plots_tmp,
+            atomic_path(report_path) as report_tmp,
+            atomic_path(metrics_path) as metrics_tmp,
+            tempfile.TemporaryDirectory() as scratch,
+        ):
+            plots_tmp.mkdir(parents=True)
+            write_plots(test.details, backtest, plots_tmp)
+            report_tmp.write_text(html, encoding="utf-8")
+            metrics_tmp.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+            backtest.to_csv(Path(scratch) / "backtest_folds.csv", index=False)
+            with mlflow.start_run(run_id=summary["run_id"]):
+                flat = {f"eval.{k}": v for k, v in flatten(document).items() if isinstance(v, int | float)}
+                mlflow.log_metrics(flat)
+                mlflow.log_artifact(str(report_tmp), "evaluation")
+                mlflow.log_artifact(str(metrics_tmp), "evaluation")
+                mlflow.log_artifact(str(Path(scratch) / "backtest_folds.csv"), "evaluation")
+                mlflow.log_artifacts(str(plots_tmp), "evaluation/plots")
+        s.detail = f"{report_path} ({len(html) // 1024} KiB), {len(flat)} metrics to run {summary['run_id']}"
+    m, p = test.churn[MODEL], test.profit[MODEL]
+    console.print(
+        f"test {test.churn_cutoff.date()}: AUC {m['roc_auc']:.3f}, lift@10% {m['lift_top10']:.2f}; best campaign "
+        f"contacts {p['best_share']:.0%} for {p['max_profit']:,.0f} (EMP {p['emp_per_customer']:.2f}/customer); "
+        f"backtest AUC {bt_summary.loc[MODEL, ('mean', 'roc_auc')]:.3f} ± "
+        f"{np.nan_to_num(bt_summary.loc[MODEL, ('std', 'roc_auc')]):.3f} over {len(folds)} cutoffs",
+        soft_wrap=True,
+    )
+
+
+__all__ = [
+    "EvaluateParams",
+    "Fold",
+    "backtest_frame",
+    "backtest_summary",
+    "baseline_predictions",
+    "evaluate_fold",
+    "fold_cutoffs",
+    "labelled_cutoffs",
+    "metrics_document",
+    "refit_churn",
+    "refit_clv",
+    "run",
+    "write_plots",
+]

@@ -1,0 +1,170 @@
+"""Stage `export`: the scores as a CRM-ready file (CSV or Parquet) with a manifest beside it.
+
+Reads params section ``export``. Input: a scores file from ``churn score`` (schema v1). Output ``--out`` and
+``<out>.manifest.json``:
+
+- columns in the schema's fixed order, optionally renamed to the CRM's own property names
+  (``export.column_names``); customer ids optionally pseudonymised (``export.pseudonymise_ids``, key from the
+  environment variable named by ``export.pseudonym_key_env``, never from a file in the repository);
+- CSV: UTF-8, a header row, ``,`` between cells, text cells in double quotes, ISO-8601 dates, dot decimals with
+  a fixed number of places (probabilities 6, money 2, expected orders 3), ``true``/``false``, empty = missing;
+- every text cell made safe from spreadsheet formula injection (models.crm), in CSV and Parquet alike;
+- the same scores and params give a byte-identical file (no timestamps anywhere, also not in the manifest);
+- the file is written to a temporary name and renamed, then the manifest likewise: a manifest whose ``sha256``
+  matches the file means the export is complete (the CRM job should check it before importing).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from models.crm import fixed_decimals, neutralise_formulas, pseudonymise
+from models.scores_schema import COLUMNS, SCHEMA_VERSION, TEXT_COLUMNS, arrow_schema
+from pipelines.console import step
+from pipelines.errors import DataContractError, ParamsError
+from pipelines.io import atomic_path, write_json
+from pipelines.params import load_section
+from pipelines.score import read_summary
+
+__all__ = ["DECIMALS", "FORMATS", "ExportParams", "crm_table", "manifest_path", "read_scores", "run"]
+
+FORMATS = ("csv", "parquet")
+# Decimal places of the numeric columns in the export.
+DECIMALS = {"churn_probability": 6, "predicted_clv": 2, "expected_orders": 3, "value_at_risk": 2}
+
+
+@dataclass(frozen=True)
+class ExportParams:
+    """params.yaml ``export``."""
+
+    column_names: dict[str, str] = field(default_factory=dict)
+    pseudonymise_ids: bool = False
+    pseudonym_key_env: str = "CHURN_PSEUDONYM_KEY"
+
+    def __post_init__(self) -> None:
+        known = [c.name for c in COLUMNS]
+        unknown = sorted(set(self.column_names) - set(known))
+        if unknown:
+            raise ValueError(f"column_names maps unknown column(s) {unknown}; the scores columns are {known}")
+        final = [str(self.column_names.get(c, c)) for c in known]
+        if any(not name.strip() for name in final):
+            raise ValueError("column_names maps a column to an empty name")
+        duplicates = sorted({n for n in final if final.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"column_names gives several columns the same name: {duplicates}")
+        if not self.pseudonym_key_env:
+            raise ValueError("pseudonym_key_env must name an environment variable")
+
+
+def manifest_path(out: Path) -> Path:
+    """``scores.csv`` -> ``scores.csv.manifest.json``."""
+    return Path(out).with_name(Path(out).name + ".manifest.json")
+
+
+def read_scores(path: Path) -> pa.Table:
+    """A scores file of schema v1, or DataContractError saying what is wrong with it."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataContractError(f"scores file {path} does not exist: run `churn score --out {path}` first.")
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataContractError(f"{path} is not a readable Parquet file ({exc}); run `churn score` again.") from exc
+    expected = arrow_schema()
+    if table.schema.remove_metadata() != expected:
+        have, want = table.schema.names, expected.names
+        missing = [c for c in want if c not in have]
+        raise DataContractError(
+            f"{path} is not a scores file of schema v{SCHEMA_VERSION} (missing columns {missing}, columns "
+            f"{have[:6]}...): export only files written by `churn score`."
+        )
+    return table
+
+
+def crm_table(table: pa.Table, params: ExportParams, fmt: str, key: str | None) -> tuple[pa.Table, int]:
+    """The export's columns: pseudonymised ids, formula-safe text, fixed decimals, CRM names. Returns the table
+    and the number of text cells that were neutralised."""
+    columns, names, neutralised = [], [], 0
+    for col in COLUMNS:
+        values = table.column(col.name)
+        if col.name == "customer_id" and params.pseudonymise_ids:
+            values = pa.array(pseudonymise(values.to_numpy(zero_copy_only=False), key or ""), pa.string())
+        if col.name in TEXT_COLUMNS:
+            values, changed = neutralise_formulas(values)
+            neutralised += changed
+        elif col.name in DECIMALS:
+            places = DECIMALS[col.name]
+            if fmt == "csv":
+                values = fixed_decimals(values, places)
+            else:
+                values = pc.round(values, ndigits=places, round_mode="half_to_even")
+        columns.append(values)
+        names.append(params.column_names.get(col.name, col.name))
+    return pa.Table.from_arrays(columns, names=names), neutralised
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def run(scores: Path, fmt: str, out: Path, params_path: Path) -> None:
+    """Export ``scores`` as ``fmt`` to ``out`` with its manifest (module docstring)."""
+    if fmt not in FORMATS:
+        raise ParamsError(f"--format must be one of {FORMATS}, got {fmt!r}.")
+    params = load_section(ExportParams, "export", params_path)
+    key = None
+    if params.pseudonymise_ids:
+        key = os.environ.get(params.pseudonym_key_env)
+        if not key:
+            raise ParamsError(
+                f"export.pseudonymise_ids is true but the environment variable {params.pseudonym_key_env} is not "
+                f"set: export the secret key there (keep it out of the repository), or set pseudonymise_ids: false."
+            )
+    with step(f"export ({fmt})") as s:
+        table = read_scores(scores)
+        summary = read_summary(scores)
+        crm, neutralised = crm_table(table, params, fmt, key)
+        out = Path(out)
+        with atomic_path(out) as tmp:
+            if fmt == "csv":
+                pacsv.write_csv(crm, tmp, pacsv.WriteOptions(include_header=True, delimiter=","))
+            else:
+                pq.write_table(crm, tmp, compression="zstd")
+            digest, size = _sha256(tmp), tmp.stat().st_size
+        manifest: dict[str, Any] = {
+            "file": out.name,
+            "format": fmt,
+            "encoding": "utf-8" if fmt == "csv" else None,
+            "rows": crm.num_rows,
+            "bytes": size,
+            "sha256": digest,
+            "schema_version": SCHEMA_VERSION,
+            "as_of_date": summary.get("as_of_date"),
+            "model_version": summary.get("model_version"),
+            "models": summary.get("models"),
+            "columns": crm.column_names,
+            "column_mapping": dict(sorted(params.column_names.items())),
+            "decimals": {params.column_names.get(k, k): v for k, v in DECIMALS.items()},
+            "pseudonymised_ids": params.pseudonymise_ids,
+            "formula_cells_neutralised": neutralised,
+            "control_group_rows": summary.get("control_group", {}).get("rows"),
+            "customers_left_out_no_order_before_as_of": summary.get("customers_left_out_no_order_before_as_of"),
+            "tiers": summary.get("tiers"),
+            "source": Path(scores).name,
+        }
+        write_json(manifest, manifest_path(out))
+        s.rows = crm.num_rows
+        s.detail = f"{size / 1e6:.1f} MB, sha256 {digest[:12]}..., {neutralised} text cells neutralised -> {out}"

@@ -1,0 +1,549 @@
+"""Stage `score`: churn risk, value, reasons and a recommended action for every customer, at one cutoff.
+
+Reads params sections ``score`` (models, reasons, control group, drift, action rules), ``risk_tiers`` and, for the
+features, ``features`` and ``labels`` (the same windows the models were trained with). Input: a validated data
+directory (``churn validate`` output). Steps:
+
+1. load the churn and CLV models from the MLflow registry (``models:/churn@<score.model_alias>`` and
+   ``models:/clv@...``, or ``--model-uri``), before any heavy work, so a wrong alias fails in seconds;
+2. build the features at the as-of date (default: the end of the data) for every customer with at least one
+   order before it (the engine's scoring mode, which keeps lapsed customers, flagged); customers without one are
+   left out and counted;
+3. score: calibrated churn probability, predicted CLV and orders, percentiles, risk tier, value at risk, three
+   reasons (models.reasons), the rule table's action (models.actions) and the control group;
+4. drift: PSI of the models' main features and of the scores against each model's training rows (the reference
+   shipped with the model; models.drift), written beside the scores as ``<out stem>.drift.json``;
+5. validate against schema v1 (models.scores_schema) and write the Parquet file atomically, with the run's summary
+   in its metadata (key ``churn.scores``), which ``churn export`` copies into the CRM manifest.
+
+Nothing is written unless every step succeeds.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from scipy.stats import rankdata
+
+from features.build import LABELS, build_feature_table
+from features.cutoffs import data_end, scoring_cutoff
+from models import reasons as rsn
+from models.actions import ActionRule, check_reason_prefixes, control_group, recommend, validate_rules
+from models.drift import CALENDAR_FEATURES, psi_against
+from models.preprocess import check_columns
+from models.scores_schema import COLUMNS, HOLD_OUT, SCHEMA_VERSION, arrow_schema, validate_scores
+from models.tiers import TIER_ORDER, RiskTiers, assign_risk_tier
+from pipelines import features as feature_stage
+from pipelines.console import console, step
+from pipelines.errors import DataContractError, ParamsError
+from pipelines.io import atomic_path
+from pipelines.params import load_section
+from pipelines.tracking import tracking_uri
+
+__all__ = ["ScoreParams", "drift_path", "load_models", "percentile_1_100", "read_summary", "run", "score_frame"]
+
+METADATA_KEY = b"churn.scores"
+KINDS = ("churn", "clv")
+_REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))$")
+
+
+@dataclass(frozen=True)
+class ReasonsParams:
+    """params.yaml ``score.reasons``: how contributions are computed (models.reasons) and what never is a reason."""
+
+    method: str = "auto"
+    shap_max_rows: int = 50_000
+    ignore: tuple[str, ...] = ("cutoff_month", "cutoff_day_of_year")
+
+    def __post_init__(self) -> None:
+        if self.method not in rsn.METHODS:
+            raise ValueError(f"method must be one of {rsn.METHODS}, got {self.method!r}")
+
+
+@dataclass(frozen=True)
+class ControlGroupParams:
+    """params.yaml ``score.control_group``: the share held out of every action and the salt of its hash."""
+
+    share: float = 0.05
+    salt: str = "churn-control-group-1"
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.share < 1.0:
+            raise ValueError(f"share must be in [0, 1), got {self.share}")
+        if not self.salt:
+            raise ValueError("salt must not be empty")
+
+
+@dataclass(frozen=True)
+class DriftParams:
+    """params.yaml ``score.drift``: PSI above ``psi_warning`` prints a warning."""
+
+    psi_warning: float = 0.2
+
+
+DEFAULT_ACTIONS = (
+    ActionRule(
+        name="new customers at risk: onboarding journey",
+        tiers=("high", "medium", "low"),
+        max_tenure_days=60.0,
+        action="onboarding",
+    ),
+    ActionRule(
+        name="valuable customers at high risk: personal outreach",
+        tiers=("high",),
+        min_value_percentile=60,
+        action="personal_outreach",
+    ),
+    ActionRule(
+        name="high risk or lapsed: win-back e-mail with coupon", tiers=("high", "lapsed"), action="winback_email_coupon"
+    ),
+    ActionRule(
+        name="medium risk, disengaging: loyalty points boost",
+        tiers=("medium",),
+        reason_features=("sessions_", "days_since_last_session", "page_views_", "email_", "days_since_last_email"),
+        action="loyalty_points_boost",
+    ),
+    ActionRule(
+        name="medium risk otherwise: win-back e-mail with coupon", tiers=("medium",), action="winback_email_coupon"
+    ),
+    ActionRule(
+        name="safe and valuable: cross-sell / upsell",
+        tiers=("low",),
+        min_value_percentile=80,
+        action="cross_sell_upsell",
+    ),
+    ActionRule(name="everyone else", action="no_action"),
+)
+
+
+@dataclass(frozen=True)
+class ScoreParams:
+    """params.yaml ``score``."""
+
+    model_alias: str = "champion"
+    reasons: ReasonsParams = field(default_factory=ReasonsParams)
+    control_group: ControlGroupParams = field(default_factory=ControlGroupParams)
+    drift: DriftParams = field(default_factory=DriftParams)
+    actions: tuple[ActionRule, ...] = DEFAULT_ACTIONS
+
+    def __post_init__(self) -> None:
+        validate_rules(self.actions)
+
+
+# ------------------------------------------------------------------ models
+@dataclass
+class LoadedModel:
+    kind: str
+    uri: str
+    name: str
+    version: str
+    run_id: str
+    estimator: Any
+    drift_reference: dict | None
+    horizon_days: int | None
+
+
+def _check_store() -> str:
+    """The tracking URI; a missing SQLite store is an error (MLflow would silently create an empty one)."""
+    uri = tracking_uri()
+    if uri.startswith("sqlite:///"):
+        path = Path(uri.removeprefix("sqlite:///"))
+        if not path.is_file():
+            raise ParamsError(
+                f"no MLflow store at {path} (tracking URI {uri}): train models first (`churn train` or `dvc repro`), "
+                f"or point MLFLOW_TRACKING_URI at the store that holds them."
+            )
+    return uri
+
+
+def _resolve(client: Any, uri: str) -> tuple[str, str]:
+    """(registered name, version) behind a registry URI; ParamsError listing what exists when it does not."""
+    from mlflow.exceptions import MlflowException
+
+    match = _REGISTRY_URI.match(uri)
+    if not match:
+        raise ParamsError(
+            f"model URI {uri!r} is not a registry URI: use models:/NAME@ALIAS or models:/NAME/VERSION. Models are "
+            f"pickles, so `churn score` loads them only from your own MLflow registry ({tracking_uri()})."
+        )
+    name = match["name"]
+    try:
+        registered = client.get_registered_model(name)
+    except MlflowException as exc:
+        names = sorted(m.name for m in client.search_registered_models())
+        raise ParamsError(
+            f"model URI {uri}: no registered model {name!r} in {tracking_uri()} (registered: {names or 'none'}). "
+            f"Train first or fix the name."
+        ) from exc
+    try:
+        if match["alias"]:
+            version = client.get_model_version_by_alias(name, match["alias"]).version
+        else:
+            version = client.get_model_version(name, match["version"]).version
+    except MlflowException as exc:
+        aliases = {a: str(v) for a, v in sorted((registered.aliases or {}).items())}
+        what = f"alias {match['alias']!r}" if match["alias"] else f"version {match['version']}"
+        raise ParamsError(
+            f"model URI {uri}: registered model {name!r} has no {what} (aliases: {aliases or 'none'}). Use one of "
+            f"them, set params score.model_alias, or pass --model-uri models:/{name}/VERSION."
+        ) from exc
+    return name, str(version)
+
+
+def load_models(uris: list[str], alias: str) -> dict[str, LoadedModel]:
+    """The churn and CLV models: each ``--model-uri`` says which by the ``kind`` it was logged with; a kind not
+    given comes from ``models:/<kind>@<alias>``."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(_check_store())
+    client = MlflowClient()
+    resolved: list[tuple[str, str, str]] = [(u, *_resolve(client, u)) for u in uris]
+    loaded: dict[str, LoadedModel] = {}
+
+    def load(uri: str, name: str, version: str) -> LoadedModel:
+        run_id = client.get_model_version(name, version).run_id
+        console.print(
+            f"loading {uri} = registered model {name!r} version {version} (run {run_id}) from {tracking_uri()}; "
+            f"it unpickles code, so load only models from your own registry",
+            soft_wrap=True,
+        )
+        pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+        kind = (pyfunc.model_config or {}).get("kind")
+        if kind not in KINDS:
+            raise ParamsError(f"model {uri} is not a churn-pipeline model (model_config kind {kind!r}).")
+        wrapper = pyfunc.unwrap_python_model()
+        horizon = client.get_run(run_id).data.params.get(f"labels.{kind}_horizon_days")
+        return LoadedModel(
+            kind,
+            uri,
+            name,
+            version,
+            run_id,
+            wrapper.estimator,
+            getattr(wrapper, "drift_reference", None),
+            int(horizon) if horizon is not None else None,
+        )
+
+    for uri, name, version in resolved:
+        model = load(uri, name, version)
+        if model.kind in loaded:
+            raise ParamsError(f"two --model-uri give a {model.kind} model ({loaded[model.kind].uri} and {uri}).")
+        loaded[model.kind] = model
+    for kind in KINDS:
+        if kind not in loaded:
+            uri = f"models:/{kind}@{alias}"
+            loaded[kind] = load(uri, *_resolve(client, uri))
+            if loaded[kind].kind != kind:
+                raise ParamsError(f"{uri} holds a {loaded[kind].kind} model, not a {kind} model.")
+    return loaded
+
+
+def model_version_label(models: dict[str, LoadedModel]) -> str:
+    """``churn:v7;clv:v7`` (registered names other than the kind are spelled out: ``churn=my-churn:v3``)."""
+    parts = []
+    for kind in KINDS:
+        m = models[kind]
+        parts.append(f"{kind}:v{m.version}" if m.name == kind else f"{kind}={m.name}:v{m.version}")
+    return ";".join(parts)
+
+
+# ------------------------------------------------------------------ data
+def _check_data(data: Path) -> None:
+    data = Path(data)
+    if not data.is_dir():
+        raise DataContractError(
+            f"data directory {data} does not exist. `churn score` reads validated data: run "
+            f"`churn validate --data YOUR_DIR --out {data}` first."
+        )
+    if not (data / "report.json").is_file() or not (data / "orders.parquet").is_file():
+        present = sorted(p.name for p in data.iterdir())[:10]
+        raise DataContractError(
+            f"{data} is not a validated data directory (it has no report.json and orders.parquet; found "
+            f"{present or 'nothing'}). Run `churn validate --data YOUR_DIR --out {data}` first and score its output."
+        )
+
+
+def build_features(
+    data: Path, as_of: str | None, params_path: Path
+) -> tuple[pd.DataFrame, pd.Timestamp, int, dict[str, Any]]:
+    """Features of every customer with an order before the as-of date; also the as-of date, the number of known
+    customers left out (no order before it) and the feature manifest."""
+    feats, config = feature_stage.load_params(params_path)
+    _check_data(data)
+    try:
+        con = feature_stage.connect(data)
+        first, last = feature_stage.data_span(con)
+    except duckdb.Error as exc:
+        raise DataContractError(
+            f"{data} cannot be read ({str(exc).splitlines()[0]}). Re-run `churn validate` into a fresh directory."
+        ) from exc
+    if as_of is not None:
+        try:
+            cutoff = pd.Timestamp(as_of).floor("D")
+        except ValueError as exc:
+            raise ParamsError(f"--as-of {as_of!r} is not a date (use YYYY-MM-DD).") from exc
+    else:
+        cutoff = scoring_cutoff(feats.cutoffs, last)
+    if cutoff <= first.floor("D"):
+        raise DataContractError(
+            f"as-of date {cutoff.date()} is not after the first order in {data} ({first.date()}): no customer has "
+            f"an order before it. Use a later --as-of (the data runs to {last.date()})."
+        )
+    end = data_end(last)
+    if cutoff > end:
+        console.print(
+            f"[yellow]as-of date {cutoff.date()} is after the end of the data ({end.date()}): recency and windows "
+            f"count the missing days as days without activity.[/yellow]",
+            soft_wrap=True,
+        )
+    table, manifest = build_feature_table(con, [cutoff], end, config, training=False)
+    # Every customer the data knows (customers table and orders), to count those left out.
+    union = " UNION SELECT customer_id FROM customers" if "customers" in _views(con) else ""
+    known = con.sql(f"SELECT count(*) FROM (SELECT customer_id FROM orders{union})").fetchall()[0][0]
+    keep = [c for c in table.column_names if c not in LABELS]
+    frame = table.select(keep).to_pandas()
+    return frame, cutoff, int(known) - len(frame), manifest
+
+
+def _views(con: duckdb.DuckDBPyConnection) -> set[str]:
+    return {r[0] for r in con.sql("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+
+
+# ------------------------------------------------------------------ scoring
+def percentile_1_100(values: np.ndarray) -> np.ndarray:
+    """Rank of each value as a percentile 1-100 (100 = largest); ties share the higher percentile."""
+    if len(values) == 0:
+        return np.zeros(0, dtype=np.int16)
+    ranks = rankdata(values, method="max")
+    return np.clip(np.ceil(100.0 * ranks / len(values)), 1, 100).astype(np.int16)
+
+
+def _check_features(frame: pd.DataFrame, models: dict[str, LoadedModel], data: Path) -> None:
+    for model in models.values():
+        try:
+            check_columns(frame, model.estimator.features_)
+        except ValueError as exc:
+            raise DataContractError(
+                f"the features built from {data} do not fit the {model.kind} model {model.uri} (version "
+                f"{model.version}): {exc}. The data lacks a table or event type the model was trained with, or "
+                f"params features/labels differ from training; score with matching data or retrain."
+            ) from exc
+
+
+def drift_report(
+    frame: pd.DataFrame, scores: dict[str, np.ndarray], models: dict[str, LoadedModel], threshold: float
+) -> dict[str, Any]:
+    """PSI of each model's reference features and scores (models.drift) on the scored customers who are not
+    lapsed: the training rows leave lapsed customers out, so they are not part of the population to compare."""
+    active = ~frame["is_lapsed"].to_numpy(dtype=bool)
+    report: dict[str, Any] = {
+        "psi_warning": threshold,
+        "rows_compared": int(active.sum()),
+        "models": {},
+        "warnings": [],
+    }
+    for kind, model in models.items():
+        ref = model.drift_reference
+        if ref is None:
+            report["warnings"].append(
+                f"{kind} model v{model.version} carries no drift reference (logged before drift checks): retrain "
+                f"to get one"
+            )
+            continue
+        pre = model.estimator.preprocessor_
+        psi_features = {}
+        for name, spec in ref["features"].items():
+            if name in CALENDAR_FEATURES:
+                continue
+            column = frame[name][active]
+            if spec["kind"] == "categorical":
+                values = pre._codes(column, pre.categories_[name])
+            else:
+                values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+            psi_features[name] = round(psi_against(spec, values), 6)
+        psi_scores = {name: round(psi_against(spec, scores[name][active]), 6) for name, spec in ref["scores"].items()}
+        report["models"][kind] = {
+            "version": model.version,
+            "reference_rows": ref.get("n_rows"),
+            "reference_cutoffs": ref.get("cutoffs"),
+            "features": psi_features,
+            "scores": psi_scores,
+        }
+        for what, values in (("feature", psi_features), ("score", psi_scores)):
+            for name, value in values.items():
+                if value > threshold:
+                    report["warnings"].append(
+                        f"{kind} model: {what} {name} has PSI {value:.3f} against the model's training rows "
+                        f"(> {threshold}): the population has shifted; check the data and consider retraining"
+                    )
+    return report
+
+
+def score_frame(
+    frame: pd.DataFrame,
+    cutoff: pd.Timestamp,
+    models: dict[str, LoadedModel],
+    params: ScoreParams,
+    tiers: RiskTiers,
+) -> tuple[pd.DataFrame, dict[str, np.ndarray], str]:
+    """The scores table (schema v1 columns, not yet validated), the raw scores for the drift check, and the reason
+    method used."""
+    churn, clv = models["churn"].estimator, models["clv"].estimator
+    p = churn.predict_proba(frame)[:, 1]
+    value = clv.predict(frame)
+    orders = clv.predict_orders(frame)
+
+    features = churn.features_
+    method = rsn.resolved_method(params.reasons.method, len(frame), params.reasons.shap_max_rows)
+    contrib = rsn.contributions(churn, frame, method)
+    ignore = [features.index(f) for f in params.reasons.ignore if f in features]
+    codes_idx = rsn.top_reasons(contrib, 3, ignore=ignore)
+    del contrib
+    sentences = rsn.reason_sentences(codes_idx, frame, features)
+    codes = rsn.reason_codes(codes_idx, features)
+
+    tier = assign_risk_tier(p, tiers, frame["is_lapsed"].to_numpy(dtype=bool))
+    clv_pct = percentile_1_100(value)
+    tenure = frame["tenure_days"].to_numpy(dtype=np.float64, na_value=np.nan)
+    intended = recommend(params.actions, tier, clv_pct, value, tenure, codes)
+    control = control_group(frame["customer_id"], params.control_group.share, params.control_group.salt)
+    recommended = np.where(control, HOLD_OUT, intended).astype(object)
+
+    n = len(frame)
+    out = pd.DataFrame(
+        {
+            "customer_id": frame["customer_id"].astype(str).to_numpy(dtype=object),
+            "as_of_date": np.full(n, cutoff.to_datetime64()).astype("datetime64[s]"),
+            "churn_probability": p.astype(np.float64),
+            "churn_percentile": percentile_1_100(p),
+            "risk_tier": tier,
+            "predicted_clv": value.astype(np.float64),
+            "clv_percentile": clv_pct,
+            "expected_orders": orders.astype(np.float64),
+            "value_at_risk": p * value,
+            **{f"reason_{j + 1}": sentences[j] for j in range(3)},
+            **{f"reason_code_{j + 1}": codes[j] for j in range(3)},
+            "recommended_action": recommended,
+            "intended_action": intended,
+            "control_group": control,
+            "model_version": np.full(n, model_version_label(models), dtype=object),
+            "schema_version": np.full(n, SCHEMA_VERSION, dtype=object),
+        }
+    )
+    return out, {"churn_probability": p, "predicted_clv": value, "expected_orders": orders}, method
+
+
+def to_arrow(scores: pd.DataFrame, summary: dict[str, Any]) -> pa.Table:
+    """The validated scores as an Arrow table of schema v1 with the run summary as metadata (no pandas metadata,
+    no timestamps: the same scores give the same bytes)."""
+    arrays = []
+    for col in COLUMNS:
+        values = scores[col.name]
+        if col.name == "as_of_date":
+            arr = pc.cast(pa.array(values.to_numpy(dtype="datetime64[s]")), pa.date32())
+        else:
+            arr = pa.array(values.to_numpy(), type=col.arrow_type, from_pandas=True)
+        arrays.append(arr)
+    meta = {METADATA_KEY: json.dumps(summary, sort_keys=True).encode("utf-8")}
+    return pa.Table.from_arrays(arrays, schema=arrow_schema(meta))
+
+
+def write_outputs(table: pa.Table, drift: dict[str, Any], out: Path) -> None:
+    """The scores and the drift report, both staged first: a failure leaves neither behind."""
+    with atomic_path(out) as tmp, atomic_path(drift_path(out)) as tmp_drift:
+        pq.write_table(table, tmp, compression="zstd", use_dictionary=True)
+        tmp_drift.write_text(json.dumps(drift, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def drift_path(out: Path) -> Path:
+    """The drift report beside the scores: ``scores.parquet`` -> ``scores.drift.json``."""
+    return Path(out).with_name(Path(out).stem + ".drift.json")
+
+
+def _tier_counts(tier: pd.Series) -> dict[str, int]:
+    counts = tier.value_counts()
+    return {t: int(counts.get(t, 0)) for t in TIER_ORDER}
+
+
+def run(
+    data: Path, out: Path, params_path: Path, as_of: str | None = None, model_uris: list[str] | None = None
+) -> None:
+    """Score every customer of ``data`` at ``as_of`` into ``out`` (module docstring)."""
+    params = load_section(ScoreParams, "score", params_path)
+    tiers = load_section(RiskTiers, "risk_tiers", params_path)
+    with step("score: load models") as s:
+        models = load_models(list(model_uris or []), params.model_alias)
+        s.detail = model_version_label(models)
+    try:
+        check_reason_prefixes(params.actions, models["churn"].estimator.features_)
+    except ValueError as exc:
+        raise ParamsError(f"{params_path}:score.{exc}") from exc
+    with step("score: features") as s:
+        frame, cutoff, left_out, manifest = build_features(data, as_of, params_path)
+        s.rows = len(frame)
+        s.detail = f"as of {cutoff.date()}, {left_out:,} customers without an order before it left out"
+    if frame.empty:
+        raise DataContractError(f"no customer of {data} has an order before {cutoff.date()}: nothing to score.")
+    _check_features(frame, models, data)
+    with step("score: models, reasons, actions") as s:
+        scores, raw, method = score_frame(frame, cutoff, models, params, tiers)
+        s.rows = len(scores)
+        s.detail = f"reasons by {method}"
+    with step("score: drift and schema") as s:
+        drift = drift_report(frame, raw, models, params.drift.psi_warning)
+        del frame, raw
+        try:
+            scores = validate_scores(scores)
+        except ValueError as exc:  # a bug, not a user error: say so
+            raise RuntimeError(f"the scores broke their own schema: {exc}") from exc
+        s.detail = f"{len(drift['warnings'])} drift warning(s)"
+    tiers_count = _tier_counts(scores["risk_tier"])
+    control_n = int(scores["control_group"].sum())
+    summary = {
+        "schema_version": SCHEMA_VERSION,
+        "as_of_date": str(cutoff.date()),
+        "rows": len(scores),
+        "customers_left_out_no_order_before_as_of": left_out,
+        "model_version": model_version_label(models),
+        "models": {
+            k: {"uri": m.uri, "name": m.name, "version": m.version, "run_id": m.run_id, "horizon_days": m.horizon_days}
+            for k, m in models.items()
+        },
+        "tiers": tiers_count,
+        "intended_actions": {str(k): int(v) for k, v in scores["intended_action"].value_counts().sort_index().items()},
+        "control_group": {"rows": control_n, **asdict(params.control_group)},
+        "reason_method": method,
+        "data_end": manifest["data_end"],
+    }
+    drift_doc = {"as_of_date": summary["as_of_date"], "model_version": summary["model_version"], **drift}
+    table = to_arrow(scores, summary)
+    del scores
+    write_outputs(table, drift_doc, out)
+    for warning in drift["warnings"]:
+        console.print(f"[yellow]drift: {warning}[/yellow]", soft_wrap=True)
+    share = control_n / max(summary["rows"], 1)
+    console.print(
+        f"scores: {summary['rows']:,} customers as of {summary['as_of_date']} "
+        f"({', '.join(f'{t} {n:,}' for t, n in tiers_count.items())}); control group {control_n:,} "
+        f"({share:.1%}); {left_out:,} customers without an order before the as-of date left out; "
+        f"{summary['model_version']} -> {out}",
+        soft_wrap=True,
+    )
+
+
+def read_summary(path: Path) -> dict[str, Any]:
+    """The run summary stored in a scores file's metadata (empty dict when absent)."""
+    meta = pq.read_schema(path).metadata or {}
+    raw = meta.get(METADATA_KEY)
+    return json.loads(raw) if raw else {}

@@ -1,0 +1,147 @@
+"""The action rule table (first match wins, a default, validation) and the stable control group."""
+
+import numpy as np
+import pytest
+
+from models.actions import ActionRule, check_reason_prefixes, control_group, recommend, unit_hash, validate_rules
+
+RULES = (
+    ActionRule(name="new", tiers=("high", "medium", "low"), max_tenure_days=60, action="onboarding"),
+    ActionRule(name="valuable at risk", tiers=("high",), min_value_percentile=80, action="personal_outreach"),
+    ActionRule(name="at risk", tiers=("high", "lapsed"), action="winback_email_coupon"),
+    ActionRule(name="disengaging", tiers=("medium",), reason_features=("email_", "sessions_"), action="points_boost"),
+    ActionRule(name="rich", min_clv=500.0, action="vip_newsletter"),
+    ActionRule(name="default", action="no_action"),
+)
+
+
+def _recommend(tier, pct=50, clv=10.0, tenure=400.0, codes=(None, None, None)):
+    return recommend(
+        RULES,
+        np.array([tier], dtype=object),
+        np.array([pct]),
+        np.array([clv]),
+        np.array([tenure]),
+        [np.array([c], dtype=object) for c in codes],
+    )[0]
+
+
+def test_the_first_matching_rule_wins():
+    # A new, valuable, high-risk customer matches rules 1, 2 and 3: onboarding comes first.
+    assert _recommend("high", pct=95, tenure=10) == "onboarding"
+    assert _recommend("high", pct=95, tenure=100) == "personal_outreach"
+    assert _recommend("high", pct=50, tenure=100) == "winback_email_coupon"
+
+
+def test_customers_no_rule_matches_get_the_default():
+    assert _recommend("low") == "no_action"
+    assert _recommend("medium", codes=("recency_days", None, None)) == "no_action"
+
+
+def test_lapsed_customers_are_never_onboarded():
+    assert _recommend("lapsed", tenure=10) == "winback_email_coupon"
+
+
+def test_reason_features_match_any_reason_slot_by_prefix():
+    assert _recommend("medium", codes=("recency_days", None, "email_opens_90d")) == "points_boost"
+    assert _recommend("medium", codes=("recency_days", "sessions_trend_30d", None)) == "points_boost"
+
+
+def test_an_absolute_value_threshold_applies_to_predicted_clv():
+    assert _recommend("low", clv=500.0) == "vip_newsletter"
+    assert _recommend("low", clv=499.99) == "no_action"
+
+
+def test_an_unknown_tenure_matches_no_tenure_condition():
+    assert _recommend("medium", tenure=np.nan) == "no_action"
+
+
+def test_many_customers_are_decided_at_once():
+    out = recommend(
+        RULES,
+        np.array(["high", "low", "medium", "lapsed"], dtype=object),
+        np.array([90, 10, 50, 50]),
+        np.array([1.0, 1.0, 1.0, 1.0]),
+        np.array([100.0, 100.0, 30.0, 900.0]),
+        [np.array([None] * 4, dtype=object)] * 3,
+    )
+    assert out.tolist() == ["personal_outreach", "no_action", "onboarding", "winback_email_coupon"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"tiers": ("urgent",), "action": "call"}, "unknown tier"),
+        ({"min_value_percentile": 0, "action": "call"}, "percentile 1-100"),
+        ({"min_value_percentile": 90, "max_value_percentile": 10, "action": "call"}, "never matches"),
+        ({"action": "Call Them"}, "lower_snake_case"),
+        ({"action": "hold_out"}, "reserved"),
+        ({"max_tenure_days": -1, "action": "call"}, ">= 0"),
+    ],
+)
+def test_a_bad_rule_is_refused_with_its_name(kwargs, message):
+    with pytest.raises(ValueError, match=message) as info:
+        ActionRule(name="my rule", **kwargs)
+    assert "my rule" in str(info.value)
+
+
+def test_the_table_must_end_with_a_default_rule():
+    with pytest.raises(ValueError, match="last action rule"):
+        validate_rules((ActionRule(tiers=("high",), action="call"),))
+
+
+def test_a_default_rule_before_the_end_is_refused_because_later_rules_never_fire():
+    with pytest.raises(ValueError, match=r"actions\[0\].*never"):
+        validate_rules((ActionRule(action="no_action"), ActionRule(action="call")))
+
+
+def test_an_empty_table_is_refused():
+    with pytest.raises(ValueError, match="empty"):
+        validate_rules(())
+
+
+def test_a_reason_prefix_matching_no_model_feature_is_refused():
+    check_reason_prefixes(RULES, ["email_opens_90d", "sessions_30d", "recency_days"])
+    with pytest.raises(ValueError, match=r"actions\[3\].*'sessions_'"):
+        check_reason_prefixes(RULES, ["email_opens_90d", "recency_days"])
+
+
+# ------------------------------------------------------------------ control group
+SALT = "churn-control-group-1"
+
+
+def test_control_group_membership_is_pinned_for_known_ids():
+    # Pinned: a change of hash function, key derivation or pandas' SipHash would reshuffle every customer's group.
+    ids = ["0000001", "0000004", "0000008", "0000009", "0000021"]
+    assert unit_hash(ids, SALT).round(6).tolist() == [0.090281, 0.027273, 0.047802, 0.933849, 0.028601]
+    assert control_group(ids, 0.05, SALT).tolist() == [False, True, True, False, True]
+
+
+def test_control_group_does_not_depend_on_row_order_or_the_other_customers():
+    ids = np.array([f"C{i:06d}" for i in range(5000)], dtype=object)
+    full = control_group(ids, 0.1, SALT)
+    order = np.random.default_rng(1).permutation(ids.size)
+    assert (control_group(ids[order], 0.1, SALT) == full[order]).all()
+    assert (control_group(ids[:37], 0.1, SALT) == full[:37]).all()
+
+
+def test_control_group_share_is_close_to_the_configured_share():
+    ids = [f"C{i:07d}" for i in range(200_000)]
+    assert control_group(ids, 0.05, SALT).mean() == pytest.approx(0.05, abs=0.002)
+
+
+def test_a_larger_share_keeps_everyone_already_held_out():
+    ids = [f"C{i:06d}" for i in range(20_000)]
+    small, large = control_group(ids, 0.05, SALT), control_group(ids, 0.10, SALT)
+    assert (large[small]).all() and large.sum() > small.sum()
+
+
+def test_a_new_salt_draws_a_new_group():
+    ids = [f"C{i:06d}" for i in range(20_000)]
+    a, b = control_group(ids, 0.1, SALT), control_group(ids, 0.1, "another salt")
+    assert (a & b).mean() == pytest.approx(0.01, abs=0.004)  # independent draws overlap by share^2
+
+
+def test_a_share_outside_0_1_is_refused():
+    with pytest.raises(ValueError, match="share"):
+        control_group(["a"], 1.0, SALT)

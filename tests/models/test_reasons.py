@@ -1,0 +1,169 @@
+"""Reason codes: contributions that add up to the score, the top three pushing towards churn, plain sentences.
+
+Model-level tests use the session's churn model fitted on the 20,000-customer synthetic shop (conftest).
+"""
+
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.reasons import (
+    contributions,
+    path_contributions,
+    reason_codes,
+    reason_sentences,
+    shap_contributions,
+    template_for,
+    top_reasons,
+)
+
+
+@pytest.fixture(scope="module")
+def rows(churn_frames) -> pd.DataFrame:
+    return churn_frames[2].head(400).reset_index(drop=True)
+
+
+# ------------------------------------------------------------------ contributions
+@pytest.mark.parametrize("compute", [path_contributions, shap_contributions])
+def test_contributions_add_up_to_the_raw_score(churn_model, rows, compute):
+    X = churn_model.preprocessor_.transform(rows)
+    contrib, expected = compute(churn_model.model_.booster_, X, churn_model.best_iteration_)
+    assert contrib.shape == (len(rows), len(churn_model.features_))
+    np.testing.assert_allclose(contrib.sum(axis=1) + expected, churn_model.predict_margin(rows), atol=1e-4)
+
+
+def test_path_and_shap_share_the_expected_value_and_mostly_the_top_reason(churn_model, rows):
+    X = churn_model.preprocessor_.transform(rows)
+    booster, it = churn_model.model_.booster_, churn_model.best_iteration_
+    path, path_ev = path_contributions(booster, X, it)
+    shap, shap_ev = shap_contributions(booster, X, it)
+    assert path_ev == pytest.approx(shap_ev)
+    top_path, top_shap = top_reasons(path), top_reasons(shap)
+    shap_first_in_path_top3 = (top_path == top_shap[:, [0]]).any(axis=1)
+    assert shap_first_in_path_top3.mean() > 0.8  # 0.88 here; 0.96 on scoring tables without calendar reasons
+
+
+def test_auto_uses_shap_for_small_tables_and_path_for_large_ones(churn_model, rows):
+    X = churn_model.preprocessor_.transform(rows)
+    booster, it = churn_model.model_.booster_, churn_model.best_iteration_
+    small = contributions(churn_model, rows, "auto", shap_max_rows=len(rows))
+    large = contributions(churn_model, rows, "auto", shap_max_rows=len(rows) - 1)
+    np.testing.assert_allclose(small, shap_contributions(booster, X, it)[0])
+    np.testing.assert_allclose(large, path_contributions(booster, X, it)[0])
+
+
+def test_an_offset_prior_is_credited_to_its_feature_and_the_sum_still_holds(churn_model, rows):
+    # The same booster, read as if it had started from the BG/NBD prior: the prior's log-odds join the score.
+    with_offset = copy.copy(churn_model)
+    with_offset.offset, with_offset.offset_fill_ = "bgnbd_churn_probability", 0.4
+    X = churn_model.preprocessor_.transform(rows)
+    _, expected = path_contributions(churn_model.model_.booster_, X, churn_model.best_iteration_)
+    plain = contributions(churn_model, rows, "path")
+    prior = contributions(with_offset, rows, "path")
+    np.testing.assert_allclose(prior.sum(axis=1) + expected + 0.4, with_offset.predict_margin(rows), atol=1e-4)
+    changed = np.flatnonzero((prior != plain).any(axis=0))
+    assert [churn_model.features_[j] for j in changed] == ["bgnbd_churn_probability"]
+
+
+def test_reason_codes_name_real_model_features(churn_model, rows):
+    idx = top_reasons(contributions(churn_model, rows, "path"))
+    names = reason_codes(idx, churn_model.features_)
+    used = {n for slot in names for n in slot if n is not None}
+    assert used and used <= set(churn_model.features_)
+
+
+def test_every_feature_of_the_model_gets_a_readable_sentence(churn_model, rows):
+    features = churn_model.features_
+    # Every feature as the first reason of every row: nothing falls back to "<feature> = <value>" silently.
+    for j, name in enumerate(features):
+        codes = np.full((len(rows), 1), j, dtype=np.int32)
+        sentences = reason_sentences(codes, rows, features)[0]
+        assert all(isinstance(s, str) and s for s in sentences), name
+        assert template_for(name)[0] is not None or name in ("country", "acquisition_channel"), name
+
+
+# ------------------------------------------------------------------ top reasons
+def test_top_reasons_are_the_largest_positive_contributions_largest_first():
+    contrib = np.array([[0.1, 0.5, -0.2, 0.3], [-0.1, -0.2, 0.4, 0.0]], dtype=np.float32)
+    assert top_reasons(contrib).tolist() == [[1, 3, 0], [2, -1, -1]]
+
+
+def test_ignored_features_are_never_reasons():
+    contrib = np.array([[0.9, 0.5, 0.3, 0.1]], dtype=np.float32)
+    assert top_reasons(contrib, ignore=[0]).tolist() == [[1, 2, 3]]
+    assert contrib[0, 0] == np.float32(0.9)  # the caller's array is untouched
+
+
+def test_equal_contributions_are_ordered_by_feature_position():
+    contrib = np.array([[0.2, 0.2, 0.2, 0.2]], dtype=np.float32)
+    assert top_reasons(contrib).tolist() == [[0, 1, 2]]
+
+
+# ------------------------------------------------------------------ sentences
+FEATURES = ["recency_days", "orders_90d", "email_opens_trend_90d", "mystery_score", "country", "gap_mean_days"]
+FRAME = pd.DataFrame(
+    {
+        "recency_days": [120.4, 300.0, 5.0],
+        "gap_mean_days": [30.2, np.nan, 12.0],
+        "orders_90d": [2, 0, 1],
+        "email_opens_trend_90d": [-3.0, 0.0, 4.0],
+        "mystery_score": [1.25, np.nan, 7.0],
+        "country": ["DE", None, "FR"],
+    }
+)
+
+
+def _sentence(feature: str, row: int) -> str:
+    codes = np.full((len(FRAME), 1), FEATURES.index(feature), dtype=np.int32)
+    return reason_sentences(codes, FRAME, FEATURES)[0][row]
+
+
+def test_recency_reads_with_the_usual_gap_or_a_single_order():
+    assert _sentence("recency_days", 0) == "no order for 120 days; usually orders every 30 days"
+    assert _sentence("recency_days", 1) == "no order for 300 days; ordered only once"
+
+
+def test_one_day_is_singular():
+    frame = pd.DataFrame({"recency_days": [1.2], "gap_mean_days": [0.8]})
+    codes = np.zeros((1, 1), dtype=np.int32)
+    assert reason_sentences(codes, frame, ["recency_days"])[0][0] == "no order for 1 day; usually orders every day"
+
+
+def test_windowed_counts_name_the_window_and_the_count():
+    assert _sentence("orders_90d", 0) == "2 orders in the last 90 days"
+    assert _sentence("orders_90d", 1) == "no order in the last 90 days"
+    assert _sentence("orders_90d", 2) == "1 order in the last 90 days"
+
+
+def test_a_falling_e_mail_trend_says_so():
+    assert _sentence("email_opens_trend_90d", 0) == (
+        "opens fewer e-mails than before (3 fewer in the last 90 days than in the 90 before)"
+    )
+
+
+def test_features_without_a_template_fall_back_to_name_and_value():
+    assert _sentence("mystery_score", 0) == "mystery_score = 1.2"
+    assert _sentence("mystery_score", 1) == "mystery_score not known"
+
+
+def test_text_features_put_the_level_into_the_sentence():
+    assert _sentence("country", 0) == "customer in DE"
+    assert _sentence("country", 1) == "country not known"
+
+
+def test_slots_without_a_reason_stay_empty_and_each_slot_gets_its_own_sentence():
+    codes = np.array([[0, 1, -1], [-1, -1, -1], [1, 0, 5]], dtype=np.int32)
+    first, second, third = reason_sentences(codes, FRAME, FEATURES)
+    assert first.tolist() == [
+        "no order for 120 days; usually orders every 30 days",
+        None,
+        "1 order in the last 90 days",
+    ]
+    assert second.tolist() == [
+        "2 orders in the last 90 days",
+        None,
+        "no order for 5 days; usually orders every 12 days",
+    ]
+    assert third.tolist() == [None, None, "usually orders only every 12 days"]

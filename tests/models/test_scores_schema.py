@@ -1,0 +1,112 @@
+"""Scores schema v1: fixed column order, documented columns, and the rules a scores table must keep."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.scores_schema import COLUMNS, HOLD_OUT, SCHEMA_VERSION, arrow_schema, columns_markdown, validate_scores
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "scores_schema.md"
+
+ORDER = [
+    "customer_id",
+    "as_of_date",
+    "churn_probability",
+    "churn_percentile",
+    "risk_tier",
+    "predicted_clv",
+    "clv_percentile",
+    "expected_orders",
+    "value_at_risk",
+    "reason_1",
+    "reason_2",
+    "reason_3",
+    "reason_code_1",
+    "reason_code_2",
+    "reason_code_3",
+    "recommended_action",
+    "intended_action",
+    "control_group",
+    "model_version",
+    "schema_version",
+]
+
+
+def scores_frame() -> pd.DataFrame:
+    p, clv = np.array([0.9, 0.2]), np.array([10.0, 250.0])
+    return pd.DataFrame(
+        {
+            "customer_id": ["A1", "B2"],
+            "as_of_date": pd.to_datetime(["2026-01-01", "2026-01-01"]),
+            "churn_probability": p,
+            "churn_percentile": np.array([100, 50], dtype=np.int16),
+            "risk_tier": ["high", "low"],
+            "predicted_clv": clv,
+            "clv_percentile": np.array([50, 100], dtype=np.int16),
+            "expected_orders": [0.1, 3.0],
+            "value_at_risk": p * clv,
+            "reason_1": ["no order for 120 days; usually orders every 30 days", None],
+            "reason_2": ["2 orders in the last 90 days", None],
+            "reason_3": [None, None],
+            "reason_code_1": ["recency_days", None],
+            "reason_code_2": ["orders_90d", None],
+            "reason_code_3": [None, None],
+            "recommended_action": [HOLD_OUT, "cross_sell_upsell"],
+            "intended_action": ["winback_email_coupon", "cross_sell_upsell"],
+            "control_group": [True, False],
+            "model_version": ["churn:v1;clv:v1"] * 2,
+            "schema_version": [SCHEMA_VERSION] * 2,
+        }
+    )
+
+
+def test_the_column_order_is_fixed():
+    assert [c.name for c in COLUMNS] == ORDER
+    assert arrow_schema().names == ORDER
+
+
+def test_the_docs_list_every_column_in_order_with_its_meaning():
+    text = DOC.read_text(encoding="utf-8")
+    assert columns_markdown() in text  # regenerate the table from models.scores_schema.columns_markdown()
+
+
+def test_a_well_formed_table_passes():
+    validate_scores(scores_frame())
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "rule"),
+    [
+        ("churn_probability", 1.5, "churn_probability"),
+        ("churn_percentile", 0, "churn_percentile"),
+        ("risk_tier", "urgent", "risk_tier"),
+        ("predicted_clv", -1.0, "predicted_clv"),
+        ("schema_version", "2", "schema_version"),
+        ("value_at_risk", 123.0, "value_at_risk = churn_probability x predicted_clv"),
+        ("recommended_action", "winback_email_coupon", "control_group customers"),
+    ],
+)
+def test_a_broken_rule_is_named(column, value, rule):
+    frame = scores_frame()
+    frame.loc[0, column] = value
+    if column in ("churn_probability", "predicted_clv"):
+        frame["value_at_risk"] = frame["churn_probability"] * frame["predicted_clv"]
+    with pytest.raises(ValueError, match=rule):
+        validate_scores(frame)
+
+
+def test_reordered_or_extra_columns_are_refused():
+    frame = scores_frame()
+    with pytest.raises(ValueError, match="schema v1"):
+        validate_scores(frame[ORDER[::-1]])
+    with pytest.raises(ValueError, match="schema v1"):
+        validate_scores(frame.assign(extra=1))
+
+
+def test_customer_ids_are_unique():
+    frame = scores_frame()
+    frame.loc[1, "customer_id"] = "A1"
+    with pytest.raises(ValueError, match="customer_id"):
+        validate_scores(frame)

@@ -1,0 +1,220 @@
+"""The evaluate stage end to end on a small trained pipeline: metrics file, plot files, HTML report, MLflow.
+
+A 3,000-customer synthetic shop, its panel, one training run into a temporary MLflow store (never the project's
+own), then `evaluate` with a two-fold backtest.
+"""
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from features.synthetic import SyntheticShopConfig, generate_shop
+from pipelines import evaluate as stage
+from pipelines import features as features_stage
+from pipelines import train as train_stage
+from pipelines.errors import DataContractError, ParamsError
+
+PARAMS = {
+    "features": {"cutoffs": {"frequency": "monthly", "count": 24}, "windows_days": [30, 90, 365]},
+    "labels": {"churn_horizon_days": 90, "clv_horizon_days": 180},
+    "train": {
+        "n_validation": 1,
+        "experiment": "test-evaluate",
+        "churn": {"n_estimators": 60, "early_stopping_rounds": 10},
+        "clv": {"n_estimators": 60, "early_stopping_rounds": 10},
+    },
+    "evaluate": {"backtest_cutoffs": 2},
+    "risk_tiers": {"method": "probability", "high": 0.8, "medium": 0.5},
+}
+BASELINE_NAMES = ("recency_rule", "rfm", "bgnbd")
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    root = tmp_path_factory.mktemp("evaluate")
+    shop = root / "shop"
+    shop.mkdir()
+    for name, table in generate_shop(SyntheticShopConfig(customers=3000, seed=5)).items():
+        pq.write_table(table, shop / f"{name}.parquet")
+    (root / "params.yaml").write_text(yaml.safe_dump(PARAMS))
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+    mp.chdir(root)  # MLflow artifacts land beside the store, not in the repository
+    features_stage.run(data=shop, out_dir=root / "features", params_path=root / "params.yaml")
+    panel = root / "features" / "panel.parquet"
+    train_stage.run(panel_path=panel, metrics_path=root / "train.json", params_path=root / "params.yaml")
+    stage.run(
+        panel_path=panel,
+        train_metrics=root / "train.json",
+        metrics_path=root / "metrics" / "evaluate.json",
+        plots_dir=root / "plots",
+        report_path=root / "reports" / "evaluation.html",
+        params_path=root / "params.yaml",
+    )
+    yield root
+    mp.undo()
+
+
+def test_the_metrics_file_holds_model_and_baselines_on_the_same_rows(evaluated):
+    metrics = json.loads((evaluated / "metrics" / "evaluate.json").read_text())
+    train = json.loads((evaluated / "train.json").read_text())
+    for name in ("model", *BASELINE_NAMES):
+        assert {"roc_auc", "pr_auc", "brier", "log_loss", "ece", "lift_top10", "capture_top5"} <= set(
+            metrics["churn"][name]
+        )
+        assert {"mae", "rmse", "normalized_gini", "spearman", "decile_mape", "top10_capture", "total_bias_pct"} <= set(
+            metrics["clv"][name]
+        )
+        assert {"best_share", "max_profit", "emp_per_customer"} <= set(metrics["profit"][name])
+    assert "model_by_value" in metrics["profit"]
+    # The registered model scored on the test cutoff gives the train stage's own numbers.
+    assert metrics["churn"]["model"]["roc_auc"] == pytest.approx(train["churn"]["roc_auc"], abs=1e-6)
+    assert metrics["clv"]["model"]["normalized_gini"] == pytest.approx(train["clv"]["normalized_gini"], abs=1e-6)
+    panel = pd.read_parquet(evaluated / "features" / "panel.parquet")
+    at_test = panel[panel["cutoff"] == pd.Timestamp(train["churn"]["test_cutoff"])]
+    assert metrics["test"]["churn_rows"] == int(at_test["churned"].notna().sum())
+
+
+def test_tiers_and_backtest_summaries_are_in_the_metrics_file(evaluated):
+    metrics = json.loads((evaluated / "metrics" / "evaluate.json").read_text())
+    tiers = metrics["tiers"]
+    assert set(tiers) <= {"high", "medium", "low"} and "high" in tiers
+    assert sum(t["share"] for t in tiers.values()) == pytest.approx(1.0, abs=1e-5)
+    assert tiers["high"]["churn_rate"] > tiers["low"]["churn_rate"]
+    assert metrics["backtest"]["folds"] == 2
+    auc = metrics["backtest"]["model"]["roc_auc"]
+    assert 0.5 < auc["mean"] < 1 and auc["std"] >= 0
+
+
+def test_plot_files_hold_the_columns_the_dvc_plot_definitions_name(evaluated):
+    plots = evaluated / "plots"
+    for kind, columns in (("roc", ["fpr", "tpr"]), ("pr", ["recall", "precision"]),
+                          ("calibration", ["mean_predicted", "observed_rate"])):  # fmt: skip
+        for name in ("model", *BASELINE_NAMES):
+            frame = pd.read_csv(plots / kind / f"{name}.csv")
+            assert list(frame.columns) == columns and len(frame) <= 200
+    assert list(pd.read_csv(plots / "profit_curve.csv").columns) == [
+        "share", "model", "recency_rule", "rfm", "bgnbd", "model_by_value", "random"
+    ]  # fmt: skip
+    gains = pd.read_csv(plots / "gains.csv")
+    assert gains["model"].iloc[0] == 0 and gains["model"].iloc[-1] == pytest.approx(1.0)
+    assert list(pd.read_csv(plots / "clv_deciles.csv")["decile"]) == list(range(1, 11))
+    assert list(pd.read_csv(plots / "backtest_roc_auc.csv")["fold"]) == [1, 2]
+
+
+def test_every_plot_file_named_in_dvc_yaml_is_written(evaluated):
+    spec = yaml.safe_load((Path(__file__).resolve().parents[2] / "dvc.yaml").read_text())
+    files = {f for plot in spec["plots"] for definition in plot.values() for f in definition["y"]}
+    assert files and all(f.startswith("plots/") for f in files)
+    missing = [f for f in files if not (evaluated / f).is_file()]
+    assert not missing
+
+
+def test_the_report_is_self_contained_and_holds_every_section(evaluated):
+    report = (evaluated / "reports" / "evaluation.html").read_text(encoding="utf-8")
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", report)
+    assert "<script" not in report and "<link" not in report
+    assert report.count("data:image/png;base64,") == 8  # ROC, PR, reliability, gains, profit, CLV, 2 importance
+    for heading in ("Headline", "Churn: model against baselines", "Lift, capture and gains", "Risk tiers",
+                    "Money", "Customer lifetime value", "Backtest", "Feature importance", "Run facts"):  # fmt: skip
+        assert heading in report
+    for label in ("LightGBM model", "recency rule", "RFM score", "BG/NBD"):
+        assert label in report
+
+
+def test_the_report_metrics_and_plots_are_logged_to_the_training_run(evaluated):
+    run_id = json.loads((evaluated / "train.json").read_text())["run_id"]
+    client = MlflowClient()
+    run = client.get_run(run_id)
+    assert "eval.churn.model.roc_auc" in run.data.metrics
+    assert "eval.backtest.model.roc_auc.mean" in run.data.metrics
+    logged = {a.path for a in client.list_artifacts(run_id, "evaluation")}
+    assert {"evaluation/evaluation.html", "evaluation/evaluate.json", "evaluation/plots"} <= logged
+
+
+def test_baselines_see_only_labels_known_by_the_target_cutoff(evaluated, monkeypatch):
+    seen = {}
+
+    def fake(history, target, churn_horizon_days, clv_horizon_days):
+        seen["history"], seen["target"] = history, target
+        zeros = pd.DataFrame({"churn_probability": 0.5, "predicted_clv": 1.0}, index=target.index)
+        return {name: zeros for name in BASELINE_NAMES}
+
+    monkeypatch.setattr("models.baselines.fit_predict_baselines", fake)
+    panel = pd.read_parquet(evaluated / "features" / "panel.parquet")
+    cutoff = sorted(panel["cutoff"].unique())[-1]
+    stage.baseline_predictions(panel, cutoff, 90, 180)
+    history, target = seen["history"], seen["target"]
+    assert (target["cutoff"] == cutoff).all() and (history["cutoff"] < cutoff).all()
+    churn_known = history["churned"].notna()
+    assert (history.loc[churn_known, "cutoff"] + pd.Timedelta(days=90) <= cutoff).all()
+    assert churn_known.any()
+    clv_known = history["future_revenue"].notna()
+    assert (history.loc[clv_known, "cutoff"] + pd.Timedelta(days=180) <= cutoff).all()
+    assert panel["churned"].notna().sum() > churn_known.sum()  # the input was not changed
+
+
+def test_fold_cutoffs_pair_each_churn_cutoff_with_its_own_earlier_clv_cutoff():
+    months = list(pd.date_range("2025-01-01", "2025-10-01", freq="MS"))
+    folds = stage.fold_cutoffs(months, months[:7], 3)  # CLV labels end three months earlier
+    assert [(c.month, v.month) for c, v in folds] == [(10, 7), (9, 6), (8, 5)]
+    with pytest.raises(DataContractError, match="backtest_cutoffs"):
+        stage.fold_cutoffs(months, months, 11)
+
+
+def test_a_missing_train_metrics_file_fails_and_writes_nothing(evaluated, tmp_path):
+    with pytest.raises(DataContractError, match="churn train"):
+        stage.run(
+            panel_path=evaluated / "features" / "panel.parquet",
+            train_metrics=tmp_path / "absent.json",
+            metrics_path=tmp_path / "evaluate.json",
+            plots_dir=tmp_path / "plots",
+            report_path=tmp_path / "report.html",
+            params_path=evaluated / "params.yaml",
+        )
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("section", "values", "message"),
+    [
+        ("risk_tiers", {"high": 0.4, "medium": 0.6}, "0 < medium < high"),
+        ("evaluate", {"backtest_cutoffs": 0}, "backtest_cutoffs"),
+        ("evaluate", {"acceptance_rate": 1.5}, "acceptance_rate"),
+        ("evaluate", {"retained_value": "lifetime"}, "retained_value"),
+    ],
+)
+def test_bad_params_fail_naming_the_key(evaluated, tmp_path, section, values, message):
+    params = json.loads(json.dumps(PARAMS))
+    params[section].update(values)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(ParamsError, match=message):
+        stage.run(
+            panel_path=evaluated / "features" / "panel.parquet",
+            train_metrics=evaluated / "train.json",
+            metrics_path=tmp_path / "evaluate.json",
+            plots_dir=tmp_path / "plots",
+            report_path=tmp_path / "report.html",
+            params_path=tmp_path / "params.yaml",
+        )
+    assert not (tmp_path / "evaluate.json").exists()
+
+
+def test_backtest_summary_gives_mean_and_sample_spread_per_ranking():
+    frame = pd.DataFrame(
+        {"fold": [1, 2, 1, 2], "ranking": ["model", "model", "rfm", "rfm"], "roc_auc": [0.8, 0.7, 0.6, 0.6]}
+    )
+    for column in (*stage.BACKTEST_CHURN, *stage.BACKTEST_CLV, *stage.BACKTEST_PROFIT):
+        if column not in frame:
+            frame[column] = np.nan
+    summary = stage.backtest_summary(frame)
+    assert summary.loc["model", ("mean", "roc_auc")] == pytest.approx(0.75)
+    assert summary.loc["model", ("std", "roc_auc")] == pytest.approx(np.std([0.8, 0.7], ddof=1))
+    assert summary.loc["rfm", ("std", "roc_auc")] == 0.0

@@ -1,0 +1,300 @@
+"""The score stage end to end: a small synthetic shop, validated, trained into a temporary MLflow store, scored.
+
+Also the errors a scheduler meets: wrong model URI or alias, data the model cannot use, an unvalidated or empty
+directory, an as-of date before the data; each fails with a clear message and writes nothing.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from models.actions import control_group
+from models.scores_schema import COLUMNS, HOLD_OUT, SCHEMA_VERSION
+from pipelines import features as features_stage
+from pipelines import generate as generate_stage
+from pipelines import score as stage
+from pipelines import train as train_stage
+from pipelines import validate as validate_stage
+from pipelines.errors import DataContractError, ParamsError
+
+# Small and quick: 14 monthly cutoffs without purging, shallow boosters. Scoring does not care how good they are.
+PARAMS = {
+    "generate": {"customers": 2500, "seed": 11},
+    "features": {"cutoffs": {"frequency": "monthly", "count": 14}, "windows_days": [30, 90, 365]},
+    "labels": {"churn_horizon_days": 90, "clv_horizon_days": 180},
+    "train": {
+        "n_validation": 1,
+        "purge": False,
+        "experiment": "test-score",
+        "churn": {"n_estimators": 60, "num_leaves": 15, "early_stopping_rounds": 10},
+        "clv": {"n_estimators": 60, "num_leaves": 15, "early_stopping_rounds": 10},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory):
+    """A validated small shop, models trained on it into a fresh MLflow store, and its scores."""
+    root = tmp_path_factory.mktemp("score")
+    params = root / "params.yaml"
+    params.write_text(yaml.safe_dump(PARAMS))
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+    mp.chdir(root)  # MLflow artifacts land beside the store, not in the repository
+    generate_stage.run(out=root / "raw", params_path=params)
+    validate_stage.run(data=root / "raw", out=root / "validated", params_path=params)
+    features_stage.run(data=root / "validated", out_dir=root / "features", params_path=params)
+    train_stage.run(
+        panel_path=root / "features" / "panel.parquet", metrics_path=root / "train.json", params_path=params
+    )
+    stage.run(data=root / "validated", out=root / "scores.parquet", params_path=params)
+    yield root, params
+    mp.undo()
+
+
+def _scores(root: Path) -> pd.DataFrame:
+    return pd.read_parquet(root / "scores.parquet")
+
+
+def _nothing_written(directory: Path) -> bool:
+    return not any(p.name.startswith(("out", ".out")) for p in directory.iterdir())
+
+
+# ------------------------------------------------------------------ output
+def test_scores_have_schema_v1_columns_in_order(shop):
+    root, _ = shop
+    table = pq.read_table(root / "scores.parquet")
+    assert table.column_names == [c.name for c in COLUMNS]
+    assert [str(f.type) for f in table.schema] == [str(c.arrow_type) for c in COLUMNS]
+    scores = table.to_pandas()
+    assert (scores["schema_version"] == SCHEMA_VERSION).all()
+    assert (scores["model_version"] == "churn:v1;clv:v1").all()
+
+
+def test_every_customer_with_an_order_gets_one_row_and_the_others_are_counted(shop):
+    root, _ = shop
+    orders = pd.read_parquet(root / "validated" / "orders.parquet", columns=["customer_id"])
+    customers = pd.read_parquet(root / "validated" / "customers.parquet", columns=["customer_id"])
+    scores = _scores(root)
+    assert scores["customer_id"].is_unique
+    assert set(scores["customer_id"]) == set(orders["customer_id"])
+    summary = stage.read_summary(root / "scores.parquet")
+    never_ordered = len(set(customers["customer_id"]) - set(orders["customer_id"]))
+    assert never_ordered > 0
+    assert summary["customers_left_out_no_order_before_as_of"] == never_ordered
+    assert summary["rows"] == len(scores)
+
+
+def test_the_as_of_date_defaults_to_the_end_of_the_data(shop):
+    root, _ = shop
+    last = pd.read_parquet(root / "validated" / "orders.parquet", columns=["order_ts"])["order_ts"].max()
+    scores = _scores(root)
+    assert set(scores["as_of_date"].astype(str)) == {str((last.floor("D") + pd.Timedelta(days=1)).date())}
+
+
+def test_scores_are_consistent_with_each_other(shop):
+    root, _ = shop
+    s = _scores(root)
+    np.testing.assert_allclose(s["value_at_risk"], s["churn_probability"] * s["predicted_clv"])
+    # Higher probability never gets a lower percentile.
+    ordered = s.sort_values("churn_probability")
+    assert ordered["churn_percentile"].is_monotonic_increasing
+    assert s["churn_percentile"].max() == 100
+    assert set(s["risk_tier"]) <= {"high", "medium", "low", "lapsed"}
+    assert (s.loc[s["risk_tier"] == "lapsed", "recommended_action"].isin(["winback_email_coupon", HOLD_OUT])).all()
+
+
+def test_reason_codes_name_features_of_the_churn_model(shop):
+    root, _ = shop
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    model = mlflow.pyfunc.load_model("models:/churn@champion").unwrap_python_model().estimator
+    s = _scores(root)
+    codes = pd.concat([s[f"reason_code_{j}"] for j in (1, 2, 3)]).dropna()
+    assert len(codes) > 0 and set(codes) <= set(model.features_)
+    assert not set(codes) & {"cutoff_month", "cutoff_day_of_year"}
+    assert (s["reason_1"].notna() == s["reason_code_1"].notna()).all()
+    # Sentences carry the customer's own values, checked against the validated tables: days since the last
+    # order (recency_days) and since the last site visit (days_since_last_session).
+    orders = pd.read_parquet(root / "validated" / "orders.parquet", columns=["customer_id", "order_ts"])
+    events = pd.read_parquet(root / "validated" / "events.parquet", columns=["customer_id", "event_ts", "event_type"])
+    sessions = events[events["event_type"] == "session"]
+    last = {
+        "recency_days": (orders.groupby("customer_id")["order_ts"].max(), "no order for "),
+        "days_since_last_session": (sessions.groupby("customer_id")["event_ts"].max(), "no site visit for "),
+    }
+    as_of = pd.Timestamp(s["as_of_date"].iloc[0])
+    checked = 0
+    for code, (last_ts, text) in last.items():
+        for j in (1, 2, 3):
+            rows = s[s[f"reason_code_{j}"] == code]
+            seen = rows["customer_id"].isin(last_ts.index)
+            days = ((as_of - last_ts.loc[rows.loc[seen, "customer_id"]]).dt.total_seconds() / 86400).round().astype(int)
+            expected = text + days.astype(str) + np.where(days == 1, " day", " days")
+            assert (rows.loc[seen, f"reason_{j}"].str.split(";").str[0].to_numpy() == expected.to_numpy()).all()
+            checked += int(seen.sum())
+    assert checked > 0
+
+
+def test_control_group_customers_are_held_out_and_chosen_by_their_id(shop):
+    root, _ = shop
+    s = _scores(root)
+    expected = control_group(s["customer_id"], 0.05, "churn-control-group-1")
+    assert (s["control_group"].to_numpy() == expected).all()
+    assert (s.loc[s["control_group"], "recommended_action"] == HOLD_OUT).all()
+    assert (s.loc[~s["control_group"], "recommended_action"] == s.loc[~s["control_group"], "intended_action"]).all()
+    assert 0.02 < s["control_group"].mean() < 0.08
+
+
+def test_scoring_twice_gives_byte_identical_files(shop, tmp_path):
+    root, params = shop
+    stage.run(data=root / "validated", out=tmp_path / "again.parquet", params_path=params)
+    assert (tmp_path / "again.parquet").read_bytes() == (root / "scores.parquet").read_bytes()
+    assert (tmp_path / "again.drift.json").read_bytes() == (root / "scores.drift.json").read_bytes()
+
+
+def test_drift_is_measured_against_each_models_training_rows(shop):
+    root, _ = shop
+    drift = json.loads((root / "scores.drift.json").read_text())
+    assert set(drift["models"]) == {"churn", "clv"}
+    churn = drift["models"]["churn"]
+    assert len(churn["features"]) == 10 and "cutoff_month" not in churn["features"]
+    assert set(churn["scores"]) == {"churn_probability"}
+    assert set(drift["models"]["clv"]["scores"]) == {"predicted_clv", "expected_orders"}
+    assert all(np.isfinite(v) and v >= 0 for v in churn["features"].values())
+    assert churn["reference_rows"] > 1000 and drift["psi_warning"] == 0.2
+    assert all("PSI" in w for w in drift["warnings"])
+
+
+def test_an_earlier_as_of_date_scores_the_customers_known_then(shop, tmp_path):
+    root, params = shop
+    stage.run(data=root / "validated", out=tmp_path / "out.parquet", params_path=params, as_of="2025-06-01")
+    s = pd.read_parquet(tmp_path / "out.parquet")
+    assert set(s["as_of_date"].astype(str)) == {"2025-06-01"}
+    assert len(s) < len(_scores(root))
+
+
+def test_a_model_version_uri_replaces_the_alias_for_its_kind(shop, tmp_path):
+    root, params = shop
+    stage.run(data=root / "validated", out=tmp_path / "out.parquet", params_path=params, model_uris=["models:/clv/1"])
+    assert (pd.read_parquet(tmp_path / "out.parquet")["model_version"] == "churn:v1;clv:v1").all()
+    summary = stage.read_summary(tmp_path / "out.parquet")
+    assert summary["models"]["clv"]["uri"] == "models:/clv/1"
+    assert summary["models"]["churn"]["uri"] == "models:/churn@champion"
+
+
+# ------------------------------------------------------------------ errors, nothing written
+@pytest.mark.parametrize(
+    ("uris", "message"),
+    [
+        (["models:/churn@nope"], r"has no alias 'nope' \(aliases: \{'challenger': '1', 'champion': '1'\}\)"),
+        (["models:/churn/7"], "has no version 7"),
+        (["models:/no_such_model@champion"], r"no registered model 'no_such_model'.*registered: \['churn', 'clv'\]"),
+        (["runs:/abc/churn_model"], "not a registry URI"),
+        (["models:/churn/1", "models:/churn@champion"], "two --model-uri give a churn model"),
+    ],
+)
+def test_an_unknown_model_uri_fails_with_params_error_and_writes_nothing(shop, tmp_path, uris, message):
+    root, params = shop
+    with pytest.raises(ParamsError, match=message):
+        stage.run(data=root / "validated", out=tmp_path / "out.parquet", params_path=params, model_uris=uris)
+    assert _nothing_written(tmp_path)
+
+
+def test_an_unknown_alias_in_params_fails_naming_the_alias(shop, tmp_path):
+    root, _ = shop
+    bad = tmp_path / "params.yaml"
+    bad.write_text(yaml.safe_dump({**PARAMS, "score": {"model_alias": "production"}}))
+    with pytest.raises(ParamsError, match="no alias 'production'"):
+        stage.run(data=root / "validated", out=tmp_path / "out.parquet", params_path=bad)
+    assert not (tmp_path / "out.parquet").exists()
+
+
+def test_features_the_model_needs_but_the_data_lacks_are_named(shop, tmp_path):
+    root, params = shop
+    no_events = tmp_path / "no_events"
+    shutil.copytree(root / "validated", no_events)
+    (no_events / "events.parquet").unlink()
+    with pytest.raises(DataContractError, match=r"required feature column\(s\) missing: \[.*'sessions_30d'"):
+        stage.run(data=no_events, out=tmp_path / "out.parquet", params_path=params)
+    assert not (tmp_path / "out.parquet").exists()
+
+
+@pytest.mark.parametrize("kind", ["empty", "missing", "raw"])
+def test_an_empty_missing_or_unvalidated_directory_asks_for_churn_validate(shop, tmp_path, kind):
+    root, params = shop
+    data = tmp_path / "data"
+    if kind == "empty":
+        data.mkdir()
+    elif kind == "raw":
+        shutil.copytree(root / "raw", data)
+    with pytest.raises(DataContractError, match="churn validate"):
+        stage.run(data=data, out=tmp_path / "out.parquet", params_path=params)
+    assert not (tmp_path / "out.parquet").exists()
+
+
+def test_an_unreadable_data_file_is_a_data_error(shop, tmp_path):
+    root, params = shop
+    broken = tmp_path / "broken"
+    shutil.copytree(root / "validated", broken)
+    (broken / "orders.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(DataContractError, match="cannot be read"):
+        stage.run(data=broken, out=tmp_path / "out.parquet", params_path=params)
+
+
+def test_an_as_of_date_before_any_data_is_refused(shop, tmp_path):
+    root, params = shop
+    with pytest.raises(DataContractError, match="not after the first order"):
+        stage.run(data=root / "validated", out=tmp_path / "out.parquet", params_path=params, as_of="1999-01-01")
+    assert not (tmp_path / "out.parquet").exists()
+
+
+def test_a_missing_mlflow_store_is_not_created(shop, tmp_path, monkeypatch):
+    root, params = shop
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'nowhere.db'}")
+    with pytest.raises(ParamsError, match="no MLflow store"):
+        stage.run(data=root / "validated", out=tmp_path / "out.parquet", params_path=params)
+    assert not (tmp_path / "nowhere.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("actions", "message"),
+    [
+        ([{"action": "call", "tier": ["high"]}, {"action": "no_action"}], r"score\.actions\[0\] has unknown key"),
+        ([{"action": "call", "tiers": ["urgent"]}, {"action": "no_action"}], r"score\.actions\[0\].*unknown tier"),
+        ([{"action": "call", "tiers": ["high"]}], "last action rule"),
+        ([{"action": "call", "reason_features": ["nosuchfeat"]}, {"action": "no_action"}], "matches no feature"),
+    ],
+)
+def test_a_bad_rule_table_is_a_params_error_naming_the_rule(shop, tmp_path, actions, message):
+    root, _ = shop
+    bad = tmp_path / "params.yaml"
+    bad.write_text(yaml.safe_dump({**PARAMS, "score": {"actions": actions}}))
+    with pytest.raises(ParamsError, match=message):
+        stage.run(data=root / "validated", out=tmp_path / "out.parquet", params_path=bad)
+    assert not (tmp_path / "out.parquet").exists()
+
+
+def test_the_cli_exits_4_for_an_unknown_alias_and_writes_nothing(shop, tmp_path):
+    root, params = shop
+    args = ["--data", str(root / "validated"), "--params", str(params), "--out", str(tmp_path / "out.parquet")]
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "score", *args, "--model-uri", "models:/churn@nope"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=120,
+    )
+    assert proc.returncode == ParamsError.exit_code == 4
+    assert "no alias 'nope'" in proc.stderr and "Traceback" not in proc.stderr
+    assert DataContractError.exit_code == 3  # the data errors above exit with 3
+    assert not (tmp_path / "out.parquet").exists()
