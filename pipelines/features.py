@@ -73,7 +73,8 @@ def connect(data: Path) -> duckdb.DuckDBPyConnection:
     con.execute(f"SET threads = {max(1, os.cpu_count() or 1)}")
     con.execute("SET preserve_insertion_order = false")
     # DuckDB spills beyond this to a scratch directory, leaving room for the numpy roll-up beside it.
-    con.execute(f"SET memory_limit = '{os.environ.get('CHURN_DUCKDB_MEMORY', '1GB')}'")
+    # 700 MB (measured on the 1M shop): 1 GB put the stage's peak at 6.04 GB, 700 MB at 5.76 GB for +3 s.
+    con.execute(f"SET memory_limit = '{os.environ.get('CHURN_DUCKDB_MEMORY', '700MB')}'")
     con.execute(f"SET temp_directory = '{Path(tempfile.gettempdir()) / 'churn_duckdb_spill'}'")
     for table, ts in TIMESTAMPS.items():
         path = data / f"{table}.parquet"
