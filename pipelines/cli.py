@@ -121,6 +121,10 @@ def features(
 def train(
     panel: Annotated[Path, typer.Option(help="Training panel from `churn features` (its .features.json beside it).")],
     metrics: Annotated[Path, typer.Option(help="JSON file for the test metrics and gate decisions (DVC metrics).")],
+    registered: Annotated[
+        Path | None,
+        typer.Option(help="Also write a record of the registered model versions and the MLflow store here."),
+    ] = None,
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Train the LightGBM churn and CLV models, log them to MLflow, register them and run the champion gate.
@@ -129,7 +133,7 @@ def train(
     """
     from pipelines import train as stage
 
-    stage.run(panel_path=panel, metrics_path=metrics, params_path=params)
+    stage.run(panel_path=panel, metrics_path=metrics, params_path=params, registered_path=registered)
 
 
 @app.command()

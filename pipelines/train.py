@@ -352,7 +352,14 @@ def _champion_decision(kind: str, version: str, test: pd.DataFrame, challenger: 
     return decision
 
 
-def run(panel_path: Path, metrics_path: Path, params_path: Path) -> None:
+def run(panel_path: Path, metrics_path: Path, params_path: Path, registered_path: Path | None = None) -> None:
+    """Train, log, register and gate; write the test metrics to ``metrics_path``.
+
+    ``registered_path`` (optional): a record of the registered versions and the tracking store, written last.
+    It is the train stage's DVC output that stays out of git: the MLflow store is local to a machine, so on a
+    fresh clone the record is missing and ``dvc repro`` retrains instead of pointing later stages at models
+    that are not there.
+    """
     import mlflow
 
     params = load_section(TrainParams, "train", params_path)
@@ -414,3 +421,12 @@ def run(panel_path: Path, metrics_path: Path, params_path: Path) -> None:
             summary["run_id"] = run_info.info.run_id
         s.detail = f"run {summary['run_id']}, churn v{summary['churn']['version']}, clv v{summary['clv']['version']}"
     write_json(summary, metrics_path)
+    if registered_path is not None:
+        write_json(
+            {
+                "tracking_uri": mlflow.get_tracking_uri(),
+                "run_id": summary["run_id"],
+                "models": {kind: f"models:/{kind}/{summary[kind]['version']}" for kind in ("churn", "clv")},
+            },
+            registered_path,
+        )

@@ -57,7 +57,12 @@ def trained(workspace):
     weak = json.loads(json.dumps(PARAMS))
     weak["train"]["churn"].update({"num_leaves": 2, "n_estimators": 2})
     (workspace / "weak.yaml").write_text(yaml.safe_dump(weak))
-    stage.run(panel_path=panel, metrics_path=workspace / "second.json", params_path=workspace / "weak.yaml")
+    stage.run(
+        panel_path=panel,
+        metrics_path=workspace / "second.json",
+        params_path=workspace / "weak.yaml",
+        registered_path=workspace / "registered.json",
+    )
     yield workspace, uri
     mp.undo()
 
@@ -85,6 +90,17 @@ def test_a_worse_challenger_is_refused_and_the_reason_names_the_metric(trained):
     assert (
         second["clv"]["normalized_gini"] == json.loads((workspace / "first.json").read_text())["clv"]["normalized_gini"]
     )
+
+
+def test_the_registered_record_names_this_runs_versions_and_store(trained):
+    workspace, uri = trained
+    record = json.loads((workspace / "registered.json").read_text())
+    second = json.loads((workspace / "second.json").read_text())
+    assert record == {
+        "tracking_uri": uri,
+        "run_id": second["run_id"],
+        "models": {"churn": "models:/churn/2", "clv": "models:/clv/2"},
+    }
 
 
 def test_the_run_logs_params_data_fingerprint_commit_metrics_and_plots(trained):
