@@ -81,11 +81,23 @@ def read_scores(path: Path) -> pa.Table:
         raise DataContractError(f"{path} is not a readable Parquet file ({exc}); run `churn score` again.") from exc
     expected = arrow_schema()
     if table.schema.remove_metadata() != expected:
-        have, want = table.schema.names, expected.names
-        missing = [c for c in want if c not in have]
+        have = {f.name: f.type for f in table.schema}
+        problems = [f"missing {f.name}" for f in expected if f.name not in have]
+        retyped = [f for f in expected if have.get(f.name, f.type) != f.type]
+        problems += [f"{f.name} is {have[f.name]}, not {f.type}" for f in retyped]
+        problems += [f"unexpected {n}" for n in have if n not in expected.names]
+        if not problems:
+            problems = [f"columns out of order: {list(have)}"]
         raise DataContractError(
-            f"{path} is not a scores file of schema v{SCHEMA_VERSION} (missing columns {missing}, columns "
-            f"{have[:6]}...): export only files written by `churn score`."
+            f"{path} ({table.num_rows:,} rows) is not a scores file of schema v{SCHEMA_VERSION}: "
+            f"{'; '.join(problems[:8])}. Export only files written by `churn score`."
+        )
+    ids = table.column("customer_id")
+    repeated = table.num_rows - pc.count_distinct(ids).as_py()
+    if repeated:
+        raise DataContractError(
+            f"{path}: column customer_id repeats {repeated:,} of {table.num_rows:,} rows; a scores file has one row "
+            f"per customer. Export only files written by `churn score`."
         )
     return table
 

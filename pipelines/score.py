@@ -278,9 +278,8 @@ def build_features(
     data: Path, as_of: str | None, params_path: Path
 ) -> tuple[pd.DataFrame, pd.Timestamp, int, dict[str, Any]]:
     """Features of every customer with an order before the as-of date; also the as-of date, the number of known
-    customers left out (no order before it) and the feature manifest."""
+    customers left out (no order before it) and the feature manifest. ``data`` is checked by the caller."""
     feats, config = feature_stage.load_params(params_path)
-    _check_data(data)
     try:
         con = feature_stage.connect(data)
         first, last = feature_stage.data_span(con)
@@ -482,6 +481,8 @@ def run(
     """Score every customer of ``data`` at ``as_of`` into ``out`` (module docstring)."""
     params = load_section(ScoreParams, "score", params_path)
     tiers = load_section(RiskTiers, "risk_tiers", params_path)
+    # The cheap check of the data directory first: a wrong --data fails before the models are unpickled.
+    _check_data(data)
     with step("score: load models") as s:
         models = load_models(list(model_uris or []), params.model_alias)
         s.detail = model_version_label(models)

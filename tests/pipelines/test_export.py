@@ -10,6 +10,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -206,6 +207,26 @@ def test_a_file_that_is_not_a_scores_file_is_refused(tmp_path):
         stage.run(other, "csv", tmp_path / "out.csv", _params(tmp_path))
     with pytest.raises(DataContractError, match="does not exist"):
         stage.run(tmp_path / "missing.parquet", "csv", tmp_path / "out.csv", _params(tmp_path))
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_a_scores_file_with_a_wrong_column_type_is_refused_naming_the_column(scores, tmp_path):
+    table = pq.read_table(scores)
+    i = table.schema.get_field_index("churn_percentile")
+    retyped = table.set_column(i, "churn_percentile", table.column(i).cast(pa.float64()))
+    bad = tmp_path / "retyped.parquet"
+    pq.write_table(retyped, bad)
+    with pytest.raises(DataContractError, match="churn_percentile is double"):
+        stage.run(bad, "csv", tmp_path / "out.csv", _params(tmp_path))
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_a_scores_file_with_a_repeated_customer_is_refused(scores, tmp_path):
+    table = pq.read_table(scores)
+    bad = tmp_path / "repeated.parquet"
+    pq.write_table(pa.concat_tables([table, table.slice(0, 1)]), bad)
+    with pytest.raises(DataContractError, match="customer_id repeats 1 of"):
+        stage.run(bad, "csv", tmp_path / "out.csv", _params(tmp_path))
     assert not (tmp_path / "out.csv").exists()
 
 
