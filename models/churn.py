@@ -343,6 +343,13 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         margin = np.log(p) - np.log1p(-p)
         return np.where(np.isnan(margin), self.offset_fill_, margin) if fill else margin
 
+    def offset_contribution(self, Xp: np.ndarray) -> np.ndarray:
+        """Per row of a preprocessed matrix, the offset prior's log-odds minus ``offset_fill_`` (its training
+        median): what the prior adds to the raw score beyond a constant (zeros without an offset)."""
+        if getattr(self, "offset", None) is None:  # estimators pickled before offsets existed have none
+            return np.zeros(len(Xp))
+        return self._offset_margin(Xp) - self.offset_fill_
+
     def _margin(self, Xp: np.ndarray) -> np.ndarray:
         # The Booster itself: the matrix is already checked and ordered by the preprocessor.
         raw = np.asarray(self.model_.booster_.predict(Xp, raw_score=True, num_iteration=self.best_iteration_), float)

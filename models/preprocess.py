@@ -129,6 +129,12 @@ class FeaturePreprocessor(TransformerMixin, BaseEstimator):
                 out[:, j] = col.to_numpy(dtype=np.float32, na_value=np.nan)
         return out
 
+    def category_codes(self, col: pd.Series, name: str) -> np.ndarray:
+        """The codes ``transform`` gives the categorical feature ``name`` for the values ``col`` (float32; unseen
+        levels -> the "__other__" code, missing stays NaN)."""
+        check_is_fitted(self, "features_")
+        return self._codes(col, self.categories_[name])
+
     @staticmethod
     def _codes(col: pd.Series, levels: list[str]) -> np.ndarray:
         codes = pd.Index(levels).get_indexer(col.astype(str)).astype(np.float32)

@@ -145,8 +145,7 @@ def contributions(model: Any, frame: pd.DataFrame, method: str = "path", shap_ma
     contrib = compute(booster, X, model.best_iteration_)[0]
     offset = getattr(model, "offset", None)  # estimators pickled before offsets existed have none
     if offset is not None:
-        prior = model._offset_margin(X) - model.offset_fill_
-        contrib[:, model.features_.index(offset)] += prior.astype(np.float32)
+        contrib[:, model.features_.index(offset)] += model.offset_contribution(X).astype(np.float32)
     return contrib
 
 

@@ -8,6 +8,7 @@ pandera before anything is written. A change to a column's name, type or meaning
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +18,16 @@ import pyarrow as pa
 
 import features.schemas  # noqa: F401  (undoes pandera's PYARROW_IGNORE_TIMEZONE side effect on import)
 from models.tiers import TIER_ORDER
+
+# Key of the run summary (as-of date, models, counts) in a scores file's Parquet metadata.
+METADATA_KEY = b"churn.scores"
+
+
+def summary_from_metadata(metadata: dict[bytes, bytes] | None) -> dict:
+    """The run summary stored under ``METADATA_KEY`` in a scores table's schema metadata ({} when absent)."""
+    raw = (metadata or {}).get(METADATA_KEY)
+    return json.loads(raw) if raw else {}
+
 
 __all__ = ["COLUMNS", "HOLD_OUT", "SCHEMA_VERSION", "Column", "arrow_schema", "columns_markdown", "validate_scores"]
 

@@ -39,6 +39,7 @@ from models.split import split_frame, time_split
 from models.tiers import RiskTiers, assign_risk_tier
 from pipelines.console import console, step
 from pipelines.errors import DataContractError
+from pipelines.features import read_manifest
 from pipelines.io import atomic_path
 from pipelines.params import load_section
 from pipelines.tracking import configure_mlflow, file_fingerprint, flatten
@@ -398,16 +399,13 @@ def run(
     params = load_section(EvaluateParams, "evaluate", params_path)
     tiers = load_section(RiskTiers, "risk_tiers", params_path)
     train_params = load_section(TrainParams, "train", params_path)
-    manifest_path = panel_path.with_name(panel_path.stem + ".features.json")
-    if not panel_path.is_file() or not manifest_path.is_file():
-        raise DataContractError(f"{panel_path} or its manifest {manifest_path.name} is missing: run `churn features`.")
     if not train_metrics.is_file():
         raise DataContractError(f"{train_metrics} is missing: run `churn train` first.")
     try:
         summary = json.loads(train_metrics.read_text())
     except json.JSONDecodeError as exc:
         raise DataContractError(f"{train_metrics} is not valid JSON ({exc}): run `churn train` again.") from exc
-    manifest = json.loads(manifest_path.read_text())
+    manifest = read_manifest(panel_path)
     configure_mlflow(train_params.experiment)
 
     with step("evaluate: panel and registered models") as s:

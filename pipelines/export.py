@@ -16,7 +16,6 @@ Reads params section ``export``. Input: a scores file from ``churn score`` (sche
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,12 +27,12 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from models.crm import fixed_decimals, neutralise_formulas, pseudonymise
-from models.scores_schema import COLUMNS, SCHEMA_VERSION, TEXT_COLUMNS, arrow_schema
+from models.scores_schema import COLUMNS, SCHEMA_VERSION, TEXT_COLUMNS, arrow_schema, summary_from_metadata
 from pipelines.console import step
 from pipelines.errors import DataContractError, ParamsError
 from pipelines.io import atomic_path, write_json
 from pipelines.params import load_section
-from pipelines.score import read_summary
+from pipelines.tracking import file_fingerprint
 
 __all__ = ["DECIMALS", "FORMATS", "ExportParams", "crm_table", "manifest_path", "read_scores", "run"]
 
@@ -124,14 +123,6 @@ def crm_table(table: pa.Table, params: ExportParams, fmt: str, key: str | None) 
     return pa.Table.from_arrays(columns, names=names), neutralised
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def run(scores: Path, fmt: str, out: Path, params_path: Path) -> None:
     """Export ``scores`` as ``fmt`` to ``out`` with its manifest (module docstring)."""
     if fmt not in FORMATS:
@@ -147,7 +138,7 @@ def run(scores: Path, fmt: str, out: Path, params_path: Path) -> None:
             )
     with step(f"export ({fmt})") as s:
         table = read_scores(scores)
-        summary = read_summary(scores)
+        summary = summary_from_metadata(table.schema.metadata)
         crm, neutralised = crm_table(table, params, fmt, key)
         out = Path(out)
         with atomic_path(out) as tmp:
@@ -155,7 +146,7 @@ def run(scores: Path, fmt: str, out: Path, params_path: Path) -> None:
                 pacsv.write_csv(crm, tmp, pacsv.WriteOptions(include_header=True, delimiter=","))
             else:
                 pq.write_table(crm, tmp, compression="zstd")
-            digest, size = _sha256(tmp), tmp.stat().st_size
+            digest, size = file_fingerprint(tmp), tmp.stat().st_size
         manifest: dict[str, Any] = {
             "file": out.name,
             "format": fmt,

@@ -6,6 +6,7 @@ Input is a validated data directory (``churn validate`` output): Parquet tables 
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -116,6 +117,14 @@ def _write(table: pa.Table, manifest: dict, out: Path) -> None:
 def manifest_path(table: Path) -> Path:
     """The feature manifest written next to a feature table: ``panel.parquet`` -> ``panel.features.json``."""
     return table.with_name(table.stem + ".features.json")
+
+
+def read_manifest(table: Path) -> dict:
+    """The manifest of a feature table written by this stage; DataContractError when either file is missing."""
+    path = manifest_path(table)
+    if not table.is_file() or not path.is_file():
+        raise DataContractError(f"{table} or its manifest {path.name} is missing: run `churn features`.")
+    return json.loads(path.read_text())
 
 
 def _report_cutoffs(table: pa.Table, cutoffs: list[pd.Timestamp], manifest: dict) -> None:

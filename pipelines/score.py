@@ -41,7 +41,15 @@ from models import reasons as rsn
 from models.actions import ActionRule, check_reason_prefixes, control_group, recommend, validate_rules
 from models.drift import CALENDAR_FEATURES, psi_against
 from models.preprocess import check_columns
-from models.scores_schema import COLUMNS, HOLD_OUT, SCHEMA_VERSION, arrow_schema, validate_scores
+from models.scores_schema import (
+    COLUMNS,
+    HOLD_OUT,
+    METADATA_KEY,
+    SCHEMA_VERSION,
+    arrow_schema,
+    summary_from_metadata,
+    validate_scores,
+)
 from models.tiers import TIER_ORDER, RiskTiers, assign_risk_tier
 from pipelines import features as feature_stage
 from pipelines.console import console, step
@@ -52,7 +60,6 @@ from pipelines.tracking import tracking_uri
 
 __all__ = ["ScoreParams", "drift_path", "load_models", "percentile_1_100", "read_summary", "run", "score_frame"]
 
-METADATA_KEY = b"churn.scores"
 KINDS = ("churn", "clv")
 _REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))$")
 
@@ -367,7 +374,7 @@ def drift_report(
                 continue
             column = frame[name][active]
             if spec["kind"] == "categorical":
-                values = pre._codes(column, pre.categories_[name])
+                values = pre.category_codes(column, name)
             else:
                 values = column.to_numpy(dtype=np.float64, na_value=np.nan)
             psi_features[name] = round(psi_against(spec, values), 6)
@@ -545,6 +552,4 @@ def run(
 
 def read_summary(path: Path) -> dict[str, Any]:
     """The run summary stored in a scores file's metadata (empty dict when absent)."""
-    meta = pq.read_schema(path).metadata or {}
-    raw = meta.get(METADATA_KEY)
-    return json.loads(raw) if raw else {}
+    return summary_from_metadata(pq.read_schema(path).metadata)

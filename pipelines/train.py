@@ -29,6 +29,7 @@ from models.gate import Decision, GatedMetric, decide
 from models.split import TimeSplit, time_split
 from pipelines.console import console, step
 from pipelines.errors import DataContractError
+from pipelines.features import read_manifest
 from pipelines.io import write_json
 from pipelines.params import load_section, read_params
 from pipelines.tracking import configure_mlflow, file_fingerprint, flatten, git_commit
@@ -363,10 +364,7 @@ def run(panel_path: Path, metrics_path: Path, params_path: Path, registered_path
     import mlflow
 
     params = load_section(TrainParams, "train", params_path)
-    manifest_path = panel_path.with_name(panel_path.stem + ".features.json")
-    if not panel_path.is_file() or not manifest_path.is_file():
-        raise DataContractError(f"{panel_path} or its manifest {manifest_path.name} is missing: run `churn features`.")
-    manifest = json.loads(manifest_path.read_text())
+    manifest = read_manifest(panel_path)
     with step("train: churn model") as s:
         churn = fit_churn(panel_path, manifest, params)
         m = churn["metrics"]
