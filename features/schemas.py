@@ -19,20 +19,29 @@ No I/O here.
 from __future__ import annotations
 
 import os
-import sys
+import warnings
 
 import numpy as np
 import pandas as pd
-import pandera.pandas as pa
 import pyarrow
 
 from features.contract import EVENT_VALUE_RANGES, TABLES, ColumnKind, ColumnSpec, TableSpec
 
-# pandera sets PYARROW_IGNORE_TIMEZONE=1 on import for PySpark's sake. With it, pyarrow reads zone-aware
-# Python datetimes as if their wall time were UTC (10:00+01:00 becomes 10:00Z), silently, in this process and
-# every child process. The flag means nothing without PySpark, and pyspark.pandas sets it itself on import.
-if "pyspark" not in sys.modules:
-    os.environ.pop("PYARROW_IGNORE_TIMEZONE", None)
+# On import, pandera sets PYARROW_IGNORE_TIMEZONE=1 and SPARK_LOCAL_IP=127.0.0.1 and, when PySpark is
+# installed (the `spark` extra), imports pyspark.pandas, which warns that it does not support pandas 3. With
+# the first flag pyarrow reads zone-aware Python datetimes as if their wall time were UTC (10:00+01:00 becomes
+# 10:00Z), silently, in this process and every child process; the second would bind a Spark driver to
+# loopback, which a cluster's executors cannot reach. Only pandas-on-Spark needs them, and nothing here uses
+# it: both are put back as they were, and the warning is not shown.
+_SPARK_ENV = {name: os.environ.get(name) for name in ("PYARROW_IGNORE_TIMEZONE", "SPARK_LOCAL_IP")}
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
+    import pandera.pandas as pa
+for _name, _value in _SPARK_ENV.items():
+    if _value is None:
+        os.environ.pop(_name, None)
+    else:
+        os.environ[_name] = _value
 
 SchemaErrors = pa.errors.SchemaErrors
 

@@ -512,6 +512,91 @@ MAX_FIT_ROWS = 100_000
 MIN_FIT_ROWS = 20
 
 
+@dataclass(frozen=True)
+class BGNBDPrior:
+    """BG/NBD + Gamma-Gamma fitted on one cutoff's customers: applied to any of them, in any batch.
+
+    ``gamma_gamma`` is None when there were no repeat buyers to fit it on (everyone keeps their own mean
+    spend); ``spend_floor`` is the smallest spend Gamma-Gamma sees (:func:`spend_floor` of the fit rows).
+    """
+
+    bgnbd: BGNBD
+    gamma_gamma: GammaGamma | None
+    spend_floor: float
+
+    def quantities(
+        self,
+        frequency: ArrayLike,
+        t_x: ArrayLike,
+        T: ArrayLike,
+        orders_total: ArrayLike,
+        monetary_value: ArrayLike,
+        churn_horizon_days: float,
+        clv_horizon_days: float,
+    ) -> dict[str, np.ndarray]:
+        """Per customer (float64): ``p_alive``, ``churn_probability`` (P(no order in the churn horizon)),
+        ``expected_orders`` and ``clv`` (expected orders times expected order value, over the CLV horizon)
+        and ``order_value`` (one-order customers get the population mean)."""
+        v = _arrays(frequency=frequency, t_x=t_x, T=T, orders_total=orders_total)
+        x, tx, big_t, orders = v["frequency"], v["t_x"], v["T"], v["orders_total"]
+        spend = np.nan_to_num(np.asarray(monetary_value, dtype=np.float64).ravel(), nan=0.0)
+        spend = np.maximum(spend, self.spend_floor)
+        repeat = x > 0
+        if self.gamma_gamma is not None:
+            value = np.full(x.size, self.gamma_gamma.population_mean_)
+            value[repeat] = self.gamma_gamma.expected_order_value(orders[repeat], spend[repeat])
+        else:
+            value = spend
+        expected = self.bgnbd.expected_orders(clv_horizon_days, x, tx, big_t)
+        return {
+            "p_alive": self.bgnbd.p_alive(x, tx, big_t),
+            "churn_probability": self.bgnbd.p_no_order(churn_horizon_days, x, tx, big_t),
+            "expected_orders": expected,
+            "order_value": value,
+            "clv": expected * value,
+        }
+
+
+BGNBD_QUANTITIES = ("p_alive", "churn_probability", "expected_orders", "order_value", "clv")
+
+
+def fit_bgnbd_prior(
+    frequency: ArrayLike,
+    t_x: ArrayLike,
+    T: ArrayLike,
+    orders_total: ArrayLike,
+    monetary_value: ArrayLike,
+    fit_mask: ArrayLike | None = None,
+    max_fit_rows: int | None = MAX_FIT_ROWS,
+) -> BGNBDPrior | None:
+    """BG/NBD + Gamma-Gamma fitted on the customers ``fit_mask`` selects (default all; at most
+    ``max_fit_rows`` of them, evenly spaced in the given order); None when fewer than ``MIN_FIT_ROWS``.
+    Inputs per customer in days and currency (see :func:`bgnbd_inputs`)."""
+    v = _arrays(frequency=frequency, t_x=t_x, T=T, orders_total=orders_total)
+    x, tx, big_t, orders = v["frequency"], v["t_x"], v["T"], v["orders_total"]
+    spend = np.nan_to_num(np.asarray(monetary_value, dtype=np.float64).ravel(), nan=0.0)
+    fit = np.ones(x.size, dtype=bool) if fit_mask is None else np.asarray(fit_mask, dtype=bool).ravel()
+    rows = np.flatnonzero(fit)
+    if rows.size < MIN_FIT_ROWS:
+        return None
+    if max_fit_rows is not None and rows.size > max_fit_rows:
+        rows = rows[fit_sample_positions(rows.size, max_fit_rows)]
+    bg = BGNBD().fit(x[rows], tx[rows], big_t[rows])
+    floor = spend_floor(spend[rows])
+    spend = np.maximum(spend, floor)
+    fit_repeat = rows[x[rows] > 0]
+    gg = GammaGamma().fit(orders[fit_repeat], spend[fit_repeat]) if fit_repeat.size >= 2 else None
+    return BGNBDPrior(bg, gg, floor)
+
+
+def fit_sample_positions(n_rows: int, max_fit_rows: int) -> np.ndarray:
+    """Which of ``n_rows`` ordered candidates a capped fit uses: ``max_fit_rows`` evenly spaced positions
+    (0-based). One rule for every engine, so a sample drawn on Spark is the sample drawn in memory."""
+    if n_rows <= max_fit_rows:
+        return np.arange(n_rows, dtype=np.int64)
+    return np.linspace(0, n_rows - 1, max_fit_rows).astype(np.int64)
+
+
 def bgnbd_quantities(
     frequency: ArrayLike,
     t_x: ArrayLike,
@@ -525,41 +610,14 @@ def bgnbd_quantities(
 ) -> dict[str, np.ndarray]:
     """BG/NBD + Gamma-Gamma fitted on the customers of one cutoff and applied to every one of them.
 
-    Inputs per customer, in days and currency (see :func:`bgnbd_inputs`); ``fit_mask`` selects the customers
-    the parameters are fitted on (default all; at most ``max_fit_rows`` of them, evenly spaced). Returns
-    float64 arrays: ``p_alive``, ``churn_probability`` (P(no order in the churn horizon)), ``expected_orders``
-    and ``clv`` (expected orders times expected order value, over the CLV horizon) and ``order_value``
-    (Gamma-Gamma; one-order customers get the population mean). All NaN when fewer than ``MIN_FIT_ROWS``
-    customers are there to fit on. Spend below :func:`spend_floor` is raised to it (Gamma-Gamma needs > 0).
+    :func:`fit_bgnbd_prior` then :meth:`BGNBDPrior.quantities`; all NaN when fewer than ``MIN_FIT_ROWS``
+    customers are there to fit on.
     """
-    v = _arrays(frequency=frequency, t_x=t_x, T=T, orders_total=orders_total)
-    x, tx, big_t, orders = v["frequency"], v["t_x"], v["T"], v["orders_total"]
-    spend = np.nan_to_num(np.asarray(monetary_value, dtype=np.float64).ravel(), nan=0.0)
-    fit = np.ones(x.size, dtype=bool) if fit_mask is None else np.asarray(fit_mask, dtype=bool).ravel()
-    names = ("p_alive", "churn_probability", "expected_orders", "order_value", "clv")
-    rows = np.flatnonzero(fit)
-    if rows.size < MIN_FIT_ROWS:
-        return {n: np.full(x.size, np.nan) for n in names}
-    if max_fit_rows is not None and rows.size > max_fit_rows:
-        rows = rows[np.linspace(0, rows.size - 1, max_fit_rows).astype(np.int64)]
-    bg = BGNBD().fit(x[rows], tx[rows], big_t[rows])
-    spend = np.maximum(spend, spend_floor(spend[rows]))
-    repeat = x > 0
-    fit_repeat = rows[repeat[rows]]
-    if fit_repeat.size >= 2:
-        gg = GammaGamma().fit(orders[fit_repeat], spend[fit_repeat])
-        value = np.full(x.size, gg.population_mean_)
-        value[repeat] = gg.expected_order_value(orders[repeat], spend[repeat])
-    else:  # no repeat buyers to learn spend heterogeneity from: everyone's own mean
-        value = spend
-    expected = bg.expected_orders(clv_horizon_days, x, tx, big_t)
-    return {
-        "p_alive": bg.p_alive(x, tx, big_t),
-        "churn_probability": bg.p_no_order(churn_horizon_days, x, tx, big_t),
-        "expected_orders": expected,
-        "order_value": value,
-        "clv": expected * value,
-    }
+    prior = fit_bgnbd_prior(frequency, t_x, T, orders_total, monetary_value, fit_mask, max_fit_rows)
+    if prior is None:
+        n = np.asarray(frequency).size
+        return {q: np.full(n, np.nan) for q in BGNBD_QUANTITIES}
+    return prior.quantities(frequency, t_x, T, orders_total, monetary_value, churn_horizon_days, clv_horizon_days)
 
 
 def fit_predict_bgnbd(target: pd.DataFrame, churn_horizon_days: int, clv_horizon_days: int) -> pd.DataFrame:

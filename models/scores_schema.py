@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import pandera.pandas as pandera
 import pyarrow as pa
 
-import features.schemas  # noqa: F401  (undoes pandera's PYARROW_IGNORE_TIMEZONE side effect on import)
+# pandera.pandas, imported by features.schemas so that its import-time side effects are undone.
+from features.schemas import pa as pandera
 from models.tiers import TIER_ORDER
 
 # Key of the run summary (as-of date, models, counts) in a scores file's Parquet metadata.
@@ -27,6 +27,12 @@ def summary_from_metadata(metadata: dict[bytes, bytes] | None) -> dict:
     """The run summary stored under ``METADATA_KEY`` in a scores table's schema metadata ({} when absent)."""
     raw = (metadata or {}).get(METADATA_KEY)
     return json.loads(raw) if raw else {}
+
+
+def summary_path(out: str) -> str:
+    """Where the Spark engine writes the run summary beside a scores directory: ``scores.parquet`` ->
+    ``scores.summary.json`` (a single file keeps it in its Parquet metadata instead)."""
+    return str(out).rstrip("/").removesuffix(".parquet") + ".summary.json"
 
 
 __all__ = ["COLUMNS", "HOLD_OUT", "SCHEMA_VERSION", "Column", "arrow_schema", "columns_markdown", "validate_scores"]

@@ -87,9 +87,15 @@ def validate(
 
 @app.command()
 def features(
-    data: Annotated[Path, typer.Option(help="Validated data directory (the output of `churn validate`).")],
+    data: Annotated[
+        str,
+        typer.Option(
+            help="Validated data directory (the output of `churn validate`); with --engine spark any path Spark "
+            "reads (s3a://, abfss://, hdfs://)."
+        ),
+    ],
     out: Annotated[
-        Path | None, typer.Option(help="One-cutoff mode: the Parquet file to write features at --as-of to.")
+        str | None, typer.Option(help="One-cutoff mode: the Parquet file to write features at --as-of to.")
     ] = None,
     as_of: Annotated[
         str | None, typer.Option("--as-of", help="One-cutoff mode: the cutoff date (default: end of the data).")
@@ -97,6 +103,10 @@ def features(
     out_dir: Annotated[
         Path | None,
         typer.Option(help="Pipeline mode: write panel.parquet (training) and scoring.parquet here."),
+    ] = None,
+    engine: Annotated[
+        str | None,
+        typer.Option(help="duckdb (this machine) or spark (CHURN_SPARK_MASTER, default local[*]); default: params."),
     ] = None,
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
@@ -112,9 +122,9 @@ def features(
     if out_dir is not None:
         if as_of is not None:
             raise typer.BadParameter("--as-of goes with --out; the pipeline mode takes its cutoffs from params.yaml.")
-        stage.run(data=data, out_dir=out_dir, params_path=params)
+        stage.run(data=data, out_dir=out_dir, params_path=params, engine=engine)
     else:
-        stage.run_one(data=data, as_of=as_of, out=out, params_path=params)
+        stage.run_one(data=data, as_of=as_of, out=out, params_path=params, engine=engine)
 
 
 @app.command()
@@ -163,10 +173,35 @@ def evaluate(
     )
 
 
+@app.command("sample-panel")
+def sample_panel(
+    panel: Annotated[str, typer.Option(help="A training panel `churn features` wrote (file or Spark directory).")],
+    out: Annotated[Path, typer.Option(help="Where to write the sample (a Parquet directory + .features.json).")],
+    rows_per_cutoff: Annotated[int, typer.Option(help="At most about this many rows of each cutoff.")] = 400_000,
+    seed: Annotated[int, typer.Option(help="Which customers the hash keeps; the same seed, the same sample.")] = 0,
+) -> None:
+    """Draw a training sample of a large panel on Spark, stratified by cutoff, for `churn train --panel OUT`:
+    how a shop with tens of millions of customers keeps LightGBM on one machine (README, Running on Spark)."""
+    from pipelines import features as stage
+
+    stage.sample(panel=panel, out=out, rows_per_cutoff=rows_per_cutoff, seed=seed)
+
+
 @app.command()
 def score(
-    data: Annotated[Path, typer.Option(help="Validated data directory (the output of `churn validate`).")],
-    out: Annotated[Path, typer.Option(help="Parquet file for the scores (schema v1); <stem>.drift.json beside it.")],
+    data: Annotated[
+        str,
+        typer.Option(
+            help="Validated data directory (the output of `churn validate`); with --engine spark any path Spark reads."
+        ),
+    ],
+    out: Annotated[
+        str,
+        typer.Option(
+            help="Parquet file for the scores (schema v1), <stem>.drift.json beside it; with --engine spark a "
+            "directory partitioned by as_of_date, <stem>.summary.json beside it."
+        ),
+    ],
     as_of: Annotated[
         str | None,
         typer.Option("--as-of", help="Scoring date YYYY-MM-DD: features use data before it (default: end of data)."),
@@ -180,6 +215,10 @@ def score(
             "one it replaces.",
         ),
     ] = None,
+    engine: Annotated[
+        str | None,
+        typer.Option(help="duckdb (this machine) or spark (mlflow spark_udf on CHURN_SPARK_MASTER); default: params."),
+    ] = None,
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Score every customer with an order before the as-of date: churn probability, risk tier, CLV, value at
@@ -191,7 +230,7 @@ def score(
     """
     from pipelines import score as stage
 
-    stage.run(data=data, out=out, params_path=params, as_of=as_of, model_uris=model_uri)
+    stage.run(data=data, out=out, params_path=params, as_of=as_of, model_uris=model_uri, engine=engine)
 
 
 @app.command()

@@ -27,7 +27,15 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from models.crm import fixed_decimals, neutralise_formulas, pseudonymise
-from models.scores_schema import COLUMNS, SCHEMA_VERSION, TEXT_COLUMNS, arrow_schema, summary_from_metadata
+from models.scores_schema import (
+    COLUMNS,
+    METADATA_KEY,
+    SCHEMA_VERSION,
+    TEXT_COLUMNS,
+    arrow_schema,
+    summary_from_metadata,
+    summary_path,
+)
 from pipelines.console import step
 from pipelines.errors import DataContractError, ParamsError
 from pipelines.io import atomic_path, write_json
@@ -72,10 +80,10 @@ def manifest_path(out: Path) -> Path:
 def read_scores(path: Path) -> pa.Table:
     """A scores file of schema v1, or DataContractError saying what is wrong with it."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise DataContractError(f"scores file {path} does not exist: run `churn score --out {path}` first.")
     try:
-        table = pq.read_table(path)
+        table = _read_spark_scores(path) if path.is_dir() else pq.read_table(path)
     except (pa.ArrowInvalid, OSError) as exc:
         raise DataContractError(f"{path} is not a readable Parquet file ({exc}); run `churn score` again.") from exc
     expected = arrow_schema()
@@ -99,6 +107,25 @@ def read_scores(path: Path) -> pa.Table:
             f"per customer. Export only files written by `churn score`."
         )
     return table
+
+
+def _read_spark_scores(path: Path) -> pa.Table:
+    """A scores directory written by ``churn score --engine spark`` (Parquet partitioned by ``as_of_date``)
+    as the single-file table: schema v1 column order, rows by customer_id, the run summary (from
+    ``<stem>.summary.json``) in the schema metadata."""
+    import pyarrow.dataset as ds
+
+    partitioning = ds.partitioning(pa.schema([("as_of_date", pa.date32())]), flavor="hive")
+    table = ds.dataset(path, format="parquet", partitioning=partitioning).to_table()
+    expected = arrow_schema()
+    if sorted(table.column_names) == sorted(expected.names):
+        # Spark marks every column nullable; the schema's non-null columns are checked by the cast.
+        table = table.select(expected.names).cast(expected)
+    table = table.sort_by("customer_id")
+    summary = Path(summary_path(path))
+    if not summary.is_file():
+        raise DataContractError(f"{path} has no run summary {summary.name} beside it: run `churn score` again.")
+    return table.replace_schema_metadata({METADATA_KEY: summary.read_bytes().strip()})
 
 
 def crm_table(table: pa.Table, params: ExportParams, fmt: str, key: str | None) -> tuple[pa.Table, int]:

@@ -25,6 +25,7 @@ from pipelines.errors import DataContractError, ParamsError
 from pipelines.io import atomic_path, write_json
 from pipelines.params import load_section
 
+ENGINES = ("duckdb", "spark")
 TIMESTAMPS = {"orders": "order_ts", "returns": "return_ts", "customers": "signup_ts", "events": "event_ts"}
 
 
@@ -35,6 +36,11 @@ class FeaturesParams:
     cutoffs: CutoffSchedule = field(default_factory=CutoffSchedule)
     windows_days: tuple[int, ...] = (30, 90, 180, 365)
     max_recency_days: int | None = 365
+    engine: str = "duckdb"
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
 
 
 @dataclass(frozen=True)
@@ -120,9 +126,10 @@ def manifest_path(table: Path) -> Path:
 
 
 def read_manifest(table: Path) -> dict:
-    """The manifest of a feature table written by this stage; DataContractError when either file is missing."""
+    """The manifest of a feature table written by this stage (a Parquet file, or a directory when Spark wrote
+    it); DataContractError when either is missing."""
     path = manifest_path(table)
-    if not table.is_file() or not path.is_file():
+    if not table.exists() or not path.is_file():
         raise DataContractError(f"{table} or its manifest {path.name} is missing: run `churn features`.")
     return json.loads(path.read_text())
 
@@ -137,22 +144,35 @@ def _report_cutoffs(table: pa.Table, cutoffs: list[pd.Timestamp], manifest: dict
             console.print(f"[yellow]cutoff {c} skipped: no eligible customers at it[/yellow]")
 
 
-def run(data: Path, out_dir: Path, params_path: Path) -> None:
-    """DVC mode: the training panel over the scheduled cutoffs and the scoring table at the end of the data."""
-    feats, config = load_params(params_path)
-    con = connect(data)
-    first, last = data_span(con)
+def schedule(
+    feats: FeaturesParams, config: FeatureConfig, first: pd.Timestamp, last: pd.Timestamp
+) -> tuple[list[pd.Timestamp], pd.Timestamp, pd.Timestamp]:
+    """The training cutoffs whose shortest label horizon fits the data (dropped ones are printed), the end of
+    the data and the scoring cutoff; DataContractError when no training cutoff fits."""
     min_h = min(config.churn_horizon_days, config.clv_horizon_days)
     cutoffs, messages = training_cutoffs(feats.cutoffs, first, last, min_h)
     for m in messages:
         console.print(f"[yellow]{m}[/yellow]")
-    end = data_end(last)
-    as_of = scoring_cutoff(feats.cutoffs, last)
     if not cutoffs:
         raise DataContractError(
             f"no training cutoff fits the data ({first.date()} to {last.date()}) with a {min_h}-day label "
             f"horizon: use more data, shorter labels.*_horizon_days, or explicit features.cutoffs.dates."
         )
+    return cutoffs, data_end(last), scoring_cutoff(feats.cutoffs, last)
+
+
+def run(data: Path | str, out_dir: Path, params_path: Path, engine: str | None = None) -> None:
+    """DVC mode: the training panel over the scheduled cutoffs and the scoring table at the end of the data.
+
+    ``engine`` (default: params ``features.engine``): ``duckdb`` on this machine, or ``spark``
+    (:mod:`pipelines.spark`), which writes each table as a Parquet directory.
+    """
+    feats, config = load_params(params_path)
+    engine = _engine(engine or feats.engine)
+    if engine == "spark":
+        return _run_spark(str(data), Path(out_dir), feats, config)
+    con = connect(Path(data))
+    cutoffs, end, as_of = schedule(feats, config, *data_span(con))
     with step("features (training panel + scoring table)") as s:
         if as_of in cutoffs:
             # A scoring date equal to a training cutoff needs lapsed customers there too: two passes.
@@ -188,18 +208,125 @@ def run(data: Path, out_dir: Path, params_path: Path) -> None:
     _write(scoring, smanifest, out_dir / "scoring.parquet")
 
 
-def run_one(data: Path, as_of: str | None, out: Path, params_path: Path) -> None:
+def run_one(data: Path | str, as_of: str | None, out: Path | str, params_path: Path, engine: str | None = None) -> None:
     """Features (and labels where their horizon is complete) for every customer at one cutoff."""
-    _, config = load_params(params_path)
-    con = connect(data)
+    feats, config = load_params(params_path)
+    if _engine(engine or feats.engine) == "spark":
+        from features.spark import build_feature_table_spark
+        from pipelines.spark import read_tables, spark_session, write_parquet, write_text
+
+        spark = spark_session()
+        tables = read_tables(spark, data)
+        first, last = _spark_span(tables["orders"])
+        cutoff = _one_cutoff(as_of, first, last)
+        with step("features (spark)") as s:
+            frame, manifest = build_feature_table_spark(spark, tables, [cutoff], data_end(last), config, False)
+            write_parquet(frame, out)
+            s.rows = manifest["rows_per_cutoff"] = _spark_rows(spark, out, [cutoff])[str(cutoff.date())]
+            s.detail = f"as of {cutoff.date()}, {len(manifest['features'])} features, written to {out}"
+        write_text(spark, json.dumps(manifest, indent=2), f"{str(out).removesuffix('.parquet')}.features.json")
+        return
+    con = connect(Path(data))
     first, last = data_span(con)
-    cutoff = pd.Timestamp(as_of).floor("D") if as_of else data_end(last)
-    if cutoff <= first.floor("D"):
-        raise DataContractError(
-            f"--as-of {cutoff.date()} is not after the first order ({first.date()}): nobody is a customer yet."
-        )
+    cutoff = _one_cutoff(as_of, first, last)
     with step("features") as s:
         frame, manifest = build_feature_table(con, [cutoff], data_end(last), config, training=False)
         s.rows = frame.num_rows
         s.detail = f"as of {cutoff.date()}, {len(manifest['features'])} features"
     _write(frame, manifest, Path(out))
+
+
+def _one_cutoff(as_of: str | None, first: pd.Timestamp, last: pd.Timestamp) -> pd.Timestamp:
+    cutoff = pd.Timestamp(as_of).floor("D") if as_of else data_end(last)
+    if cutoff <= first.floor("D"):
+        raise DataContractError(
+            f"--as-of {cutoff.date()} is not after the first order ({first.date()}): nobody is a customer yet."
+        )
+    return cutoff
+
+
+def _engine(engine: str) -> str:
+    if engine not in ENGINES:
+        raise ParamsError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}.")
+    return engine
+
+
+def _spark_span(orders) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """First and last order timestamps, computed by Spark."""
+    first, last, n = orders.selectExpr("min(order_ts)", "max(order_ts)", "count(*)").collect()[0]
+    if n == 0:
+        raise DataContractError("orders.parquet has no rows: nothing to build features from.")
+    return pd.Timestamp(first), pd.Timestamp(last)
+
+
+def _spark_rows(spark, out: Path | str, cutoffs: list[pd.Timestamp]) -> dict[str, int]:
+    """Rows per cutoff of a table Spark wrote (reads its cutoff column only)."""
+    counts = spark.read.parquet(str(out)).groupBy("cutoff").count().collect()
+    seen = {str(pd.Timestamp(c).date()): n for c, n in counts}
+    return {str(c.date()): int(seen.get(str(c.date()), 0)) for c in cutoffs}
+
+
+def _run_spark(data: str, out_dir: Path, feats: FeaturesParams, config: FeatureConfig) -> None:
+    """The DVC mode on Spark: one pass over the data for the panel and the scoring table, each written as
+    a Parquet directory sorted by cutoff and customer_id, with the same manifests as the DuckDB engine."""
+    from features.spark import build_feature_table_spark
+    from pipelines.spark import read_tables, spark_session, write_parquet
+
+    spark = spark_session()
+    tables = read_tables(spark, data)
+    cutoffs, end, as_of = schedule(feats, config, *_spark_span(tables["orders"]))
+    with step("features on spark (training panel + scoring table)") as s:
+        if as_of in cutoffs:
+            panel, manifest = build_feature_table_spark(spark, tables, cutoffs, end, config, training=True)
+            scoring, smanifest = build_feature_table_spark(spark, tables, [as_of], end, config, training=False)
+        else:
+            both, manifest = build_feature_table_spark(
+                spark, tables, [*cutoffs, as_of], end, config, training=True, keep_lapsed_at=(as_of,)
+            )
+            # Both tables come from one computation: kept (memory, spilling to disk) until both are written.
+            both = both.persist()
+            from pyspark.sql import functions as sf
+
+            at_scoring = sf.to_date("cutoff") == sf.lit(as_of.date())
+            panel, scoring = both.filter(~at_scoring), both.filter(at_scoring)
+            smanifest = {**manifest, "cutoffs": [str(as_of.date())]}
+            manifest = {**manifest, "cutoffs": [str(c.date()) for c in cutoffs]}
+        write_parquet(panel, out_dir / "panel.parquet")
+        write_parquet(scoring, out_dir / "scoring.parquet")
+        manifest["rows_per_cutoff"] = _spark_rows(spark, out_dir / "panel.parquet", cutoffs)
+        smanifest["rows_per_cutoff"] = _spark_rows(spark, out_dir / "scoring.parquet", [as_of])
+        for c, n in manifest["rows_per_cutoff"].items():
+            if n == 0:
+                console.print(f"[yellow]cutoff {c} skipped: no eligible customers at it[/yellow]")
+        s.rows = sum(manifest["rows_per_cutoff"].values())
+        if s.rows == 0:
+            raise DataContractError("no customer is eligible at any training cutoff: the panel would be empty.")
+        s.detail = f"{len(cutoffs)} cutoffs, {len(manifest['features'])} features, written by Spark"
+    write_json(manifest, manifest_path(out_dir / "panel.parquet"))
+    write_json(smanifest, manifest_path(out_dir / "scoring.parquet"))
+
+
+def sample(panel: str, out: Path, rows_per_cutoff: int, seed: int = 0) -> None:
+    """Write a training sample of a (large) panel, drawn on Spark and stratified by cutoff
+    (:func:`features.spark.sample_panel`), with the panel's manifest and the rows kept per cutoff."""
+    from features.spark import sample_panel
+    from pipelines.spark import spark_session, write_parquet
+
+    source = manifest_path(Path(panel))
+    if not source.is_file():
+        raise DataContractError(
+            f"{panel} has no manifest {source.name} beside it: sample a panel `churn features` wrote."
+        )
+    if rows_per_cutoff < 1:
+        raise ParamsError(f"--rows-per-cutoff must be >= 1, got {rows_per_cutoff}.")
+    spark = spark_session()
+    with step("sample panel (spark)") as s:
+        frame = spark.read.parquet(str(panel))
+        write_parquet(sample_panel(frame, rows_per_cutoff, seed), out)
+        manifest = json.loads(source.read_text())
+        cutoffs = [pd.Timestamp(c) for c in manifest["cutoffs"]]
+        manifest["rows_per_cutoff"] = _spark_rows(spark, out, cutoffs)
+        manifest["sample"] = {"source": str(panel), "rows_per_cutoff": rows_per_cutoff, "seed": seed}
+        s.rows = sum(manifest["rows_per_cutoff"].values())
+        s.detail = f"at most ~{rows_per_cutoff:,} rows per cutoff -> {out}"
+    write_json(manifest, manifest_path(Path(out)))

@@ -48,6 +48,7 @@ from models.scores_schema import (
     SCHEMA_VERSION,
     arrow_schema,
     summary_from_metadata,
+    summary_path,
     validate_scores,
 )
 from models.tiers import TIER_ORDER, RiskTiers, assign_risk_tier
@@ -58,7 +59,17 @@ from pipelines.io import atomic_path
 from pipelines.params import load_section
 from pipelines.tracking import tracking_uri
 
-__all__ = ["ScoreParams", "drift_path", "load_models", "percentile_1_100", "read_summary", "run", "score_frame"]
+__all__ = [
+    "ScoreParams",
+    "decide",
+    "drift_path",
+    "load_models",
+    "percentile_1_100",
+    "read_summary",
+    "run",
+    "score_frame",
+    "summary_path",
+]
 
 KINDS = ("churn", "clv")
 _REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))$")
@@ -256,6 +267,20 @@ def load_models(uris: list[str], alias: str) -> dict[str, LoadedModel]:
     return loaded
 
 
+def load_checked_models(
+    model_uris: list[str] | None, params: ScoreParams, params_path: Path, label: str
+) -> dict[str, LoadedModel]:
+    """:func:`load_models` as a step, then the action rules checked against the churn model's features."""
+    with step(f"{label}: load models") as s:
+        models = load_models(list(model_uris or []), params.model_alias)
+        s.detail = model_version_label(models)
+    try:
+        check_reason_prefixes(params.actions, models["churn"].estimator.features_)
+    except ValueError as exc:
+        raise ParamsError(f"{params_path}:score.{exc}") from exc
+    return models
+
+
 def model_version_label(models: dict[str, LoadedModel]) -> str:
     """``churn:v7;clv:v7`` (registered names other than the kind are spelled out: ``churn=my-churn:v3``)."""
     parts = []
@@ -294,18 +319,7 @@ def build_features(
         raise DataContractError(
             f"{data} cannot be read ({str(exc).splitlines()[0]}). Re-run `churn validate` into a fresh directory."
         ) from exc
-    if as_of is not None:
-        try:
-            cutoff = pd.Timestamp(as_of).floor("D")
-        except ValueError as exc:
-            raise ParamsError(f"--as-of {as_of!r} is not a date (use YYYY-MM-DD).") from exc
-    else:
-        cutoff = scoring_cutoff(feats.cutoffs, last)
-    if cutoff <= first.floor("D"):
-        raise DataContractError(
-            f"as-of date {cutoff.date()} is not after the first order in {data} ({first.date()}): no customer has "
-            f"an order before it. Use a later --as-of (the data runs to {last.date()})."
-        )
+    cutoff = as_of_cutoff(as_of, feats, first, last, data)
     end = data_end(last)
     if cutoff > end:
         console.print(
@@ -320,6 +334,26 @@ def build_features(
     keep = [c for c in table.column_names if c not in LABELS]
     frame = table.select(keep).to_pandas()
     return frame, cutoff, int(known) - len(frame), manifest
+
+
+def as_of_cutoff(
+    as_of: str | None, feats: feature_stage.FeaturesParams, first: pd.Timestamp, last: pd.Timestamp, data: Any
+) -> pd.Timestamp:
+    """The scoring cutoff: ``--as-of`` (a date) or params' scoring date (default: the end of the data); it must be
+    after the first order (ParamsError for a non-date, DataContractError for a date nobody is a customer at)."""
+    if as_of is not None:
+        try:
+            cutoff = pd.Timestamp(as_of).floor("D")
+        except ValueError as exc:
+            raise ParamsError(f"--as-of {as_of!r} is not a date (use YYYY-MM-DD).") from exc
+    else:
+        cutoff = scoring_cutoff(feats.cutoffs, last)
+    if cutoff <= first.floor("D"):
+        raise DataContractError(
+            f"as-of date {cutoff.date()} is not after the first order in {data} ({first.date()}): no customer has "
+            f"an order before it. Use a later --as-of (the data runs to {last.date()})."
+        )
+    return cutoff
 
 
 def _views(con: duckdb.DuckDBPyConnection) -> set[str]:
@@ -409,9 +443,32 @@ def score_frame(
     p = churn.predict_proba(frame)[:, 1]
     value = clv.predict(frame)
     orders = clv.predict_orders(frame)
-
-    features = churn.features_
     method = rsn.resolved_method(params.reasons.method, len(frame), params.reasons.shap_max_rows)
+    predictions = {"churn_probability": p, "predicted_clv": value, "expected_orders": orders}
+    percentiles = {"churn_percentile": percentile_1_100(p), "clv_percentile": percentile_1_100(value)}
+    out = decide(frame, predictions, percentiles, cutoff, models, params, tiers, method)
+    return out, predictions, method
+
+
+def decide(
+    frame: pd.DataFrame,
+    predictions: dict[str, np.ndarray],
+    percentiles: dict[str, np.ndarray],
+    cutoff: pd.Timestamp,
+    models: dict[str, LoadedModel],
+    params: ScoreParams,
+    tiers: RiskTiers,
+    method: str,
+) -> pd.DataFrame:
+    """Everything after the predictions, row by row (so any batch of rows gives the same answer for its rows):
+    risk tier, value at risk, reasons (``method``), the rule table's action and the control group.
+
+    ``predictions``: churn_probability, predicted_clv, expected_orders; ``percentiles``: churn_percentile and
+    clv_percentile (1-100), ranked over the whole scored population, which is why they are inputs.
+    """
+    churn = models["churn"].estimator
+    p, value = predictions["churn_probability"], predictions["predicted_clv"]
+    features = churn.features_
     contrib = rsn.contributions(churn, frame, method)
     ignore = [features.index(f) for f in params.reasons.ignore if f in features]
     codes_idx = rsn.top_reasons(contrib, 3, ignore=ignore)
@@ -420,23 +477,23 @@ def score_frame(
     codes = rsn.reason_codes(codes_idx, features)
 
     tier = assign_risk_tier(p, tiers, frame["is_lapsed"].to_numpy(dtype=bool))
-    clv_pct = percentile_1_100(value)
+    clv_pct = percentiles["clv_percentile"]
     tenure = frame["tenure_days"].to_numpy(dtype=np.float64, na_value=np.nan)
     intended = recommend(params.actions, tier, clv_pct, value, tenure, codes)
     control = control_group(frame["customer_id"], params.control_group.share, params.control_group.salt)
     recommended = np.where(control, HOLD_OUT, intended).astype(object)
 
     n = len(frame)
-    out = pd.DataFrame(
+    return pd.DataFrame(
         {
             "customer_id": frame["customer_id"].astype(str).to_numpy(dtype=object),
             "as_of_date": np.full(n, cutoff.to_datetime64()).astype("datetime64[s]"),
             "churn_probability": p.astype(np.float64),
-            "churn_percentile": percentile_1_100(p),
+            "churn_percentile": np.asarray(percentiles["churn_percentile"], dtype=np.int16),
             "risk_tier": tier,
             "predicted_clv": value.astype(np.float64),
-            "clv_percentile": clv_pct,
-            "expected_orders": orders.astype(np.float64),
+            "clv_percentile": np.asarray(clv_pct, dtype=np.int16),
+            "expected_orders": predictions["expected_orders"].astype(np.float64),
             "value_at_risk": p * value,
             **{f"reason_{j + 1}": sentences[j] for j in range(3)},
             **{f"reason_code_{j + 1}": codes[j] for j in range(3)},
@@ -447,7 +504,6 @@ def score_frame(
             "schema_version": np.full(n, SCHEMA_VERSION, dtype=object),
         }
     )
-    return out, {"churn_probability": p, "predicted_clv": value, "expected_orders": orders}, method
 
 
 def to_arrow(scores: pd.DataFrame, summary: dict[str, Any]) -> pa.Table:
@@ -483,20 +539,26 @@ def _tier_counts(tier: pd.Series) -> dict[str, int]:
 
 
 def run(
-    data: Path, out: Path, params_path: Path, as_of: str | None = None, model_uris: list[str] | None = None
+    data: Path | str,
+    out: Path | str,
+    params_path: Path,
+    as_of: str | None = None,
+    model_uris: list[str] | None = None,
+    engine: str | None = None,
 ) -> None:
-    """Score every customer of ``data`` at ``as_of`` into ``out`` (module docstring)."""
+    """Score every customer of ``data`` at ``as_of`` into ``out`` (module docstring). ``engine`` (default:
+    params ``features.engine``): ``spark`` runs :mod:`pipelines.score_spark` instead."""
+    feats, _ = feature_stage.load_params(params_path)
+    if feature_stage._engine(engine or feats.engine) == "spark":
+        from pipelines import score_spark
+
+        return score_spark.run(str(data), str(out), params_path, as_of=as_of, model_uris=model_uris)
+    data, out = Path(data), Path(out)
     params = load_section(ScoreParams, "score", params_path)
     tiers = load_section(RiskTiers, "risk_tiers", params_path)
     # The cheap check of the data directory first: a wrong --data fails before the models are unpickled.
     _check_data(data)
-    with step("score: load models") as s:
-        models = load_models(list(model_uris or []), params.model_alias)
-        s.detail = model_version_label(models)
-    try:
-        check_reason_prefixes(params.actions, models["churn"].estimator.features_)
-    except ValueError as exc:
-        raise ParamsError(f"{params_path}:score.{exc}") from exc
+    models = load_checked_models(model_uris, params, params_path, "score")
     with step("score: features") as s:
         frame, cutoff, left_out, manifest = build_features(data, as_of, params_path)
         s.rows = len(frame)

@@ -44,11 +44,26 @@ def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def file_fingerprint(path: Path, chunk_bytes: int = 1 << 22) -> str:
-    """SHA-256 of a file's bytes, read in chunks: identifies the exact data a model was trained on."""
+    """SHA-256 of a file's bytes, read in chunks: identifies the exact data a model was trained on.
+
+    A directory (a Parquet dataset written by Spark) hashes its data files' relative paths and bytes in path
+    order; hidden and ``_``-prefixed files (``_SUCCESS``, checksums) are not data and are left out."""
+    path = Path(path)
     digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        while chunk := handle.read(chunk_bytes):
-            digest.update(chunk)
+    if path.is_dir():
+        files = sorted(
+            f
+            for f in path.rglob("*")
+            if f.is_file() and not any(part.startswith((".", "_")) for part in f.relative_to(path).parts)
+        )
+    else:
+        files = [path]
+    for f in files:
+        if path.is_dir():
+            digest.update(f.relative_to(path).as_posix().encode() + b"\0")
+        with f.open("rb") as handle:
+            while chunk := handle.read(chunk_bytes):
+                digest.update(chunk)
     return digest.hexdigest()
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -298,3 +299,28 @@ def test_the_cli_exits_4_for_an_unknown_alias_and_writes_nothing(shop, tmp_path)
     assert "no alias 'nope'" in proc.stderr and "Traceback" not in proc.stderr
     assert DataContractError.exit_code == 3  # the data errors above exit with 3
     assert not (tmp_path / "out.parquet").exists()
+
+
+# ------------------------------------------------------------------ spark engine
+@pytest.mark.spark
+def test_spark_engine_writes_the_same_scores_and_the_same_crm_export(shop, spark, tmp_path):
+    from pipelines import export as export_stage
+    from pipelines.export import read_scores
+
+    root, params = shop
+    out = tmp_path / "scores.parquet"
+    stage.run(data=root / "validated", out=out, params_path=params, engine="spark")
+    assert out.is_dir() and [p.name for p in out.iterdir() if p.is_dir()] == ["as_of_date=2026-01-01"]
+    default, on_spark = read_scores(root / "scores.parquet"), read_scores(out)
+    assert on_spark.schema.remove_metadata() == default.schema.remove_metadata()
+    for name in default.column_names:
+        a, b = default.column(name).combine_chunks(), on_spark.column(name).combine_chunks()
+        if pa.types.is_floating(a.type):
+            np.testing.assert_allclose(b.to_numpy(), a.to_numpy(), rtol=1e-9, err_msg=name)
+        else:
+            assert a.equals(b), name
+    assert json.loads((tmp_path / "scores.summary.json").read_text())["rows"] == default.num_rows
+    assert json.loads((tmp_path / "scores.drift.json").read_text())["rows_sampled"] == default.num_rows
+    for scores, csv in ((root / "scores.parquet", tmp_path / "default.csv"), (out, tmp_path / "spark.csv")):
+        export_stage.run(scores=scores, fmt="csv", out=csv, params_path=params)
+    assert (tmp_path / "spark.csv").read_bytes() == (tmp_path / "default.csv").read_bytes()

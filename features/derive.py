@@ -1,0 +1,377 @@
+"""Features and labels from running measure values: the one definition every engine shares.
+
+An engine (DuckDB + numpy in :mod:`features.build`, Spark in :mod:`features.spark`) computes, for each output
+row (customer, cutoff ``c``) and each measure of :mod:`features.definitions`, the measure's *running value*
+at ``c + o`` days: its aggregate over the customer's rows with timestamp ``< c + o``, for the offsets ``o``
+that :func:`measure_offsets` names (``0``, ``-w`` and ``-2w`` for the windows, ``+h`` for the label horizons).
+Everything else is computed here, by the same numpy code whatever the engine:
+
+- eligibility (:func:`eligible`): at least one order before ``c``; in training, not lapsed;
+- windows ``[c - w, c)`` as differences of running values, trends (this window minus the one before);
+- recency, tenure, gaps, ratios, rates, balances, calendar;
+- the BG/NBD + Gamma-Gamma prior (:func:`fit_priors`, one fit per cutoff, then applied to any batch of rows);
+- labels over ``[c, c + h)``, null when ``c + h`` is after the end of the data.
+
+Units: timestamps in microseconds since 1970-01-01 UTC, durations in (fractional) days, money in the shop's
+currency. Features are float32 or int32 (a tree model bins them anyway); labels stay float64.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from features.definitions import MEASURES, TRENDED, WINDOWED_COUNTS, Measure
+from models.baselines import MAX_FIT_ROWS, BGNBDPrior, fit_bgnbd_prior
+
+US_PER_DAY = 86_400_000_000
+LABELS = ("churned", "future_orders", "future_revenue")
+KEY_COLUMNS = ("customer_id", "cutoff")
+CATEGORICAL_FEATURES = ("country", "acquisition_channel")
+# Output name of each BG/NBD quantity (models.baselines.BGNBDPrior.quantities): P(alive at c), P(no order in
+# the churn horizon), expected orders and expected (gross) order revenue over the CLV horizon, expected order value.
+BGNBD_FEATURES = {
+    "p_alive": "bgnbd_p_alive",
+    "churn_probability": "bgnbd_churn_probability",
+    "expected_orders": "bgnbd_expected_orders",
+    "order_value": "bgnbd_order_value",
+    "clv": "bgnbd_clv",
+}
+# The running values the BG/NBD fit reads (at offset 0).
+BGNBD_INPUTS = ("n_orders", "revenue", "first_order_us", "last_order_us")
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Windows and horizons, in days. ``max_recency_days`` None keeps every past customer in training."""
+
+    windows_days: tuple[int, ...] = (30, 90, 180, 365)
+    churn_horizon_days: int = 90
+    clv_horizon_days: int = 180
+    max_recency_days: int | None = 365
+
+    def __post_init__(self) -> None:
+        if not self.windows_days or any(w <= 0 for w in self.windows_days):
+            raise ValueError(f"windows_days must be positive day counts, got {self.windows_days}")
+        if len(set(self.windows_days)) != len(self.windows_days):
+            raise ValueError(f"windows_days has duplicates: {self.windows_days}")
+        if self.churn_horizon_days <= 0 or self.clv_horizon_days <= 0:
+            raise ValueError("label horizons must be positive day counts")
+
+    @property
+    def windows(self) -> tuple[int, ...]:
+        return tuple(sorted(self.windows_days))
+
+
+WINDOWED = {m: p for p, m in WINDOWED_COUNTS}
+# Windowed measures whose all-history total derived features or labels also need.
+_TOTALS_USED = frozenset(
+    {"n_orders", "revenue", "n_returns", "return_value", "points_earned", "points_redeemed", "n_support_ticket"}
+)
+_FAMILY_OF_MEASURE = {
+    "n_orders": "purchase",
+    "revenue": "purchase",
+    "n_returns": "purchase",
+    "return_value": "purchase",
+    "n_support_ticket": "experience",
+    "points_earned": "loyalty",
+    "points_redeemed": "loyalty",
+    "n_coupon_redeemed": "loyalty",
+}
+
+
+def label_offsets(config: FeatureConfig) -> dict[str, tuple[int, ...]]:
+    """Measures the labels read after the cutoff, and at which horizons (days)."""
+    return {
+        "n_orders": (config.churn_horizon_days, config.clv_horizon_days),
+        "revenue": (config.clv_horizon_days,),
+        "return_value": (config.clv_horizon_days,),
+    }
+
+
+def measure_offsets(m: Measure, config: FeatureConfig) -> tuple[int, ...]:
+    """The offsets (days from the cutoff) at which an engine must give the running value of ``m``."""
+    needed = {0, *label_offsets(config).get(m.name, ())}
+    if m.name in WINDOWED:
+        needed |= {-w for w in config.windows}
+        if WINDOWED[m.name] in TRENDED:
+            needed |= {-2 * w for w in config.windows}
+    return tuple(sorted(needed))
+
+
+def all_offsets(config: FeatureConfig) -> np.ndarray:
+    """Every offset any measure may need: the slot edges around each cutoff."""
+    horizons = (config.churn_horizon_days, config.clv_horizon_days)
+    windows = config.windows
+    return np.array(sorted({0, *(-w for w in windows), *(-2 * w for w in windows), *horizons}), dtype=np.int64)
+
+
+def running_column(measure: str, offset: int) -> str:
+    """Column name of a running value in an engine's table (Spark): ``n_orders__m30`` is n_orders at c - 30."""
+    return f"{measure}__{'m' if offset < 0 else 'p'}{abs(offset)}"
+
+
+def eligible(
+    n_orders_now: np.ndarray,
+    last_order_us_now: np.ndarray,
+    c_day: np.ndarray,
+    config: FeatureConfig,
+    drop_lapsed: np.ndarray | bool,
+) -> np.ndarray:
+    """Rows that belong in the table: at least one order before ``c``; where ``drop_lapsed``, also a last
+    order at most ``max_recency_days`` before ``c`` (training leaves long-gone customers out)."""
+    ok = np.asarray(n_orders_now) > 0
+    if config.max_recency_days is None:
+        return ok
+    with np.errstate(invalid="ignore"):
+        recent = (c_day * float(US_PER_DAY) - np.asarray(last_order_us_now, dtype=np.float64)) / US_PER_DAY <= (
+            config.max_recency_days
+        )
+    return ok & (recent | ~np.asarray(drop_lapsed, dtype=bool))
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+
+
+def bgnbd_inputs_at(now: Mapping[str, np.ndarray], c_day: np.ndarray) -> dict[str, np.ndarray]:
+    """BG/NBD inputs from running values at ``c``: repeat orders, days from first to last order, days from
+    first order to ``c``, orders, mean order value."""
+    c_us = c_day * float(US_PER_DAY)
+    orders = now["n_orders"]
+    return {
+        "frequency": orders - 1,
+        "t_x": (now["last_order_us"] - now["first_order_us"]) / US_PER_DAY,
+        "T": (c_us - now["first_order_us"]) / US_PER_DAY,
+        "orders_total": orders,
+        "monetary_value": _ratio(now["revenue"], orders),
+    }
+
+
+def prior_fit_mask(now: Mapping[str, np.ndarray], c_day: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """Rows a cutoff's BG/NBD is fitted on: customers who are not lapsed, in training and scoring tables
+    alike, so the parameters at a cutoff do not depend on which kind of table is built."""
+    if config.max_recency_days is None:
+        return np.ones(len(c_day), dtype=bool)
+    recency = (c_day * float(US_PER_DAY) - now["last_order_us"]) / US_PER_DAY
+    return recency <= config.max_recency_days
+
+
+def fit_priors(
+    now: Mapping[str, np.ndarray], c_day: np.ndarray, config: FeatureConfig, max_fit_rows: int | None = MAX_FIT_ROWS
+) -> dict[int, BGNBDPrior | None]:
+    """One BG/NBD + Gamma-Gamma per cutoff day, fitted on that cutoff's rows only (data ``< c``).
+
+    Rows must be in customer_id order within a cutoff: a capped fit takes evenly spaced rows in that order
+    (:func:`models.baselines.fit_sample_positions`), which an engine can draw without collecting every row.
+    """
+    fit = prior_fit_mask(now, c_day, config)
+    priors: dict[int, BGNBDPrior | None] = {}
+    for day in np.unique(c_day):
+        at = np.flatnonzero(c_day == day)
+        inputs = bgnbd_inputs_at({k: now[k][at] for k in BGNBD_INPUTS}, c_day[at])
+        priors[int(day)] = fit_bgnbd_prior(**inputs, fit_mask=fit[at], max_fit_rows=max_fit_rows)
+    return priors
+
+
+def windowed_names(prefix: str, windows: tuple[int, ...]) -> list[str]:
+    names = []
+    for w in windows:
+        names.append(f"{prefix}_{w}d")
+        if prefix in TRENDED:
+            names.append(f"{prefix}_trend_{w}d")
+    return names
+
+
+class FeatureAssembler:
+    """Collects running values measure by measure and turns them into the feature table's columns.
+
+    ``c_day``: each output row's cutoff (days since 1970-01-01); ``have``: the measures the data supports.
+    Call :meth:`add` once per supported measure with a function giving its running values at an offset (for
+    the output rows, float64, NaN where a max/min/last has no row yet), then :meth:`finish`. Windowed columns
+    are cut out as each measure arrives, so an engine can free a measure's arrays before fetching the next.
+    """
+
+    def __init__(self, c_day: np.ndarray, config: FeatureConfig, have: set[str]):
+        self.c_day = np.asarray(c_day, dtype=np.int64)
+        self.config = config
+        self.have = set(have)
+        self.out: dict[str, np.ndarray] = {}
+        self.family: dict[str, str] = {}
+        self.base: dict[tuple[str, int], np.ndarray] = {}
+
+    def _put(self, name: str, values: np.ndarray, fam: str, dtype: str = "float32") -> None:
+        self.out[name] = values.astype(dtype, copy=False)
+        self.family[name] = fam
+
+    def add(self, m: Measure, at: Callable[[int], np.ndarray]) -> None:
+        now = at(0)
+        if m.name not in WINDOWED or m.name in _TOTALS_USED:
+            self.base[(m.name, 0)] = now
+        for h in label_offsets(self.config).get(m.name, ()):
+            self.base[(m.name, h)] = at(h)
+        if m.name in WINDOWED:
+            prefix = WINDOWED[m.name]
+            fam = _FAMILY_OF_MEASURE.get(m.name, "engagement")
+            dtype = "int32" if m.dtype == "int32" else "float32"
+            for w in self.config.windows:
+                before = at(-w)
+                self._put(f"{prefix}_{w}d", now - before, fam, dtype)
+                if prefix in TRENDED:
+                    self._put(f"{prefix}_trend_{w}d", (now - before) - (before - at(-2 * w)), fam, dtype)
+
+    def now(self) -> dict[str, np.ndarray]:
+        return {name: v for (name, o), v in self.base.items() if o == 0}
+
+    def finish(
+        self,
+        end_day: int,
+        priors: Mapping[int, BGNBDPrior | None] | None = None,
+        attributes: Mapping[str, pa.Array] | None = None,
+    ) -> tuple[dict[str, pa.Array], dict[str, str]]:
+        """The table's columns after ``customer_id``, in order (``cutoff``, ``is_lapsed``, features,
+        attributes, labels), and each feature's family. ``priors`` per cutoff day (default: fitted here on
+        these rows, which must then be every row of their cutoffs). ``end_day``: the end of the data."""
+        config, have, c_day = self.config, self.have, self.c_day
+        windows = config.windows
+        measures = [m for m in MEASURES if m.name in have]
+        # Windowed columns in definition order, whatever order the measures arrived in.
+        ordered = [n for m in measures if m.name in WINDOWED for n in windowed_names(WINDOWED[m.name], windows)]
+        self.out = {n: self.out[n] for n in ordered if n in self.out}
+        put, out, base = self._put, self.out, self.base
+        c_us = c_day * float(US_PER_DAY)
+        now = self.now()
+
+        # Purchase behaviour (all history before c).
+        recency = (c_us - now["last_order_us"]) / US_PER_DAY
+        orders_total, revenue_total = now["n_orders"], now["revenue"]
+        put("recency_days", recency, "purchase")
+        put("tenure_days", (c_us - now["first_order_us"]) / US_PER_DAY, "purchase")
+        put("orders_total", orders_total, "purchase", "int32")
+        put("frequency", orders_total - 1, "purchase", "int32")
+        put("revenue_total", revenue_total, "purchase")
+        put("monetary_value", _ratio(revenue_total, orders_total), "purchase")
+        gap_n = now["gap_n"]
+        gap_mean = _ratio(now["gap_sum"], gap_n)
+        gap_var = _ratio(now["gap_sq"], gap_n) - gap_mean**2
+        put("gap_mean_days", gap_mean, "purchase")
+        put("gap_std_days", np.where(gap_n >= 2, np.sqrt(np.clip(gap_var, 0, None)), np.nan), "purchase")
+        put("overdue_ratio", _ratio(recency, gap_mean), "purchase")
+        for w in windows:
+            put(f"aov_{w}d", _ratio(out[f"revenue_{w}d"], out[f"orders_{w}d"]), "purchase")
+        if "discount" in have:
+            put("discount_share", _ratio(now["discount"], revenue_total + now["discount"]), "purchase")
+        if "items" in have:
+            put("items_per_order", _ratio(now["items"], orders_total), "purchase")
+        if "n_returns" in have:
+            put("returns_total", now["n_returns"], "purchase", "int32")
+            put("returns_value_total", now["return_value"], "purchase")
+            put("return_rate", _ratio(now["return_value"], revenue_total), "purchase")
+
+        # BG/NBD + Gamma-Gamma, fitted afresh at each cutoff on that cutoff's customers (only data < c): a
+        # structural prior the boosters start from (models.churn / models.clv ``offset``).
+        if priors is None:
+            priors = fit_priors(now, c_day, config)
+        inputs = bgnbd_inputs_at(now, c_day)
+        bg = {n: np.full(len(c_day), np.nan, dtype=np.float32) for n in BGNBD_FEATURES.values()}
+        for day in np.unique(c_day):
+            prior = priors.get(int(day))
+            if prior is None:
+                continue
+            at = np.flatnonzero(c_day == day)
+            q = prior.quantities(
+                **{k: v[at] for k, v in inputs.items()},
+                churn_horizon_days=config.churn_horizon_days,
+                clv_horizon_days=config.clv_horizon_days,
+            )
+            for key, name in BGNBD_FEATURES.items():
+                bg[name][at] = q[key]
+        for name, values in bg.items():
+            put(name, values, "bgnbd")
+        del bg, inputs
+
+        # Engagement.
+        if "n_email_sent" in have:
+            for w in windows:
+                sent = out[f"emails_sent_{w}d"]
+                if "n_email_open" in have:
+                    put(f"email_open_rate_{w}d", _ratio(out[f"email_opens_{w}d"], sent), "engagement")
+                if "n_email_click" in have:
+                    put(f"email_click_rate_{w}d", _ratio(out[f"email_clicks_{w}d"], sent), "engagement")
+        for name, m in (
+            ("days_since_last_session", "last_session_us"),
+            ("days_since_last_email_open", "last_email_open_us"),
+            ("days_since_last_email_click", "last_email_click_us"),
+        ):
+            if m in have:
+                put(name, (c_us - now[m]) / US_PER_DAY, "engagement")
+        if "n_unsubscribe" in have:
+            put("unsubscribes_total", now["n_unsubscribe"], "engagement", "int32")
+
+        # Experience and loyalty.
+        if "n_support_ticket" in have:
+            put("support_tickets_total", now["n_support_ticket"], "experience", "int32")
+        for kind in ("review", "nps"):
+            if f"n_{kind}" in have:
+                put(f"{kind}_last", now[f"{kind}_last"], "experience")
+                put(f"{kind}_avg", _ratio(now[f"{kind}_sum"], now[f"n_{kind}"]), "experience")
+        if "loyalty_tier_last" in have:
+            put("loyalty_tier_level", np.nan_to_num(now["loyalty_tier_last"], nan=0.0), "loyalty")
+        if "points_earned" in have or "points_redeemed" in have:
+            earned = now.get("points_earned", 0.0)
+            redeemed = now.get("points_redeemed", 0.0)
+            put("loyalty_points_balance", earned - redeemed, "loyalty")
+
+        # Cutoff calendar: seasonality is a property of the cutoff, known in advance.
+        cut_ts = pd.to_datetime(c_day, unit="D")
+        put("cutoff_month", np.asarray(cut_ts.month), "calendar", "int32")
+        put("cutoff_day_of_year", np.asarray(cut_ts.day_of_year), "calendar", "int32")
+
+        # Labels: [c, c + h); null where c + h is after the end of the data.
+        h_churn, h_clv = config.churn_horizon_days, config.clv_horizon_days
+        churn_missing = c_day + h_churn > end_day
+        clv_missing = c_day + h_clv > end_day
+        future_revenue = base[("revenue", h_clv)] - revenue_total
+        if "return_value" in have:
+            future_revenue = future_revenue - (base[("return_value", h_clv)] - now["return_value"])
+        labels = {
+            "churned": pa.array(base[("n_orders", h_churn)] - orders_total == 0, mask=churn_missing),
+            "future_orders": pa.array((base[("n_orders", h_clv)] - orders_total).astype(np.int32), mask=clv_missing),
+            "future_revenue": pa.array(np.round(future_revenue, 6), mask=clv_missing),
+        }
+        self.base = {}
+
+        columns: dict[str, pa.Array] = {
+            "cutoff": pa.array(c_day.astype("datetime64[D]").astype("datetime64[us]")),
+            "is_lapsed": pa.array(
+                recency > config.max_recency_days if config.max_recency_days is not None else np.zeros(len(c_day), bool)
+            ),
+        }
+        for name in list(out):
+            columns[name] = pa.array(out.pop(name), from_pandas=True)
+        for name, values in (attributes or {}).items():
+            columns[name] = values
+            self.family[name] = "attributes"
+        columns.update(labels)
+        return columns, dict(self.family)
+
+
+def attribute_columns(
+    c_day: np.ndarray, signup_us: np.ndarray | None, categoricals: Mapping[str, pa.Array]
+) -> dict[str, pa.Array]:
+    """Static attributes per output row: signup age in days at ``c`` (from the signup timestamp in
+    microseconds, NaN when unknown), then the categorical attributes as given (text)."""
+    result: dict[str, pa.Array] = {}
+    if signup_us is not None:
+        age = (c_day * float(US_PER_DAY) - np.asarray(signup_us, dtype=np.float64)) / US_PER_DAY
+        # A signup at or after the cutoff is unknown at the cutoff (features see only < c): missing.
+        result["signup_age_days"] = pa.array(np.where(age > 0, age, np.nan).astype(np.float32), from_pandas=True)
+    for c in CATEGORICAL_FEATURES:
+        if c in categoricals:
+            result[c] = categoricals[c]
+    return result

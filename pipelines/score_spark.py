@@ -1,0 +1,239 @@
+"""Stage `score` on Spark (``churn score --engine spark``): the same scores, computed where the data lives.
+
+Same params, models and schema as :mod:`pipelines.score`; the steps that differ:
+
+1. features come from the Spark engine (:mod:`features.spark`) at the as-of date;
+2. the registered models are applied with ``mlflow.pyfunc.spark_udf`` (the models' own pyfunc, signature
+   enforced, on the executors): churn_probability, predicted_clv, expected_orders;
+3. the two percentiles rank the whole population: a window ordered by the score counts the customers at or
+   below each one. It is the only step that sees every row in one task (a sort of two numbers per
+   customer, fine for tens of millions; everything else is parallel);
+4. tiers, reasons, actions and the control group are :func:`pipelines.score.decide` in ``mapInArrow`` (the
+   estimators travel with the task; the reason method is fixed from the total row count), each batch
+   validated against schema v1 there;
+5. the scores are written as Parquet partitioned by ``as_of_date`` (``<out>/as_of_date=YYYY-MM-DD/``), with
+   the run summary in ``<out stem>.summary.json`` and the drift report in ``<out stem>.drift.json`` beside it.
+   Drift is computed on at most 200,000 customers, picked by a hash of customer_id (PSI over ten bins does
+   not need more). ``churn export --scores <out>`` reads it like a single file.
+
+``risk_tiers.method: share`` ranks all customers to cut tiers; it is not supported here (use ``probability``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from features.build import LABELS
+from features.cutoffs import data_end
+from models import reasons as rsn
+from models.scores_schema import SCHEMA_VERSION, arrow_schema, summary_path, validate_scores
+from models.tiers import TIER_ORDER, RiskTiers
+from pipelines import features as feature_stage
+from pipelines.console import console, step
+from pipelines.errors import DataContractError, ParamsError
+from pipelines.params import load_section
+from pipelines.score import (
+    LoadedModel,
+    ScoreParams,
+    as_of_cutoff,
+    decide,
+    drift_report,
+    load_checked_models,
+    model_version_label,
+)
+from pipelines.tracking import tracking_uri
+
+DRIFT_SAMPLE_ROWS = 200_000
+
+
+class _Decider:
+    """``mapInArrow`` function: one batch of features with predictions and percentiles in, scores out."""
+
+    def __init__(self, models: dict[str, LoadedModel], params: ScoreParams, tiers: RiskTiers, cutoff, method: str):
+        self.models, self.params, self.tiers, self.cutoff, self.method = models, params, tiers, cutoff, method
+        self.schema = arrow_schema()
+
+    def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            frame = batch.to_pandas()
+            predictions = {k: frame.pop(k).to_numpy(np.float64) for k in PREDICTIONS}
+            percentiles = {k: frame.pop(k).to_numpy(np.int16) for k in PERCENTILES}
+            scores = decide(
+                frame, predictions, percentiles, self.cutoff, self.models, self.params, self.tiers, self.method
+            )
+            scores = validate_scores(scores)
+            arrays = []
+            for field in self.schema:
+                values = scores[field.name]
+                if field.name == "as_of_date":
+                    arrays.append(pa.array(values.dt.date.to_numpy(), type=pa.date32()))
+                else:
+                    arrays.append(pa.array(values.to_numpy(), type=field.type, from_pandas=True))
+            yield pa.RecordBatch.from_arrays(arrays, schema=self.schema)
+
+
+PREDICTIONS = ("churn_probability", "predicted_clv", "expected_orders")
+PERCENTILES = {"churn_percentile": "churn_probability", "clv_percentile": "predicted_clv"}
+
+
+def with_percentiles(frame):
+    """``churn_percentile`` and ``clv_percentile``: ceil(100 x (customers at or below) / customers), as
+    :func:`pipelines.score.percentile_1_100` (ties share the higher percentile)."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as sf
+
+    n = sf.count(sf.lit(1)).over(Window.partitionBy())
+    for name, score in PERCENTILES.items():
+        at_or_below = sf.count(sf.lit(1)).over(
+            Window.orderBy(score).rangeBetween(Window.unboundedPreceding, Window.currentRow)
+        )
+        pct = sf.ceil(sf.lit(100.0) * at_or_below / n)
+        frame = frame.withColumn(name, sf.least(sf.greatest(pct, sf.lit(1)), sf.lit(100)).cast("short"))
+    return frame
+
+
+def run(data: str, out: str, params_path: Path, as_of: str | None = None, model_uris: list[str] | None = None) -> None:
+    """Score every customer of ``data`` at ``as_of`` into the Parquet directory ``out`` (module docstring)."""
+    import mlflow
+    from pyspark.sql import functions as sf
+
+    from features.spark import build_feature_table_spark
+    from pipelines.spark import read_tables, spark_session, write_parquet, write_text
+
+    params = load_section(ScoreParams, "score", params_path)
+    tiers = load_section(RiskTiers, "risk_tiers", params_path)
+    if tiers.method != "probability":
+        raise ParamsError(
+            f"{params_path}: risk_tiers.method {tiers.method!r} ranks the whole population; the Spark engine "
+            f"supports method: probability (set it, or score with the default engine)."
+        )
+    feats, config = feature_stage.load_params(params_path)
+    spark = spark_session()
+    tables = read_tables(spark, data)
+    models = load_checked_models(model_uris, params, params_path, "score (spark)")
+
+    first, last = feature_stage._spark_span(tables["orders"])
+    cutoff = as_of_cutoff(as_of, feats, first, last, data)
+    with step("score (spark): features, models, reasons, actions") as s:
+        frame, manifest = build_feature_table_spark(spark, tables, [cutoff], data_end(last), config, training=False)
+        frame = frame.drop(*LABELS)
+        for model in models.values():
+            missing = [f for f in model.estimator.features_ if f not in manifest["features"]]
+            if missing:
+                raise DataContractError(
+                    f"the features built from {data} do not fit the {model.kind} model {model.uri} (version "
+                    f"{model.version}): missing {missing}. The data lacks a table or event type the model was "
+                    f"trained with, or params features/labels differ from training."
+                )
+        frame = frame.persist()
+        n_rows = frame.count()
+        if n_rows == 0:
+            raise DataContractError(f"no customer of {data} has an order before {cutoff.date()}: nothing to score.")
+        ids = tables["orders"].select("customer_id")
+        if "customers" in tables:
+            ids = ids.union(tables["customers"].select("customer_id"))
+        left_out = ids.distinct().count() - n_rows
+
+        mlflow.set_tracking_uri(tracking_uri())
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per model, twice, in a log
+        udf = {
+            kind: mlflow.pyfunc.spark_udf(
+                spark,
+                f"models:/{m.name}/{m.version}",
+                result_type="double" if kind == "churn" else "predicted_clv double, expected_orders double",
+                env_manager="local",
+            )
+            for kind, m in models.items()
+        }
+        inputs = {kind: sf.struct(*m.estimator.features_) for kind, m in models.items()}
+        scored = frame.withColumn("churn_probability", udf["churn"](inputs["churn"]))
+        scored = scored.withColumn("_clv", udf["clv"](inputs["clv"]))
+        scored = scored.select("*", "_clv.predicted_clv", "_clv.expected_orders").drop("_clv")
+        scored = with_percentiles(scored)
+        method = rsn.resolved_method(params.reasons.method, n_rows, params.reasons.shap_max_rows)
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        decider = _Decider(models, params, tiers, cutoff, method)
+        scores = scored.mapInArrow(decider, from_arrow_schema(arrow_schema()))
+        write_parquet(scores.orderBy("customer_id"), out, partition_by=("as_of_date",))
+        s.rows = n_rows
+        s.detail = f"as of {cutoff.date()}, reasons by {method}, written to {out}"
+
+    with step("score (spark): summary and drift") as s:
+        written = spark.read.parquet(str(out))
+        tiers_count = dict(written.groupBy("risk_tier").count().collect())
+        intended = dict(written.groupBy("intended_action").count().collect())
+        control_n = written.filter("control_group").count()
+        summary = {
+            "schema_version": SCHEMA_VERSION,
+            "as_of_date": str(cutoff.date()),
+            "rows": n_rows,
+            "customers_left_out_no_order_before_as_of": int(left_out),
+            "model_version": model_version_label(models),
+            "models": {
+                k: {
+                    "uri": m.uri,
+                    "name": m.name,
+                    "version": m.version,
+                    "run_id": m.run_id,
+                    "horizon_days": m.horizon_days,
+                }
+                for k, m in models.items()
+            },
+            "tiers": {t: int(tiers_count.get(t, 0)) for t in TIER_ORDER},
+            "intended_actions": {str(k): int(intended[k]) for k in sorted(intended)},
+            "control_group": {"rows": int(control_n), **asdict(params.control_group)},
+            "reason_method": method,
+            "data_end": manifest["data_end"],
+            "engine": "spark",
+        }
+        drift = _drift(scored, models, params.drift.psi_warning, n_rows)
+        drift_doc = {"as_of_date": summary["as_of_date"], "model_version": summary["model_version"], **drift}
+        write_text(spark, json.dumps(summary, indent=2, sort_keys=True) + "\n", summary_path(out))
+        write_text(spark, json.dumps(drift_doc, indent=2, sort_keys=True) + "\n", _sibling(out, ".drift.json"))
+        frame.unpersist()
+        s.detail = f"{len(drift['warnings'])} drift warning(s)"
+    for warning in drift["warnings"]:
+        console.print(f"[yellow]drift: {warning}[/yellow]", soft_wrap=True)
+    console.print(
+        f"scores (spark): {n_rows:,} customers as of {summary['as_of_date']} "
+        f"({', '.join(f'{t} {n:,}' for t, n in summary['tiers'].items())}); control group {control_n:,}; "
+        f"{left_out:,} customers without an order before the as-of date left out; {summary['model_version']} -> {out}",
+        soft_wrap=True,
+    )
+
+
+def _sibling(out: str | Path, suffix: str) -> str:
+    text = str(out).rstrip("/")
+    return text.removesuffix(".parquet") + suffix
+
+
+def _drift(scored, models: dict[str, LoadedModel], threshold: float, n_rows: int) -> dict[str, Any]:
+    """:func:`pipelines.score.drift_report` on at most DRIFT_SAMPLE_ROWS customers (hash of customer_id)."""
+    from pyspark.sql import functions as sf
+
+    wanted = {"customer_id", "is_lapsed", *PREDICTIONS}
+    for m in models.values():
+        if m.drift_reference is not None:
+            wanted |= set(m.drift_reference["features"])
+    sample = scored.select(*[c for c in scored.columns if c in wanted])
+    if n_rows > DRIFT_SAMPLE_ROWS:
+        # xxhash64 is deterministic: the same customers are compared on every run.
+        buckets = 1_000_000
+        keep = int(buckets * DRIFT_SAMPLE_ROWS / n_rows)
+        sample = sample.filter(sf.pmod(sf.xxhash64("customer_id"), sf.lit(buckets)) < keep)
+    frame = sample.toPandas()
+    raw = {k: frame[k].to_numpy(np.float64) for k in PREDICTIONS}
+    report = drift_report(frame, raw, models, threshold)
+    report["rows_sampled"] = len(frame)
+    return report

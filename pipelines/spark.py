@@ -1,0 +1,115 @@
+"""The Spark side of the stages: a session, the contract tables read from any path Spark can read, atomic writes.
+
+Where the session comes from, in order: an active session (``spark-submit``, a notebook, Databricks), else a
+new one whose master is ``CHURN_SPARK_MASTER`` (e.g. ``spark://host:7077``, ``yarn``, ``k8s://...``), else
+``local[*]`` on this machine. Extra settings go in the usual places (``spark-defaults.conf``,
+``PYSPARK_SUBMIT_ARGS``); ``CHURN_SPARK_DRIVER_MEMORY`` sets a new local session's driver memory (default 4g).
+Session time zone is UTC: the contract's timestamps are naive UTC, and day arithmetic must not move them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from pathlib import Path
+
+from pipelines.errors import DataContractError
+from pipelines.io import atomic_path
+
+TABLES = ("orders", "returns", "customers", "events")
+# PySpark 4 warns on import and on every Arrow conversion that it does not claim pandas 3 support; the Arrow
+# paths used here (mapInArrow, toArrow, spark_udf) are exercised by the engine-equality tests.
+warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
+
+
+def spark_session(app_name: str = "churn-pipeline"):
+    """The active Spark session, or a new one (see the module docstring for how the master is chosen)."""
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError as exc:
+        raise DataContractError(
+            "the Spark engine needs PySpark: install the project with its `spark` extra "
+            "(`pip install -e '.[spark]'`) and Java 17 or newer, or use the default engine."
+        ) from exc
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        active.conf.set("spark.sql.session.timeZone", "UTC")
+        return active
+    master = os.environ.get("CHURN_SPARK_MASTER", "local[*]")
+    builder = SparkSession.builder.appName(app_name).master(master).config("spark.sql.session.timeZone", "UTC")
+    if master.startswith("local"):
+        # Python workers run this interpreter (the project's virtualenv), not whatever `python3` is first on PATH,
+        # and inherit the filter for PySpark's pandas-3 warning (printed once per worker otherwise).
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        os.environ.setdefault("PYTHONWARNINGS", "ignore:PySpark does not yet fully support pandas:FutureWarning")
+        builder = (
+            builder.config("spark.driver.memory", os.environ.get("CHURN_SPARK_DRIVER_MEMORY", "4g"))
+            .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
+            .config("spark.sql.shuffle.partitions", str(max(2, 2 * (os.cpu_count() or 1))))
+        )
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(os.environ.get("CHURN_SPARK_LOG_LEVEL", "ERROR"))
+    return spark
+
+
+def is_local(path: str | Path) -> bool:
+    """A path on this machine's file system (no ``scheme://``, or ``file:``)."""
+    text = str(path)
+    return "://" not in text or text.startswith("file:")
+
+
+def read_tables(spark, data: str | Path) -> dict:
+    """The validated contract tables under ``data`` (``<table>.parquet``, a file or a Spark directory) as
+    DataFrames; ``orders`` is required. Local directories must be validated (``report.json`` present)."""
+    root = str(data).rstrip("/")
+    if is_local(root):
+        local = Path(root.removeprefix("file:"))
+        if not (local / "orders.parquet").exists():
+            raise DataContractError(
+                f"{local} has no orders.parquet. The Spark engine reads validated data: run "
+                f"`churn validate --data YOUR_DIR --out {local}` first."
+            )
+    from pyspark.errors import AnalysisException
+
+    tables = {}
+    for name in TABLES:
+        try:
+            tables[name] = spark.read.parquet(f"{root}/{name}.parquet")
+        except AnalysisException as exc:
+            if "PATH_NOT_FOUND" not in str(exc) and "Path does not exist" not in str(exc):
+                raise
+    if "orders" not in tables:
+        raise DataContractError(f"{root}/orders.parquet is not readable by Spark: orders are required.")
+    return tables
+
+
+def write_parquet(frame, out: str | Path, partition_by: tuple[str, ...] = ()) -> None:
+    """Write a Spark DataFrame as a Parquet directory. On a local path it is staged beside ``out`` and
+    renamed into place (:func:`pipelines.io.atomic_path`), so a failed job leaves the previous output whole;
+    elsewhere Spark's output committer applies (the job writes to ``_temporary`` and commits at the end)."""
+    writer = frame.write.mode("overwrite")
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
+    if not is_local(out):
+        writer.parquet(str(out))
+        return
+    with atomic_path(Path(str(out).removeprefix("file:"))) as staged:
+        writer.parquet(str(staged))
+
+
+def write_text(spark, text: str, out: str | Path) -> None:
+    """A small text file (a manifest) at a local path (atomically) or any path Spark's file systems reach."""
+    if is_local(out):
+        with atomic_path(Path(str(out).removeprefix("file:"))) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+        return
+    # Hadoop's FileSystem through the session's JVM: the same credentials and schemes (s3a, abfs, hdfs) as the data.
+    jvm = spark.sparkContext._jvm
+    path = jvm.org.apache.hadoop.fs.Path(str(out))
+    stream = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).create(path, True)
+    try:
+        stream.write(bytearray(text.encode("utf-8")))
+    finally:
+        stream.close()
