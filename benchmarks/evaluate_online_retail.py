@@ -16,6 +16,11 @@ present and ``--evaluate`` is given), from a copy of the project's ``params.yaml
 - ``train.n_validation``: 1, so that the purged split exists: train 2010-01-01..2010-06-01, validation
   2010-12-01, test 2011-06-01 (every label window ends before the next split's first cutoff).
 
+Everything else, the churn calibration included, is the project's ``params.yaml``: with the default
+``calibration: auto`` the model keeps the BG/NBD prior's level here because the booster's level learnt on the
+training cutoffs loses to it on the validation cutoff (``models/churn.py``); the line "churn calibration"
+says which was chosen.
+
 ``--set section.key=value`` (repeatable, YAML values) overrides any other parameter, for experiments.
 
 Prints the rows and churn rate per cutoff, then one table on the test cutoff's rows: the registered LightGBM
@@ -90,8 +95,9 @@ def baseline_history(panel: pd.DataFrame, cutoff: pd.Timestamp, h_churn: int, h_
     return history
 
 
-def comparison(panel: pd.DataFrame, manifest: dict, train_summary: dict) -> pd.DataFrame:
-    """One row per model: churn metrics at the churn test cutoff, CLV metrics at the CLV test cutoff."""
+def comparison(panel: pd.DataFrame, manifest: dict, train_summary: dict) -> tuple[pd.DataFrame, dict]:
+    """One row per model: churn metrics at the churn test cutoff, CLV metrics at the CLV test cutoff; and the
+    registered churn model's calibration report (which calibration it chose and why)."""
     import mlflow
 
     from models import metrics as mx
@@ -100,11 +106,14 @@ def comparison(panel: pd.DataFrame, manifest: dict, train_summary: dict) -> pd.D
     h_churn, h_clv = manifest["churn_horizon_days"], manifest["clv_horizon_days"]
     preds: dict[str, dict[str, np.ndarray]] = {}
     truth = {}
+    calibration: dict = {}
     for kind, label, column in (("churn", "churned", "churn_probability"), ("clv", "future_revenue", "predicted_clv")):
         cutoff = pd.Timestamp(train_summary[kind]["test_cutoff"])
         rows = panel[(panel["cutoff"] == cutoff) & panel[label].notna()]
         model = mlflow.pyfunc.load_model(f"models:/{kind}/{train_summary[kind]['version']}")
         preds.setdefault("lightgbm", {})[kind] = model.predict(rows)[column].to_numpy()
+        if kind == "churn":
+            calibration = model.unwrap_python_model().estimator.calibration_report_
         history = baseline_history(panel, cutoff, h_churn, h_clv)
         for name, frame in fit_predict_baselines(history, rows, h_churn, h_clv).items():
             preds.setdefault(name, {})[kind] = frame[column].to_numpy()
@@ -123,7 +132,7 @@ def comparison(panel: pd.DataFrame, manifest: dict, train_summary: dict) -> pd.D
                 "total_bias_pct": 100.0 * mx.bias(r, p["clv"], relative=True),
             }
         )
-    return pd.DataFrame(table).set_index("model")
+    return pd.DataFrame(table).set_index("model"), calibration
 
 
 def verdict(table: pd.DataFrame) -> list[str]:
@@ -193,7 +202,7 @@ def main() -> None:
             churn_rate=("churned", lambda s: s.astype("Float64").mean()),
             mean_future_revenue=("future_revenue", "mean"),
         )
-        table = comparison(panel, manifest, summary)
+        table, calibration = comparison(panel, manifest, summary)
     finally:
         if args.keep is None:
             os.chdir(ROOT)
@@ -206,6 +215,13 @@ def main() -> None:
     print(per_cutoff.to_string(float_format=lambda v: f"{v:.3f}"))
     for kind in ("churn", "clv"):
         print(f"{kind}: test cutoff {summary[kind]['test_cutoff']}, model version {summary[kind]['version']}")
+    level_check = (
+        f" (validation Brier: booster's level {calibration['brier_uncalibrated']:.4f}, prior level "
+        f"{calibration['brier_prior']:.4f})"
+        if "brier_prior" in calibration
+        else ""
+    )
+    print(f"churn calibration: {calibration['method']}{level_check}")
     print(f"test rows: churn {int(per_cutoff.loc[pd.Timestamp(summary['churn']['test_cutoff']), 'rows'])}")
     shown = table.rename(columns={k: h for k, h, _ in COLUMNS})
     print(shown.to_string(float_format=lambda v: f"{v:.4f}"))

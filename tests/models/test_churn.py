@@ -8,7 +8,7 @@ import pytest
 from sklearn.base import clone, is_classifier
 
 from models import metrics
-from models.churn import ChurnClassifier, customer_half
+from models.churn import ChurnClassifier, _sigmoid, customer_half
 
 
 @pytest.fixture(scope="module")
@@ -171,14 +171,16 @@ def test_customer_half_is_a_fixed_hash():
     assert 0.45 < big.mean() < 0.55
 
 
-def _prior_rows(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
-    """Rows whose churn label is drawn from a known prior probability, plus a feature that is pure noise."""
+def _prior_rows(n: int, seed: int, level_shift: float = 0.0) -> tuple[pd.DataFrame, np.ndarray]:
+    """Rows whose churn label is drawn from a known prior probability, plus a feature that is pure noise.
+    ``level_shift`` (log-odds) moves the labels' level away from the prior's, as a season would."""
     rng = np.random.default_rng(seed)
     prior = rng.uniform(0.05, 0.95, n)
     rows = pd.DataFrame(
         {"customer_id": [f"c{seed}_{i}" for i in range(n)], "prior": prior, "noise": rng.normal(size=n)}
     )
-    return rows, rng.random(n) < prior
+    p = 1 / (1 + np.exp(-(np.log(prior / (1 - prior)) + level_shift)))
+    return rows, rng.random(n) < p
 
 
 @pytest.fixture(scope="module")
@@ -221,3 +223,62 @@ def test_early_stopping_on_auc_is_recorded_by_lightgbm():
     model = ChurnClassifier(features=["prior", "noise"], early_stopping_metric="auc", n_estimators=30, n_jobs=1)
     model.fit(train, yt, valid, yv)
     assert "auc" in model.model_.best_score_["valid_0"]
+
+
+def _fit_shifted(train_shift: float, valid_shift: float, **params) -> ChurnClassifier:
+    """A booster from the prior on training rows whose level sits ``train_shift`` log-odds off the prior,
+    validated on rows ``valid_shift`` off it."""
+    (train, yt), (valid, yv) = _prior_rows(4000, 11, train_shift), _prior_rows(2000, 12, valid_shift)
+    model = ChurnClassifier(features=["prior", "noise"], offset="prior", learning_rate=0.3, n_estimators=60, n_jobs=1)
+    return model.set_params(**params).fit(train, yt, valid, yv)
+
+
+def test_the_prior_level_is_kept_when_the_learnt_level_does_not_carry_forward():
+    """Training cutoffs churn less than the prior says, the validation cutoff more (Online Retail II's
+    seasons): the booster's learnt level loses to the prior's on the validation rows, so the prior level is
+    kept, and no level is fitted on the validation rows, whose season need not return at the test cutoff."""
+    model = _fit_shifted(-1.0, +0.5)
+    report = model.calibration_report_
+    assert report["method"] == "prior" and report["selection"] == "auto"
+    assert report["brier_prior"] < report["brier_uncalibrated"]
+    test, y = _prior_rows(3000, 13)  # a later cutoff at the prior's own level
+    p = model.predict_proba(test)[:, 1]
+    assert abs(p.mean() - y.mean()) < 0.03
+    assert metrics.brier(y, p) < metrics.brier(y, model.predict_uncalibrated(test))
+    # a Platt calibrator fitted on the validation rows would have carried their level (+0.5) over
+    platt = _fit_shifted(-1.0, +0.5, calibration="sigmoid").predict_proba(test)[:, 1]
+    assert platt.mean() > p.mean() + 0.04 and metrics.brier(y, platt) > metrics.brier(y, p)
+
+
+def test_the_booster_level_is_kept_when_it_carries_forward():
+    """Every cutoff churns less than the prior says: the booster learns that level and the validation rows
+    confirm it, so the usual calibration (isotonic or Platt on the validation rows) follows."""
+    model = _fit_shifted(-1.0, -1.0)
+    report = model.calibration_report_
+    assert report["method"] in ("isotonic", "sigmoid")
+    assert report["brier_uncalibrated"] < report["brier_prior"] - 0.01
+    test, y = _prior_rows(3000, 13, -1.0)
+    p = model.predict_proba(test)[:, 1]
+    assert abs(p.mean() - y.mean()) < 0.03
+    assert metrics.brier(y, p) < metrics.brier(y, _sigmoid(model.predict_margin(test) + report["prior_shift"]))
+
+
+def test_the_prior_level_removes_the_trees_mean_training_correction():
+    model = _fit_shifted(-1.0, -1.0, calibration="prior")
+    assert model.calibration_report_["method"] == "prior" and model.calibration_report_["selection"] == "fixed"
+    train, _ = _prior_rows(4000, 11, -1.0)
+    matrix = model.preprocessor_.transform(train)
+    correction = model.model_.booster_.predict(matrix, raw_score=True, num_iteration=model.best_iteration_)
+    assert correction.mean() < -0.5  # the trees learnt the lower level ...
+    assert model.calibration_report_["prior_shift"] == pytest.approx(-correction.mean())  # ... and it is removed
+    test, _ = _prior_rows(500, 13)
+    np.testing.assert_allclose(
+        model.predict_proba(test)[:, 1], _sigmoid(model.predict_margin(test) - correction.mean()), rtol=1e-12
+    )
+
+
+def test_without_an_offset_there_is_no_prior_level(churn_model):
+    assert "brier_prior" not in churn_model.calibration_report_
+    (train, yt), (valid, yv) = _prior_rows(300, 1), _prior_rows(300, 2)
+    with pytest.raises(ValueError, match="calibration 'prior' keeps the level of the offset prior"):
+        ChurnClassifier(features=["prior", "noise"], calibration="prior", n_estimators=5).fit(train, yt, valid, yv)
