@@ -62,7 +62,8 @@ def is_local(path: str | Path) -> bool:
 
 def read_tables(spark, data: str | Path) -> dict:
     """The validated contract tables under ``data`` (``<table>.parquet``, a file or a Spark directory) as
-    DataFrames; ``orders`` is required. Local directories must be validated (``report.json`` present)."""
+    DataFrames; ``orders`` is required. Each table must have the contract's required columns and a timestamp
+    column of a timestamp type (DataContractError naming the table, column and fix otherwise)."""
     root = str(data).rstrip("/")
     if is_local(root):
         local = Path(root.removeprefix("file:"))
@@ -82,7 +83,28 @@ def read_tables(spark, data: str | Path) -> dict:
                 raise
     if "orders" not in tables:
         raise DataContractError(f"{root}/orders.parquet is not readable by Spark: orders are required.")
+    for name, frame in tables.items():
+        check_contract(name, frame.schema, f"{root}/{name}.parquet")
     return tables
+
+
+def check_contract(name: str, schema, where: str) -> None:
+    """Required columns present and the main timestamp typed as a timestamp (what `churn validate` writes)."""
+    from features.contract import TABLES as SPECS
+
+    spec = SPECS[name]
+    types = {f.name: f.dataType.typeName() for f in schema.fields}
+    missing = [c for c in spec.required_columns if c not in types]
+    if missing:
+        raise DataContractError(
+            f"{where} lacks the required column(s) {', '.join(missing)} of table {name}: run `churn validate` on "
+            f"the raw data and point --data at its output."
+        )
+    if spec.timestamp and types.get(spec.timestamp) not in ("timestamp", "timestamp_ntz"):
+        raise DataContractError(
+            f"{where}: column {spec.timestamp} is {types.get(spec.timestamp)}, expected a naive-UTC timestamp. "
+            f"Run `churn validate` on the raw data and point --data at its output."
+        )
 
 
 def write_parquet(frame, out: str | Path, partition_by: tuple[str, ...] = ()) -> None:

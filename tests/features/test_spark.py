@@ -126,3 +126,27 @@ def test_a_sample_keeps_each_cutoff_near_its_cap_and_whole_customer_histories(sp
     assert jan == feb  # the same share at both cutoffs: the same customers
     assert sample.equals(sample_panel(panel, rows_per_cutoff=500, seed=3).toPandas())
     assert list(sample.columns) == ["customer_id", "cutoff", "x"]
+
+
+def test_spark_features_at_a_cutoff_ignore_every_row_at_or_after_it(spark, shop_dir, tmp_path):
+    from pipelines.spark import read_tables
+
+    cutoff = pd.Timestamp("2025-07-01")
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    for name, ts in (("orders", "order_ts"), ("returns", "return_ts"), ("events", "event_ts"), ("customers", None)):
+        table = pq.read_table(shop_dir[0] / f"{name}.parquet")
+        if ts is not None:  # every row at or after the cutoff deleted
+            table = table.filter(
+                pa.compute.less(table.column(ts), pa.scalar(cutoff.to_datetime64(), table.schema.field(ts).type))
+            )
+        pq.write_table(table, cut / f"{name}.parquet")
+    frames = [
+        build_feature_table_spark(spark, read_tables(spark, d), [cutoff], END, CONFIG, training=False)
+        for d in (shop_dir[0], cut)
+    ]
+    full, before = (f.toArrow() for f, _ in frames)
+    features = [c for c in frames[0][1]["features"]]
+    assert_same_table(full.select(["customer_id", *features]), before.select(["customer_id", *features]))
+    # The labels do see [c, c + h): with every later order gone, everyone churned.
+    assert not all(full.column("churned").to_pylist()) and all(before.column("churned").to_pylist())

@@ -1,0 +1,63 @@
+"""The Spark side of the stages (pipelines/spark.py): bad input is refused by name and nothing is half written."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from pipelines import features as features_stage
+from pipelines.errors import DataContractError
+from pipelines.spark import read_tables, write_parquet
+
+pytestmark = pytest.mark.spark
+
+ORDERS = pd.DataFrame(
+    {
+        "customer_id": ["a", "b"],
+        "order_id": ["o1", "o2"],
+        "order_ts": pd.to_datetime(["2025-01-05", "2025-02-07"]).astype("datetime64[us]"),
+        "amount": [10.0, 20.0],
+    }
+)
+
+
+def _write(directory, frame, name="orders"):
+    directory.mkdir(exist_ok=True)
+    frame.to_parquet(directory / f"{name}.parquet", index=False)
+    return directory
+
+
+def test_a_directory_without_orders_asks_for_churn_validate(spark, tmp_path):
+    with pytest.raises(DataContractError, match=r"no orders\.parquet.*churn validate"):
+        read_tables(spark, tmp_path)
+
+
+def test_a_missing_required_column_is_named(spark, tmp_path):
+    data = _write(tmp_path / "d", ORDERS.drop(columns=["amount"]))
+    with pytest.raises(DataContractError, match=r"required column.*amount.*orders"):
+        read_tables(spark, data)
+
+
+def test_a_timestamp_stored_as_text_is_refused(spark, tmp_path):
+    data = _write(tmp_path / "d", ORDERS.assign(order_ts=ORDERS["order_ts"].astype(str)))
+    with pytest.raises(DataContractError, match="order_ts is string, expected a naive-UTC timestamp"):
+        read_tables(spark, data)
+
+
+def test_an_empty_orders_file_is_refused_and_nothing_is_written(spark, tmp_path):
+    data = _write(tmp_path / "d", ORDERS.iloc[:0])
+    out = tmp_path / "f.parquet"
+    with pytest.raises(DataContractError, match="no rows"):
+        features_stage.run_one(data=data, as_of=None, out=out, params_path=tmp_path / "none.yaml", engine="spark")
+    assert not out.exists()
+
+
+def test_a_failed_write_keeps_the_previous_output_whole(spark, tmp_path):
+    out = tmp_path / "t.parquet"
+    write_parquet(spark.createDataFrame(ORDERS), out)
+    before = sorted(p.name for p in out.iterdir())
+    failing = spark.createDataFrame(ORDERS).selectExpr("customer_id", "assert_true(amount < 0) AS boom")
+    with pytest.raises(Exception, match="amount < 0"):
+        write_parquet(failing, out)
+    assert sorted(p.name for p in out.iterdir()) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["t.parquet"]
