@@ -168,7 +168,7 @@ def run(data: Path | str, out_dir: Path, params_path: Path, engine: str | None =
     (:mod:`pipelines.spark`), which writes each table as a Parquet directory.
     """
     feats, config = load_params(params_path)
-    engine = _engine(engine or feats.engine)
+    engine = check_engine(engine or feats.engine)
     if engine == "spark":
         return _run_spark(str(data), Path(out_dir), feats, config)
     con = connect(Path(data))
@@ -211,13 +211,13 @@ def run(data: Path | str, out_dir: Path, params_path: Path, engine: str | None =
 def run_one(data: Path | str, as_of: str | None, out: Path | str, params_path: Path, engine: str | None = None) -> None:
     """Features (and labels where their horizon is complete) for every customer at one cutoff."""
     feats, config = load_params(params_path)
-    if _engine(engine or feats.engine) == "spark":
+    if check_engine(engine or feats.engine) == "spark":
         from features.spark import build_feature_table_spark
         from pipelines.spark import read_tables, spark_session, write_parquet, write_text
 
         spark = spark_session()
         tables = read_tables(spark, data)
-        first, last = _spark_span(tables["orders"])
+        first, last = spark_span(tables["orders"])
         cutoff = _one_cutoff(as_of, first, last)
         with step("features (spark)") as s:
             frame, manifest = build_feature_table_spark(spark, tables, [cutoff], data_end(last), config, False)
@@ -245,13 +245,13 @@ def _one_cutoff(as_of: str | None, first: pd.Timestamp, last: pd.Timestamp) -> p
     return cutoff
 
 
-def _engine(engine: str) -> str:
+def check_engine(engine: str) -> str:
     if engine not in ENGINES:
         raise ParamsError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}.")
     return engine
 
 
-def _spark_span(orders) -> tuple[pd.Timestamp, pd.Timestamp]:
+def spark_span(orders) -> tuple[pd.Timestamp, pd.Timestamp]:
     """First and last order timestamps, computed by Spark."""
     first, last, n = orders.selectExpr("min(order_ts)", "max(order_ts)", "count(*)").collect()[0]
     if n == 0:
@@ -274,7 +274,7 @@ def _run_spark(data: str, out_dir: Path, feats: FeaturesParams, config: FeatureC
 
     spark = spark_session()
     tables = read_tables(spark, data)
-    cutoffs, end, as_of = schedule(feats, config, *_spark_span(tables["orders"]))
+    cutoffs, end, as_of = schedule(feats, config, *spark_span(tables["orders"]))
     with step("features on spark (training panel + scoring table)") as s:
         if as_of in cutoffs:
             panel, manifest = build_feature_table_spark(spark, tables, cutoffs, end, config, training=True)

@@ -528,6 +528,35 @@ def write_outputs(table: pa.Table, drift: dict[str, Any], out: Path) -> None:
         tmp_drift.write_text(json.dumps(drift, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
+def run_summary(
+    cutoff: pd.Timestamp,
+    rows: int,
+    left_out: int,
+    models: dict[str, LoadedModel],
+    tiers_count: dict[str, int],
+    intended: dict[str, int],
+    control_n: int,
+    params: ScoreParams,
+    method: str,
+) -> dict[str, Any]:
+    """The run summary every engine stores with its scores (and export copies into the CRM manifest)."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "as_of_date": str(cutoff.date()),
+        "rows": rows,
+        "customers_left_out_no_order_before_as_of": left_out,
+        "model_version": model_version_label(models),
+        "models": {
+            k: {"uri": m.uri, "name": m.name, "version": m.version, "run_id": m.run_id, "horizon_days": m.horizon_days}
+            for k, m in models.items()
+        },
+        "tiers": {t: int(tiers_count.get(t, 0)) for t in TIER_ORDER},
+        "intended_actions": {k: int(intended[k]) for k in sorted(intended)},
+        "control_group": {"rows": control_n, **asdict(params.control_group)},
+        "reason_method": method,
+    }
+
+
 def drift_path(out: Path) -> Path:
     """The drift report beside the scores: ``scores.parquet`` -> ``scores.drift.json``."""
     return Path(out).with_name(Path(out).stem + ".drift.json")
@@ -549,7 +578,7 @@ def run(
     """Score every customer of ``data`` at ``as_of`` into ``out`` (module docstring). ``engine`` (default:
     params ``features.engine``): ``spark`` runs :mod:`pipelines.score_spark` instead."""
     feats, _ = feature_stage.load_params(params_path)
-    if feature_stage._engine(engine or feats.engine) == "spark":
+    if feature_stage.check_engine(engine or feats.engine) == "spark":
         from pipelines import score_spark
 
         return score_spark.run(str(data), str(out), params_path, as_of=as_of, model_uris=model_uris)
@@ -580,22 +609,9 @@ def run(
         s.detail = f"{len(drift['warnings'])} drift warning(s)"
     tiers_count = _tier_counts(scores["risk_tier"])
     control_n = int(scores["control_group"].sum())
-    summary = {
-        "schema_version": SCHEMA_VERSION,
-        "as_of_date": str(cutoff.date()),
-        "rows": len(scores),
-        "customers_left_out_no_order_before_as_of": left_out,
-        "model_version": model_version_label(models),
-        "models": {
-            k: {"uri": m.uri, "name": m.name, "version": m.version, "run_id": m.run_id, "horizon_days": m.horizon_days}
-            for k, m in models.items()
-        },
-        "tiers": tiers_count,
-        "intended_actions": {str(k): int(v) for k, v in scores["intended_action"].value_counts().sort_index().items()},
-        "control_group": {"rows": control_n, **asdict(params.control_group)},
-        "reason_method": method,
-        "data_end": manifest["data_end"],
-    }
+    intended = {str(k): int(v) for k, v in scores["intended_action"].value_counts().items()}
+    summary = run_summary(cutoff, len(scores), left_out, models, tiers_count, intended, control_n, params, method)
+    summary["data_end"] = manifest["data_end"]
     drift_doc = {"as_of_date": summary["as_of_date"], "model_version": summary["model_version"], **drift}
     table = to_arrow(scores, summary)
     del scores

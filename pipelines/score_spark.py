@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +33,8 @@ import pyarrow as pa
 from features.build import LABELS
 from features.cutoffs import data_end
 from models import reasons as rsn
-from models.scores_schema import SCHEMA_VERSION, arrow_schema, summary_path, validate_scores
-from models.tiers import TIER_ORDER, RiskTiers
+from models.scores_schema import arrow_schema, summary_path, validate_scores
+from models.tiers import RiskTiers
 from pipelines import features as feature_stage
 from pipelines.console import console, step
 from pipelines.errors import DataContractError, ParamsError
@@ -47,7 +46,7 @@ from pipelines.score import (
     decide,
     drift_report,
     load_checked_models,
-    model_version_label,
+    run_summary,
 )
 from pipelines.tracking import tracking_uri
 
@@ -122,7 +121,7 @@ def run(data: str, out: str, params_path: Path, as_of: str | None = None, model_
     tables = read_tables(spark, data)
     models = load_checked_models(model_uris, params, params_path, "score (spark)")
 
-    first, last = feature_stage._spark_span(tables["orders"])
+    first, last = feature_stage.spark_span(tables["orders"])
     cutoff = as_of_cutoff(as_of, feats, first, last, data)
     with step("score (spark): features, models, reasons, actions") as s:
         frame, manifest = build_feature_table_spark(spark, tables, [cutoff], data_end(last), config, training=False)
@@ -174,29 +173,10 @@ def run(data: str, out: str, params_path: Path, as_of: str | None = None, model_
         tiers_count = dict(written.groupBy("risk_tier").count().collect())
         intended = dict(written.groupBy("intended_action").count().collect())
         control_n = written.filter("control_group").count()
-        summary = {
-            "schema_version": SCHEMA_VERSION,
-            "as_of_date": str(cutoff.date()),
-            "rows": n_rows,
-            "customers_left_out_no_order_before_as_of": int(left_out),
-            "model_version": model_version_label(models),
-            "models": {
-                k: {
-                    "uri": m.uri,
-                    "name": m.name,
-                    "version": m.version,
-                    "run_id": m.run_id,
-                    "horizon_days": m.horizon_days,
-                }
-                for k, m in models.items()
-            },
-            "tiers": {t: int(tiers_count.get(t, 0)) for t in TIER_ORDER},
-            "intended_actions": {str(k): int(intended[k]) for k in sorted(intended)},
-            "control_group": {"rows": int(control_n), **asdict(params.control_group)},
-            "reason_method": method,
-            "data_end": manifest["data_end"],
-            "engine": "spark",
-        }
+        summary = run_summary(
+            cutoff, n_rows, int(left_out), models, tiers_count, intended, int(control_n), params, method
+        )
+        summary.update(data_end=manifest["data_end"], engine="spark")
         drift = _drift(scored, models, params.drift.psi_warning, n_rows)
         drift_doc = {"as_of_date": summary["as_of_date"], "model_version": summary["model_version"], **drift}
         write_text(spark, json.dumps(summary, indent=2, sort_keys=True) + "\n", summary_path(out))
