@@ -26,6 +26,7 @@ The connection passed in must expose views ``orders`` (required), and optionally
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import duckdb
@@ -35,7 +36,7 @@ import pyarrow as pa
 
 from features.contract import KNOWN_EVENT_TYPES
 from features.cutoffs import slot_boundaries, slot_of_day, to_day
-from features.definitions import MEASURES, OTHER_EVENTS, Measure
+from features.definitions import AMOUNT_SCALE, MEASURES, OTHER_EVENTS, Measure
 from features.derive import (
     BGNBD_FEATURES,
     CATEGORICAL_FEATURES,
@@ -46,9 +47,10 @@ from features.derive import (
     all_offsets,
     attribute_columns,
     eligible,
+    fit_priors,
     measure_offsets,
 )
-from features.sql import FOLD, day_expr, source_sql
+from features.sql import day_expr, reduce_groups, source_sql
 
 __all__ = [
     "BGNBD_FEATURES",
@@ -110,48 +112,164 @@ def skipped_sources(sources: Sources) -> list[str]:
     return sorted(missing)
 
 
-class _Running:
-    """Running value of one measure per (customer, slot): a running total, max or min, or the latest value.
+_INT64 = np.iinfo(np.int64)
+# "No row yet" for a running max / min timestamp: the identity of the fold.
+_SENTINEL = {"max": int(_INT64.min), "min": int(_INT64.max)}
 
-    Built from the measure's non-empty (customer, slot) cells only; ``at`` reads it at the given customers
-    and slot indexes. Counts use int32 and timestamps int64, so the dense array costs 4-8 bytes a cell.
+
+@dataclass(frozen=True)
+class _Fold:
+    """Measures of one reduce group that are read at the same slot edges (the same offsets), and those edges
+    (fine slot indexes, ascending). Their fine slots are folded into one coarse slot per edge before numpy
+    sees them: a measure read only at ``c`` keeps 13 rows per customer instead of ~100."""
+
+    measures: tuple[Measure, ...]
+    edges: np.ndarray
+
+
+def _folds(measures: list[Measure], config: FeatureConfig, j_at: dict[int, np.ndarray]) -> list[_Fold]:
+    by_offsets: dict[tuple[int, ...], list[Measure]] = {}
+    for m in measures:
+        by_offsets.setdefault(measure_offsets(m, config), []).append(m)
+    return [
+        _Fold(tuple(ms), np.unique(np.concatenate([j_at[o] for o in offsets]))) for offsets, ms in by_offsets.items()
+    ]
+
+
+def _fold_sql(reduced: str, coarse: str, measures: tuple[Measure, ...]) -> str:
+    """One row per (customer, coarse slot) that has rows: sums never NULL (counts, or amounts in integer
+    millionths), max/min timestamps with the fold's identity for "no row", ``last`` the value of the latest
+    fine slot that has one (NULL for none). Fine slots after the last edge are never read and are dropped."""
+    cols = []
+    for m in measures:
+        x = f"r.{m.name}"
+        if m.rollup == "sum":
+            kind = "INTEGER" if m.dtype == "int32" else "BIGINT"
+            cols.append(f"CAST(coalesce(sum({x}), 0) AS {kind}) AS {m.name}")
+        elif m.rollup in _SENTINEL:
+            cols.append(f"coalesce({m.rollup}({x}), {_SENTINEL[m.rollup]}) AS {m.name}")
+        else:
+            cols.append(f"arg_max({x}, r.slot) FILTER (WHERE {x} IS NOT NULL) AS {m.name}")
+    return (
+        f"SELECT r.cust_idx, c.cs, {', '.join(cols)} FROM {reduced} r JOIN {coarse} c ON r.slot = c.slot "
+        "GROUP BY r.cust_idx, c.cs"
+    )
+
+
+def _reduce_and_fold(
+    con: duckdb.DuckDBPyConnection, k: int, source: str, measures: list[Measure], folds: list[_Fold], first_map_day: int
+) -> list[pa.Table]:
+    """The DuckDB side of one reduce group: the reduce query once (one scan of the source table), then one fold
+    query per edge set over the reduced rows; the cells of each fold as Arrow."""
+    reduced = f"_reduced_{k}"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {reduced} AS {source_sql(source, measures, first_map_day)}")
+    try:
+        cells = []
+        for fold in folds:
+            slots = np.arange(int(fold.edges[-1]) + 1)
+            coarse = pd.DataFrame({"slot": slots, "cs": np.searchsorted(fold.edges, slots).astype(np.int32)})
+            con.register("_coarse_df", coarse)
+            cells.append(con.sql(_fold_sql(reduced, "_coarse_df", fold.measures)).to_arrow_table())
+            con.unregister("_coarse_df")
+        return cells
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {reduced}")
+
+
+class _Running:
+    """Running value of one measure at every (coarse slot, customer): a running total, max or min, or the
+    latest value.
+
+    Slot-major, so the customers of one cutoff (in customer order) at one slot are one row read in order:
+    that keeps the reads cache-friendly. Filled from the fold's cells (at most one per (customer, coarse
+    slot)); the running step is a loop over the coarse slots, each step a vectorised row operation, so it works
+    in place (a whole-array accumulate would copy the array first). Sums are integers (counts, or amounts in
+    millionths) and so exact; timestamps int64 microseconds with a sentinel for "none yet".
     """
 
-    def __init__(
-        self, shape: tuple[int, int], cust: np.ndarray, slot: np.ndarray, values: np.ndarray, rollup: str, integer: bool
-    ):
-        self.rollup = rollup
-        if rollup == "sum":
-            self.dense = np.zeros(shape, dtype=np.int32 if integer else np.float64)
-            self.dense[cust, slot] = values
-            np.cumsum(self.dense, axis=1, out=self.dense)
-        elif rollup in ("max", "min"):
-            self.sentinel = np.iinfo(np.int64).min if rollup == "max" else np.iinfo(np.int64).max
-            self.dense = np.full(shape, self.sentinel, dtype=np.int64)
-            self.dense[cust, slot] = values.astype(np.int64)
-            (np.maximum if rollup == "max" else np.minimum).accumulate(self.dense, axis=1, out=self.dense)
+    def __init__(self, cells: pa.Table, m: Measure, n_cust: int, n_rows: int):
+        cust, slot = cells.column("cust_idx").to_numpy(), cells.column("cs").to_numpy()
+        col = cells.column(m.name).combine_chunks()
+        shape = (n_rows, n_cust)
+        self.rollup, self.n_cust = m.rollup, n_cust
+        self.scale = AMOUNT_SCALE if m.rollup == "sum" and m.dtype == "float64" else 1
+        if m.rollup == "sum":
+            self.dense = np.zeros(shape, dtype=np.int32 if m.dtype == "int32" else np.int64)
+            self.dense[slot, cust] = col.to_numpy()
+            step = np.add
+        elif m.rollup in _SENTINEL:
+            self.dense = np.full(shape, _SENTINEL[m.rollup], dtype=np.int64)
+            self.dense[slot, cust] = col.to_numpy()
+            step = np.maximum if m.rollup == "max" else np.minimum
         else:
-            # last: remember which slot last had a value, and read the value there.
-            self.dense = np.full(shape, np.nan)
-            self.dense[cust, slot] = values
-            self.last = np.full(shape, -1, dtype=np.int32)
-            self.last[cust, slot] = slot.astype(np.int32)
-            np.maximum.accumulate(self.last, axis=1, out=self.last)
+            # last: the coarse slot that last had a value, rolled forward; the value is read at that slot.
+            ok = col.is_valid().to_numpy(zero_copy_only=False)
+            self.values = np.full(shape, np.nan)
+            self.values[slot[ok], cust[ok]] = col.to_numpy(zero_copy_only=False)[ok]
+            self.dense = np.full(shape, -1, dtype=np.int32)
+            self.dense[slot[ok], cust[ok]] = slot[ok]
+            step = np.maximum
+        for j in range(1, n_rows):
+            step(self.dense[j - 1], self.dense[j], out=self.dense[j])
 
-    def at(self, rc: np.ndarray, j: np.ndarray) -> np.ndarray:
-        # Flat take on the row-major array: about twice as fast as 2-D fancy indexing.
-        flat = rc * self.dense.shape[1] + j
-        if self.rollup == "sum":
-            return np.take(self.dense.ravel(), flat).astype(np.float64)
-        if self.rollup in ("max", "min"):
-            raw = np.take(self.dense.ravel(), flat)
-            out = raw.astype(np.float64)
-            out[raw == self.sentinel] = np.nan
-            return out
-        i = np.take(self.last.ravel(), flat)
-        out = np.take(self.dense.ravel(), rc * self.dense.shape[1] + np.maximum(i, 0))
-        out[i < 0] = np.nan
+    def read(self, rc: np.ndarray, blocks: list[tuple[int, int]], rows: np.ndarray) -> np.ndarray:
+        """Running values (float64; NaN where a max, min or last has no row yet) of customers ``rc``, block
+        ``b`` of them (a cutoff's customers, ascending) through coarse slot ``rows[b]``."""
+        out = np.empty(len(rc))
+        for (start, stop), j in zip(blocks, rows, strict=True):
+            idx = rc[start:stop]
+            if self.rollup == "last":
+                at = self.dense[j][idx]
+                values = np.take(self.values.ravel(), np.maximum(at, 0) * self.n_cust + idx)
+                values[at < 0] = np.nan
+                out[start:stop] = values
+            else:
+                out[start:stop] = self.dense[j][idx]
+        if self.rollup in _SENTINEL:
+            out[out == float(_SENTINEL[self.rollup])] = np.nan
+        elif self.scale != 1:
+            out /= self.scale
         return out
+
+
+class _Reader:
+    """``at(offset)`` for :meth:`FeatureAssembler.add`: a measure's running values for the output rows
+    (customers ``rc``, one block per cutoff) at each cutoff's edge for that offset."""
+
+    def __init__(self, run: _Running, fold: _Fold, j_at: dict, rc: np.ndarray, blocks: list[tuple[int, int]]):
+        self.run, self.rc, self.blocks = run, rc, blocks
+        self.rows = {o: np.searchsorted(fold.edges, j) for o, j in j_at.items()}
+
+    def __call__(self, offset: int) -> np.ndarray:
+        return self.run.read(self.rc, self.blocks, self.rows[offset])
+
+
+def _eligible_rows(
+    orders: list[tuple[Measure, _Fold, pa.Table]],
+    j_now: np.ndarray,
+    n_cust: int,
+    cut_days: np.ndarray,
+    config: FeatureConfig,
+    training: bool,
+    keep_days: set[int],
+) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """The output rows: customer indexes, cutoff by cutoff and ascending within one, and each cutoff's block of
+    them. :func:`features.derive.eligible`, read off the orders' running arrays for every customer."""
+    everyone = np.arange(n_cust)
+    now = {}
+    for m, fold, cells in orders:
+        if m.name in ("n_orders", "last_order_us"):
+            run = _Running(cells, m, n_cust, len(fold.edges))
+            rows = np.searchsorted(fold.edges, j_now)
+            now[m.name] = [run.read(everyone, [(0, n_cust)], rows[k : k + 1]) for k in range(len(cut_days))]
+    picks = []
+    for k, c in enumerate(cut_days):
+        drop = training and int(c) not in keep_days
+        ok = eligible(now["n_orders"][k], now["last_order_us"][k], np.full(n_cust, c), config, drop_lapsed=drop)
+        picks.append(np.flatnonzero(ok))
+    stops = np.cumsum([len(p) for p in picks])
+    blocks = [(int(stop - len(p)), int(stop)) for p, stop in zip(picks, stops, strict=True)]
+    return np.concatenate(picks), blocks
 
 
 def build_feature_table(
@@ -194,7 +312,7 @@ def build_feature_table(
         "FROM (SELECT DISTINCT customer_id FROM orders)"
     )
     cust_ids = con.sql("SELECT customer_id FROM _cust ORDER BY cust_idx").to_arrow_table().column(0).combine_chunks()
-    n_cust, n_slots = len(cust_ids), len(bounds)
+    n_cust = len(cust_ids)
     j_of = {int(b): i for i, b in enumerate(bounds)}
 
     measures = [m for m in MEASURES if sources.supports(m)]
@@ -204,75 +322,48 @@ def build_feature_table(
     keep_days = {to_day(c) for c in keep_lapsed_at}
     assembler: FeatureAssembler | None = None
     rc = rk = np.empty(0, dtype=np.int64)
+    blocks: list[tuple[int, int]] = []
 
-    # One source at a time, one measure at a time: each running array lives only until its columns are cut
-    # out of it, which keeps peak memory near one (customers x slots) array plus the output.
-    for source in ("orders", "returns", "events"):
-        ms = [m for m in measures if m.source == source]
-        if not ms:
-            continue
-        # The reduced table stays inside DuckDB; each measure fetches only its non-empty cells.
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _reduced AS {source_sql(source, ms, lo)}")
-
-        def running(m: Measure) -> tuple[_Running, dict[int, np.ndarray]]:
-            """The measure's running values over its own coarse slots, and per offset the coarse index to
-            read for each cutoff. A measure needs only the edges its windows and labels use, so the fine
-            slots between two such edges are folded together (in DuckDB, over the measure's non-empty cells
-            only: most measures are sparse) before numpy sees them."""
-            needed = measure_offsets(m, config)
-            edges = np.unique(np.concatenate([j_at[o] for o in needed]))
-            coarse = np.searchsorted(edges, np.arange(n_slots), side="left").astype(np.int32)
-            con.register("_coarse_df", pd.DataFrame({"slot": np.arange(n_slots, dtype=np.int32), "cs": coarse}))
-            keep = f"{m.name} IS NOT NULL" + (f" AND {m.name} <> 0" if m.rollup == "sum" else "")
-            cells = con.sql(
-                f"SELECT r.cust_idx, c.cs, CAST({FOLD[m.rollup].format(m.name)} AS DOUBLE) AS v "
-                f"FROM _reduced r JOIN _coarse_df c ON r.slot = c.slot WHERE {keep} GROUP BY r.cust_idx, c.cs"
-            ).to_arrow_table()
-            run = _Running(
-                (n_cust, len(edges) + 1),
-                cells.column("cust_idx").to_numpy(),
-                cells.column("cs").to_numpy(),
-                cells.column("v").to_numpy(),
-                m.rollup,
-                integer=m.dtype == "int32",
-            )
-            return run, {o: np.searchsorted(edges, j_at[o]) for o in needed}
-
-        if source == "orders":
-            # Eligibility per cutoff (features.derive.eligible), read off the running arrays for every customer.
-            n_run, n_j = running(next(m for m in ms if m.name == "n_orders"))
-            last_run, last_j = running(next(m for m in ms if m.name == "last_order_us"))
-            everyone = np.arange(n_cust)
-            picks = []
-            for k, c in enumerate(cut_days):
-                ok = eligible(
-                    n_run.at(everyone, np.full(n_cust, n_j[0][k])),
-                    last_run.at(everyone, np.full(n_cust, last_j[0][k])),
-                    np.full(n_cust, c),
-                    config,
-                    drop_lapsed=training and int(c) not in keep_days,
-                )
-                picks.append(np.flatnonzero(ok))
-            del n_run, last_run
-            rc = np.concatenate(picks)
-            rk = np.concatenate([np.full(len(p), k, dtype=np.int64) for k, p in enumerate(picks)])
-            assembler = FeatureAssembler(cut_days[rk], config, have)
-        for m in ms:
-            run, jj = running(m)
-
-            def at(o: int, run: _Running = run, jj: dict = jj, rc: np.ndarray = rc, rk: np.ndarray = rk) -> np.ndarray:
-                return run.at(rc, jj[o][rk])
-
-            assembler.add(m, at)
-            del run
-        con.execute("DROP TABLE _reduced")
+    # One reduce query at a time, one measure at a time: each running array lives only until its columns are
+    # cut out of it, which keeps peak memory near one (slots x customers) array plus the output. DuckDB runs the
+    # reduce queries one after another in a background thread (it releases the GIL), so the next group is being
+    # reduced while numpy rolls up this one; nothing else touches the connection until they are all fetched.
+    groups = [(source, ms, _folds(ms, config, j_at), lo) for source, ms in reduce_groups(measures)]
+    priors = None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="churn-reduce") as pool:
+        # One group ahead, no more: a fetched group's cells wait in memory until numpy gets to them (and the
+        # future is dropped once read, so it does not keep them alive).
+        pending = pool.submit(_reduce_and_fold, con, 0, *groups[0])
+        try:
+            for k, (source, _, folds, _) in enumerate(groups):
+                cells_of, pending = pending.result(), None
+                if k + 1 < len(groups):
+                    pending = pool.submit(_reduce_and_fold, con, k + 1, *groups[k + 1])
+                # Measure by measure: each running array lives only until its columns are cut out of it.
+                items = [(m, fold, cells) for fold, cells in zip(folds, cells_of, strict=True) for m in fold.measures]
+                del cells_of
+                if source == "orders":
+                    rc, blocks = _eligible_rows(items, j_at[0], n_cust, cut_days, config, training, keep_days)
+                    rk = np.repeat(np.arange(len(cut_days)), [stop - start for start, stop in blocks])
+                    assembler = FeatureAssembler(cut_days[rk], config, have)
+                while items:
+                    m, fold, cells = items.pop(0)
+                    assembler.add(m, _Reader(_Running(cells, m, n_cust, len(fold.edges)), fold, j_at, rc, blocks))
+                    del cells
+                if source == "orders":
+                    # The per-cutoff BG/NBD fits need only the orders' running values: fitted here, they run
+                    # while DuckDB reduces the events.
+                    priors = fit_priors(assembler.now(), cut_days[rk], config)
+        finally:
+            if pending is not None:
+                pending.cancel()
 
     c_day = cut_days[rk]
     end_day = to_day(end) if pd.Timestamp(end) == pd.Timestamp(end).floor("D") else to_day(end) + 1
     columns: dict[str, pa.Array] = {
         "customer_id": pa.DictionaryArray.from_arrays(pa.array(rc.astype(np.int32)), cust_ids).cast(pa.string())
     }
-    rest, family = assembler.finish(end_day, attributes=_customer_attributes(con, sources, rc, c_day))
+    rest, family = assembler.finish(end_day, priors, attributes=_customer_attributes(con, sources, rc, c_day))
     columns.update(rest)
     table = pa.table(columns)
     manifest = feature_manifest(table, family, config, cutoffs, end, skipped)

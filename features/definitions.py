@@ -26,6 +26,8 @@ class Measure:
     ``expr`` is a SQL aggregate over the source rows (portable SQL: count, sum, max, min, and ``max_by`` for
     ``last``). For ``last`` measures ``expr`` is the value and the engine takes the value of the row with
     the latest timestamp. Timestamps are carried as microseconds since the epoch (``ts_us``).
+    ``dtype``: ``int32`` counts, ``int64`` timestamps, ``float64`` amounts (a ``sum`` of them is carried in
+    integer millionths, see :func:`exact_sum`; a ``last`` as the value itself).
     """
 
     name: str
@@ -37,11 +39,17 @@ class Measure:
     dtype: str = "float64"
 
 
+# Amounts are summed as integers of this many units per currency unit (millionths). Integer sums are exact,
+# so the order rows are added in (DuckDB and Spark sum in parallel) cannot change a feature, and they are fast
+# in both engines: Spark aggregates wide decimals as Java BigDecimals, which made the roll-up crawl.
+AMOUNT_SCALE = 1_000_000
+
+
 def exact_sum(expr: str) -> str:
-    """A sum that does not depend on the order rows are added in (DuckDB and Spark sum in parallel), so the
-    same data always gives bit-identical features: summed as DECIMAL(38, 6), six decimals kept. NaN (a
-    missing value in Parquet floats) counts as missing."""
-    return f"sum(TRY_CAST({expr} AS DECIMAL(38, 6)))"
+    """A sum that does not depend on the order rows are added in, so the same data always gives bit-identical
+    features: each value rounded to millionths and summed as a 64-bit integer (``AMOUNT_SCALE``; divide to get
+    the amount back). NaN and infinities (missing values in Parquet floats) count as missing."""
+    return f"sum(TRY_CAST(round(({expr}) * {AMOUNT_SCALE}) AS BIGINT))"
 
 
 def _event(name: str, event_type: str, expr: str, rollup: Rollup, dtype: str = "float64") -> Measure:
@@ -55,7 +63,7 @@ MEASURES: tuple[Measure, ...] = (
     Measure("n_orders", "orders", "count(*)", "sum", dtype="int32"),
     Measure("revenue", "orders", exact_sum("amount"), "sum"),
     Measure("discount", "orders", exact_sum("coalesce(discount_amount, 0)"), "sum", needs_columns=("discount_amount",)),
-    Measure("items", "orders", "sum(coalesce(items, 0))", "sum", needs_columns=("items",)),
+    Measure("items", "orders", exact_sum("coalesce(items, 0)"), "sum", needs_columns=("items",)),
     Measure("gap_n", "orders", "count(gap_days)", "sum", dtype="int32"),
     Measure("gap_sum", "orders", exact_sum("gap_days"), "sum"),
     Measure("gap_sq", "orders", exact_sum("gap_days * gap_days"), "sum"),

@@ -135,8 +135,12 @@ def eligible(
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+    """num / den where den > 0, else NaN (float64)."""
+    num, den = np.broadcast_arrays(np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64))
+    out = np.full(num.shape, np.nan)
+    with np.errstate(invalid="ignore"):
+        np.divide(num, den, out=out, where=den > 0)
+    return out
 
 
 def bgnbd_inputs_at(now: Mapping[str, np.ndarray], c_day: np.ndarray) -> dict[str, np.ndarray]:

@@ -39,7 +39,7 @@ from features.derive import (
     prior_fit_mask,
     running_column,
 )
-from features.sql import micros_expr, read_column, running_sql, source_sql, to_spark
+from features.sql import micros_expr, read_column, reduce_groups, running_sql, source_sql, to_spark
 from models.baselines import MAX_FIT_ROWS, BGNBDPrior, fit_sample_positions
 
 TABLES = ("orders", "returns", "customers", "events")
@@ -98,23 +98,20 @@ def build_feature_table_spark(
 
     measures = [m for m in MEASURES if sources.supports(m)]
     have = {m.name for m in measures}
-    per_source = {}
-    for source in ("orders", "returns", "events"):
-        ms = [m for m in measures if m.source == source]
-        if not ms:
-            continue
-        spark.sql(to_spark(source_sql(source, ms, lo, by_index=False))).createOrReplaceTempView(f"_reduced_{source}")
-        rolled = running_sql(f"_reduced_{source}", [(m, measure_offsets(m, config)) for m in ms])
-        per_source[source] = spark.sql(to_spark(rolled))
-    base = per_source["orders"]
-    for source in ("returns", "events"):
-        if source in per_source:
-            base = base.join(per_source[source], ["customer_id", "cutoff_day"], "left")
+    rolled = []
+    for k, (source, ms) in enumerate(reduce_groups(measures)):
+        spark.sql(to_spark(source_sql(source, ms, lo, by_index=False))).createOrReplaceTempView(f"_reduced_{k}")
+        query = running_sql(f"_reduced_{k}", [(m, measure_offsets(m, config)) for m in ms])
+        rolled.append(spark.sql(to_spark(query)))
+    # reduce_groups puts orders first: every output row has an order before its cutoff.
+    orders_base, base = rolled[0], rolled[0]
+    for part in rolled[1:]:
+        base = base.join(part, ["customer_id", "cutoff_day"], "left")
     attrs = _attribute_frame(spark, sources)
     if attrs is not None:
         base = base.join(attrs, "customer_id", "left")
 
-    priors = _fit_priors(spark, per_source["orders"], cut_days, config)
+    priors = _fit_priors(spark, orders_base, cut_days, config)
     drop_days = frozenset(int(d) for d in cut_days) - {to_day(c) for c in keep_lapsed_at} if training else frozenset()
     derive = _BatchDeriver(measures, have, config, _day_of(end), priors, drop_days, attrs is not None, sources)
     empty = derive.batch_table(pa.RecordBatch.from_pylist([], schema=base.limit(0).toArrow().schema))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -204,8 +205,14 @@ def run(data: Path | str, out_dir: Path, params_path: Path, engine: str | None =
             f"scoring table {scoring.num_rows:,} rows as of {as_of.date()}"
         )
     out_dir = Path(out_dir)
-    _write(panel, manifest, out_dir / "panel.parquet")
-    _write(scoring, smanifest, out_dir / "scoring.parquet")
+    # Parquet encoding releases the GIL: the scoring table is written while the panel is.
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="churn-write") as pool:
+        writes = [
+            pool.submit(_write, panel, manifest, out_dir / "panel.parquet"),
+            pool.submit(_write, scoring, smanifest, out_dir / "scoring.parquet"),
+        ]
+        for w in writes:
+            w.result()
 
 
 def run_one(data: Path | str, as_of: str | None, out: Path | str, params_path: Path, engine: str | None = None) -> None:

@@ -3,7 +3,9 @@
 Where the session comes from, in order: an active session (``spark-submit``, a notebook, Databricks), else a
 new one whose master is ``CHURN_SPARK_MASTER`` (e.g. ``spark://host:7077``, ``yarn``, ``k8s://...``), else
 ``local[*]`` on this machine. Extra settings go in the usual places (``spark-defaults.conf``,
-``PYSPARK_SUBMIT_ARGS``); ``CHURN_SPARK_DRIVER_MEMORY`` sets a new local session's driver memory (default 4g).
+``PYSPARK_SUBMIT_ARGS``); ``CHURN_SPARK_DRIVER_MEMORY`` sets a new local session's driver memory (default 4g)
+and ``CHURN_SPARK_SHUFFLE_PARTITIONS`` its shuffle partitions (default Spark's 200, which adaptive execution
+coalesces on small data; 2 x cores put millions of wide rows in each task on the 1M-customer shop).
 Session time zone is UTC: the contract's timestamps are naive UTC, and day arithmetic must not move them.
 """
 
@@ -47,7 +49,7 @@ def spark_session(app_name: str = "churn-pipeline"):
             builder.config("spark.driver.memory", os.environ.get("CHURN_SPARK_DRIVER_MEMORY", "4g"))
             .config("spark.ui.enabled", "false")
             .config("spark.ui.showConsoleProgress", "false")
-            .config("spark.sql.shuffle.partitions", str(max(2, 2 * (os.cpu_count() or 1))))
+            .config("spark.sql.shuffle.partitions", os.environ.get("CHURN_SPARK_SHUFFLE_PARTITIONS", "200"))
         )
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(os.environ.get("CHURN_SPARK_LOG_LEVEL", "ERROR"))
