@@ -15,13 +15,15 @@ then applied to every row: ``bgnbd_p_alive``, ``bgnbd_churn_probability`` (no or
 ``bgnbd_expected_orders`` and ``bgnbd_clv`` (over the CLV horizon) and ``bgnbd_order_value``. NaN at a cutoff
 with fewer than 20 such customers. The models start from them (``train.*.offset``).
 
-How it stays fast: DuckDB scans each source table once and reduces it to one row per (customer, slot),
-where slots are the intervals between consecutive window and horizon edges of all cutoffs. numpy then
-turns those into running totals per customer over slots, and every window of every cutoff is the
-difference of two running totals: no cutoff rescans the data.
+How it stays fast: DuckDB scans each source table once per group of measures (:func:`features.sql.reduce_groups`)
+and reduces it to one row per (customer, slot), where slots are the intervals between the consecutive window
+and horizon edges, of all cutoffs, that the group reads. numpy then turns those into running totals per
+customer over slots, and every window of every cutoff is the difference of two running totals: no cutoff
+rescans the data. DuckDB works on the next group in a background thread while numpy rolls up this one.
 
 The connection passed in must expose views ``orders`` (required), and optionally ``returns``,
-``customers`` and ``events``, with the validated contract's columns and types.
+``customers`` and ``events``, with the validated contract's columns and types. While a build runs it uses
+the connection from a background thread (one query at a time): do not share it with other threads meanwhile.
 """
 
 from __future__ import annotations
@@ -136,20 +138,25 @@ def _folds(measures: list[Measure], config: FeatureConfig, j_at: dict[int, np.nd
     ]
 
 
-def _fold_sql(reduced: str, coarse: str, measures: tuple[Measure, ...]) -> str:
+def _fold_sql(reduced: str, coarse: str | None, measures: tuple[Measure, ...]) -> str:
     """One row per (customer, coarse slot) that has rows: sums never NULL (counts, or amounts in integer
     millionths), max/min timestamps with the fold's identity for "no row", ``last`` the value of the latest
-    fine slot that has one (NULL for none). Fine slots after the last edge are never read and are dropped."""
+    slot that has one (NULL for none). ``coarse`` (slot -> cs) folds the reduced slots; slots it lacks are
+    never read and are dropped. Without it the reduced slots are the fold's own: the cells pass through."""
     cols = []
     for m in measures:
         x = f"r.{m.name}"
         if m.rollup == "sum":
             kind = "INTEGER" if m.dtype == "int32" else "BIGINT"
-            cols.append(f"CAST(coalesce(sum({x}), 0) AS {kind}) AS {m.name}")
+            cols.append(f"CAST(coalesce({x if coarse is None else f'sum({x})'}, 0) AS {kind}) AS {m.name}")
         elif m.rollup in _SENTINEL:
-            cols.append(f"coalesce({m.rollup}({x}), {_SENTINEL[m.rollup]}) AS {m.name}")
+            cols.append(f"coalesce({x if coarse is None else f'{m.rollup}({x})'}, {_SENTINEL[m.rollup]}) AS {m.name}")
+        elif coarse is None:
+            cols.append(f"{x} AS {m.name}")
         else:
             cols.append(f"arg_max({x}, r.slot) FILTER (WHERE {x} IS NOT NULL) AS {m.name}")
+    if coarse is None:
+        return f"SELECT r.cust_idx, r.slot AS cs, {', '.join(cols)} FROM {reduced} r"
     return (
         f"SELECT r.cust_idx, c.cs, {', '.join(cols)} FROM {reduced} r JOIN {coarse} c ON r.slot = c.slot "
         "GROUP BY r.cust_idx, c.cs"
@@ -157,23 +164,82 @@ def _fold_sql(reduced: str, coarse: str, measures: tuple[Measure, ...]) -> str:
 
 
 def _reduce_and_fold(
-    con: duckdb.DuckDBPyConnection, k: int, source: str, measures: list[Measure], folds: list[_Fold], first_map_day: int
-) -> list[pa.Table]:
-    """The DuckDB side of one reduce group: the reduce query once (one scan of the source table), then one fold
-    query per edge set over the reduced rows; the cells of each fold as Arrow."""
+    con: duckdb.DuckDBPyConnection,
+    k: int,
+    source: str,
+    measures: list[Measure],
+    folds: list[_Fold],
+    daymap: pd.DataFrame,
+    first_map_day: int,
+) -> list[dict[str, np.ndarray]]:
+    """The DuckDB side of one reduce group: the reduce query once (one scan of the source table) into the
+    group's own slots (one per edge its measures read; ``daymap``: day -> fine slot), then per edge set the
+    cells of its measures, folded where the set is coarser than the group's; each as Arrow."""
+    edges = np.unique(np.concatenate([f.edges for f in folds]))
+    days = daymap[daymap["slot"] <= edges[-1]]
+    con.register("_daymap_df", pd.DataFrame({"day": days["day"], "slot": np.searchsorted(edges, days["slot"])}))
+    # A table, not the registered frame: DuckDB then knows it is small and builds the join's hash table on it
+    # (on an unsized frame it may hash the source rows instead, and run out of memory).
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _daymap_{k} AS SELECT * FROM _daymap_df")
+    con.unregister("_daymap_df")
     reduced = f"_reduced_{k}"
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {reduced} AS {source_sql(source, measures, first_map_day)}")
+    query = source_sql(source, measures, first_map_day, daymap=f"_daymap_{k}")
+    if len(folds) == 1 and np.array_equal(folds[0].edges, edges):
+        # The usual case for events: the group's slots are its measures' own; the cells stream straight out.
+        try:
+            return [_owned(con.sql(_fold_sql(f"({query})", None, folds[0].measures)).to_arrow_table())]
+        finally:
+            con.execute(f"DROP TABLE IF EXISTS _daymap_{k}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {reduced} AS {query}")
     try:
         cells = []
         for fold in folds:
-            slots = np.arange(int(fold.edges[-1]) + 1)
-            coarse = pd.DataFrame({"slot": slots, "cs": np.searchsorted(fold.edges, slots).astype(np.int32)})
-            con.register("_coarse_df", coarse)
-            cells.append(con.sql(_fold_sql(reduced, "_coarse_df", fold.measures)).to_arrow_table())
+            if np.array_equal(fold.edges, edges):
+                cells.append(_owned(con.sql(_fold_sql(reduced, None, fold.measures)).to_arrow_table()))
+                continue
+            inside = edges <= fold.edges[-1]
+            coarse = np.searchsorted(fold.edges, edges[inside]).astype(np.int32)
+            con.register("_coarse_df", pd.DataFrame({"slot": np.flatnonzero(inside), "cs": coarse}))
+            cells.append(_owned(con.sql(_fold_sql(reduced, "_coarse_df", fold.measures)).to_arrow_table()))
             con.unregister("_coarse_df")
         return cells
     finally:
         con.execute(f"DROP TABLE IF EXISTS {reduced}")
+        con.execute(f"DROP TABLE IF EXISTS _daymap_{k}")
+
+
+def _owned(cells: pa.Table) -> dict[str, np.ndarray]:
+    """A fold's cells as numpy arrays the interpreter owns (``<column>:valid`` where a column has NULLs): an
+    Arrow result of DuckDB counts against DuckDB's memory limit for as long as it lives, and the next group is
+    being reduced while this one waits for numpy."""
+    out = {}
+    for name in cells.column_names:
+        col = cells.column(name).combine_chunks()
+        if col.null_count:
+            out[f"{name}:valid"] = col.is_valid().to_numpy(zero_copy_only=False)
+        out[name] = np.array(col.to_numpy(zero_copy_only=False), copy=True)
+    return out
+
+
+class _Scratch:
+    """Reusable memory for the running arrays, one measure after another: a fresh 0.4-0.8 GB array per measure
+    costs its page faults every time (about a tenth of the roll-up on the 1M shop). An array handed out is
+    valid until the next call for the same buffer."""
+
+    def __init__(self) -> None:
+        self.buffers: dict[int, np.ndarray] = {}
+
+    def array(self, buffer: int, shape: tuple[int, int], dtype: type, fill: float) -> np.ndarray:
+        size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        if buffer not in self.buffers or self.buffers[buffer].size < size:
+            self.buffers[buffer] = np.empty(size, dtype=np.uint8)
+        out = self.buffers[buffer][:size].view(dtype).reshape(shape)
+        out.fill(fill)
+        return out
+
+    @staticmethod
+    def fresh(buffer: int, shape: tuple[int, int], dtype: type, fill: float) -> np.ndarray:
+        return np.full(shape, fill, dtype=dtype)
 
 
 class _Running:
@@ -187,26 +253,28 @@ class _Running:
     millionths) and so exact; timestamps int64 microseconds with a sentinel for "none yet".
     """
 
-    def __init__(self, cells: pa.Table, m: Measure, n_cust: int, n_rows: int):
-        cust, slot = cells.column("cust_idx").to_numpy(), cells.column("cs").to_numpy()
-        col = cells.column(m.name).combine_chunks()
+    def __init__(
+        self, cells: dict[str, np.ndarray], m: Measure, n_cust: int, n_rows: int, scratch: _Scratch | None = None
+    ):
+        cust, slot, values = cells["cust_idx"], cells["cs"], cells[m.name]
         shape = (n_rows, n_cust)
+        new = scratch.array if scratch is not None else _Scratch.fresh
         self.rollup, self.n_cust = m.rollup, n_cust
         self.scale = AMOUNT_SCALE if m.rollup == "sum" and m.dtype == "float64" else 1
         if m.rollup == "sum":
-            self.dense = np.zeros(shape, dtype=np.int32 if m.dtype == "int32" else np.int64)
-            self.dense[slot, cust] = col.to_numpy()
+            self.dense = new(0, shape, np.int32 if m.dtype == "int32" else np.int64, 0)
+            self.dense[slot, cust] = values
             step = np.add
         elif m.rollup in _SENTINEL:
-            self.dense = np.full(shape, _SENTINEL[m.rollup], dtype=np.int64)
-            self.dense[slot, cust] = col.to_numpy()
+            self.dense = new(0, shape, np.int64, _SENTINEL[m.rollup])
+            self.dense[slot, cust] = values
             step = np.maximum if m.rollup == "max" else np.minimum
         else:
             # last: the coarse slot that last had a value, rolled forward; the value is read at that slot.
-            ok = col.is_valid().to_numpy(zero_copy_only=False)
-            self.values = np.full(shape, np.nan)
-            self.values[slot[ok], cust[ok]] = col.to_numpy(zero_copy_only=False)[ok]
-            self.dense = np.full(shape, -1, dtype=np.int32)
+            ok = cells.get(f"{m.name}:valid", np.ones(len(values), dtype=bool))
+            self.values = new(1, shape, np.float64, np.nan)
+            self.values[slot[ok], cust[ok]] = values[ok]
+            self.dense = new(0, shape, np.int32, -1)
             self.dense[slot[ok], cust[ok]] = slot[ok]
             step = np.maximum
         for j in range(1, n_rows):
@@ -245,7 +313,7 @@ class _Reader:
 
 
 def _eligible_rows(
-    orders: list[tuple[Measure, _Fold, pa.Table]],
+    orders: list[tuple[Measure, _Fold, dict[str, np.ndarray]]],
     j_now: np.ndarray,
     n_cust: int,
     cut_days: np.ndarray,
@@ -303,8 +371,7 @@ def build_feature_table(
     # Every day before the first edge falls in slot 0: such rows are mapped onto the day before that edge.
     lo = int(bounds[0]) - 1
     days = np.arange(lo, int(bounds[-1]), dtype=np.int64)
-    con.register("_daymap_df", pd.DataFrame({"day": days, "slot": slot_of_day(days, bounds)}))
-    con.execute("CREATE OR REPLACE TEMP TABLE _daymap AS SELECT * FROM _daymap_df")
+    daymap = pd.DataFrame({"day": days, "slot": slot_of_day(days, bounds)})
     # Customers are numbered in customer_id order, so output rows come out sorted by customer within a cutoff.
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _cust AS SELECT customer_id, "
@@ -324,22 +391,23 @@ def build_feature_table(
     rc = rk = np.empty(0, dtype=np.int64)
     blocks: list[tuple[int, int]] = []
 
-    # One reduce query at a time, one measure at a time: each running array lives only until its columns are
-    # cut out of it, which keeps peak memory near one (slots x customers) array plus the output. DuckDB runs the
-    # reduce queries one after another in a background thread (it releases the GIL), so the next group is being
-    # reduced while numpy rolls up this one; nothing else touches the connection until they are all fetched.
-    groups = [(source, ms, _folds(ms, config, j_at), lo) for source, ms in reduce_groups(measures)]
+    # One reduce group at a time, one measure at a time: each running array lives only until its columns are
+    # cut out of it, which keeps peak memory near one (slots x customers) array plus the output. DuckDB reduces
+    # the next group in a background thread (it releases the GIL) while numpy rolls up this one; nothing else
+    # touches the connection until every group is fetched.
+    by_offsets = reduce_groups(measures, lambda m: measure_offsets(m, config))
+    groups = [(source, ms, _folds(ms, config, j_at), daymap, lo) for source, ms in by_offsets]
     priors = None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="churn-reduce") as pool:
         # One group ahead, no more: a fetched group's cells wait in memory until numpy gets to them (and the
         # future is dropped once read, so it does not keep them alive).
         pending = pool.submit(_reduce_and_fold, con, 0, *groups[0])
+        scratch = _Scratch()
         try:
-            for k, (source, _, folds, _) in enumerate(groups):
+            for k, (source, _, folds, *_) in enumerate(groups):
                 cells_of, pending = pending.result(), None
                 if k + 1 < len(groups):
                     pending = pool.submit(_reduce_and_fold, con, k + 1, *groups[k + 1])
-                # Measure by measure: each running array lives only until its columns are cut out of it.
                 items = [(m, fold, cells) for fold, cells in zip(folds, cells_of, strict=True) for m in fold.measures]
                 del cells_of
                 if source == "orders":
@@ -348,8 +416,9 @@ def build_feature_table(
                     assembler = FeatureAssembler(cut_days[rk], config, have)
                 while items:
                     m, fold, cells = items.pop(0)
-                    assembler.add(m, _Reader(_Running(cells, m, n_cust, len(fold.edges)), fold, j_at, rc, blocks))
-                    del cells
+                    run = _Running(cells, m, n_cust, len(fold.edges), scratch)
+                    assembler.add(m, _Reader(run, fold, j_at, rc, blocks))
+                    del cells, run
                 if source == "orders":
                     # The per-cutoff BG/NBD fits need only the orders' running values: fitted here, they run
                     # while DuckDB reduces the events.
@@ -358,6 +427,7 @@ def build_feature_table(
             if pending is not None:
                 pending.cancel()
 
+    del scratch
     c_day = cut_days[rk]
     end_day = to_day(end) if pd.Timestamp(end) == pd.Timestamp(end).floor("D") else to_day(end) + 1
     columns: dict[str, pa.Array] = {

@@ -41,7 +41,7 @@ class Measure:
 
 # Amounts are summed as integers of this many units per currency unit (millionths). Integer sums are exact,
 # so the order rows are added in (DuckDB and Spark sum in parallel) cannot change a feature, and they are fast
-# in both engines: Spark aggregates wide decimals as Java BigDecimals, which made the roll-up crawl.
+# in both engines (Spark aggregates decimals wider than 18 digits as Java BigDecimals, far slower than longs).
 AMOUNT_SCALE = 1_000_000
 
 

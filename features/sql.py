@@ -21,6 +21,8 @@ and day differences.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from features.contract import KNOWN_EVENT_TYPES
 from features.definitions import AMOUNT_SCALE, OTHER_EVENTS, Measure
 from features.derive import US_PER_DAY, running_column
@@ -64,12 +66,15 @@ def aggregate_sql(m: Measure) -> str:
     return f"{m.expr} FILTER (WHERE {cond})"
 
 
-def source_sql(source: str, measures: list[Measure], first_map_day: int, by_index: bool = True) -> str:
+def source_sql(
+    source: str, measures: list[Measure], first_map_day: int, by_index: bool = True, daymap: str = "_daymap"
+) -> str:
     """The reduce query of one source table: one row per (customer, slot), a column per measure.
 
     ``first_map_day``: rows on earlier days are counted in the first slot (they are before every edge).
     ``by_index``: key rows by ``cust_idx`` from a ``_cust`` table (customer_id -> dense index, DuckDB
-    engine), else by ``customer_id`` itself.
+    engine), else by ``customer_id`` itself. ``daymap``: the (day, slot) table; rows on days it lacks are
+    left out (an engine may use coarser slots, or stop at the last edge its measures read).
     """
     ts = TIMESTAMP_OF[source]
     extra = ""
@@ -78,7 +83,9 @@ def source_sql(source: str, measures: list[Measure], first_map_day: int, by_inde
         # order is; ties on the timestamp are broken by order_id so the gap is deterministic.
         extra = (
             f", ({micros_expr(ts)} - lag({micros_expr(ts)}) OVER (PARTITION BY customer_id ORDER BY {ts}, order_id))"
-            f" / {US_PER_DAY}.0 AS gap_days"
+            # Floating-point division in both engines (a decimal literal would divide as DECIMAL, by each
+            # engine's own precision rules).
+            f" / CAST({US_PER_DAY} AS DOUBLE) AS gap_days"
         )
     where = ""
     if source == "events":
@@ -101,13 +108,17 @@ SELECT {key}, d.slot,
        {aggs}
 FROM src
 {join}
-JOIN _daymap d ON greatest(src.day, {first_map_day}) = d.day
+JOIN {daymap} d ON greatest(src.day, {first_map_day}) = d.day
 GROUP BY {key}, d.slot"""
 
 
-def reduce_groups(measures: list[Measure]) -> list[tuple[str, list[Measure]]]:
+def reduce_groups(
+    measures: list[Measure], offsets_of: Callable[[Measure], tuple[int, ...]] | None = None
+) -> list[tuple[str, list[Measure]]]:
     """The reduce queries to run, as (source, measures), orders first: one per source table, except that the
-    event measures reading ``value`` (reviews, NPS, loyalty points and tiers) get their own query.
+    event measures reading ``value`` (reviews, NPS, loyalty points and tiers) get their own query, and, given
+    ``offsets_of``, event measures read at different offsets too (each query can then use only its own edges
+    as slots: a measure read only at ``c`` needs 13 slots, not ~100).
 
     Why split: DuckDB evaluates a FILTERed aggregate's argument (amount sums, ``arg_max`` over a struct) on
     every scanned row, and every (customer, slot) group carries the state of every aggregate. Kept apart, the
@@ -117,11 +128,14 @@ def reduce_groups(measures: list[Measure]) -> list[tuple[str, list[Measure]]]:
     groups: list[tuple[str, list[Measure]]] = []
     for source in ("orders", "returns", "events"):
         ms = [m for m in measures if m.source == source]
-        if source == "events":
-            parts = [[m for m in ms if "value" not in m.needs_columns], [m for m in ms if "value" in m.needs_columns]]
-        else:
-            parts = [ms]
-        groups += [(source, part) for part in parts if part]
+        if source != "events":
+            groups += [(source, ms)] if ms else []
+            continue
+        parts: dict[tuple, list[Measure]] = {}
+        for m in ms:
+            key = ("value" in m.needs_columns, offsets_of(m) if offsets_of else ())
+            parts.setdefault(key, []).append(m)
+        groups += [(source, part) for _, part in sorted(parts.items(), key=lambda kv: kv[0])]
     return groups
 
 

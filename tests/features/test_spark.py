@@ -2,8 +2,8 @@
 
 One small synthetic shop (every table and event type) and an orders-only copy; training mode with a scoring
 cutoff built in the same pass (lapsed customers kept there only), as the features stage builds them. Values
-must agree within floating-point tolerance (sums are exact decimals in both engines; the running totals of
-the in-memory engine are float64, so the last bits of a difference may differ).
+must agree within floating-point tolerance (amount sums are exact 64-bit integer millionths in both engines,
+so only derived floating-point arithmetic may differ in the last bits).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from features.build import FeatureConfig, build_feature_table
-from features.definitions import MEASURES
+from features.definitions import MEASURES, exact_sum
 from features.spark import build_feature_table_spark
 from features.sql import running_sql, source_sql, to_spark
 from features.synthetic import SyntheticShopConfig, generate_shop
@@ -86,6 +86,19 @@ def test_spark_builds_the_same_table_from_an_orders_only_directory(spark, shop_d
     assert "events" in ref_manifest["skipped_sources"]
     assert_same_table(ref, got)
     assert manifest == ref_manifest
+
+
+def test_amount_sums_are_the_same_integers_on_spark_as_in_duckdb(spark):
+    import duckdb
+
+    amounts = [0.1, 0.2, float("nan"), float("inf"), -2.5, 3.0000004, 1234.5678, None]
+    frame = pd.DataFrame({"amount": amounts}, dtype="float64")
+    con = duckdb.connect()
+    con.register("frame", frame)
+    expected = con.sql(f"SELECT {exact_sum('amount')} AS s FROM frame").fetchall()[0][0]
+    spark.createDataFrame(frame).createOrReplaceTempView("frame")
+    got = spark.sql(to_spark(f"SELECT {exact_sum('amount')} AS s FROM frame")).collect()[0][0]
+    assert got == expected == 1_235_367_800
 
 
 def test_every_measure_query_translates_to_spark_sql_without_duckdb_only_functions():

@@ -1,0 +1,48 @@
+"""Measure definitions as SQL: exact amount sums and the grouping of measures into reduce queries."""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from features.definitions import AMOUNT_SCALE, MEASURES, exact_sum
+from features.derive import FeatureConfig, measure_offsets
+from features.sql import reduce_groups
+
+AMOUNTS = [0.1, 0.2, float("nan"), float("inf"), -2.5, 3.0000004]
+
+
+def _exact_sum(amounts: list[float]) -> int:
+    con = duckdb.connect()
+    con.register("frame", pd.DataFrame({"amount": amounts}))
+    return con.sql(f"SELECT {exact_sum('amount')} FROM frame").fetchall()[0][0]
+
+
+def test_an_exact_sum_is_integer_millionths_that_skip_nan_and_infinity():
+    # 0.1 + 0.2 - 2.5 + 3.0000004 rounded to millionths each; NaN and inf are missing values.
+    assert _exact_sum(AMOUNTS) == 800_000
+    assert _exact_sum(AMOUNTS) / AMOUNT_SCALE == 0.8
+
+
+def test_an_exact_sum_does_not_depend_on_the_order_of_the_rows():
+    rng = np.random.default_rng(0)
+    amounts = list(rng.normal(50, 30, 2_000).round(4))
+    shuffled = list(rng.permutation(amounts))
+    assert _exact_sum(amounts) == _exact_sum(shuffled)
+
+
+def test_reduce_groups_put_orders_first_and_split_events_by_value_and_offsets():
+    config = FeatureConfig()
+    groups = reduce_groups(list(MEASURES), lambda m: measure_offsets(m, config))
+    assert [s for s, _ in groups][:2] == ["orders", "returns"]
+    for source, ms in groups:
+        assert {m.source for m in ms} == {source}
+        if source == "events":
+            assert len({("value" in m.needs_columns, measure_offsets(m, config)) for m in ms}) == 1
+    assert sorted(m.name for _, ms in groups for m in ms) == sorted(m.name for m in MEASURES)
+    # Without offsets: events split only by whether a measure reads `value`.
+    assert [len(ms) for s, ms in reduce_groups(list(MEASURES)) if s == "events"] == [
+        sum(m.source == "events" and "value" not in m.needs_columns for m in MEASURES),
+        sum(m.source == "events" and "value" in m.needs_columns for m in MEASURES),
+    ]
