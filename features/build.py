@@ -28,6 +28,7 @@ the connection from a background thread (one query at a time): do not share it w
 
 from __future__ import annotations
 
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -399,15 +400,13 @@ def build_feature_table(
     groups = [(source, ms, _folds(ms, config, j_at), daymap, lo) for source, ms in by_offsets]
     priors = None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="churn-reduce") as pool:
-        # One group ahead, no more: a fetched group's cells wait in memory until numpy gets to them (and the
-        # future is dropped once read, so it does not keep them alive).
-        pending = pool.submit(_reduce_and_fold, con, 0, *groups[0])
+        # Every group is queued at once, so DuckDB never waits for numpy; each future is dropped once read, so
+        # it does not keep its cells alive (the cells are numpy copies, outside DuckDB's memory limit).
+        pending = deque(pool.submit(_reduce_and_fold, con, k, *group) for k, group in enumerate(groups))
         scratch = _Scratch()
         try:
-            for k, (source, _, folds, *_) in enumerate(groups):
-                cells_of, pending = pending.result(), None
-                if k + 1 < len(groups):
-                    pending = pool.submit(_reduce_and_fold, con, k + 1, *groups[k + 1])
+            for source, _, folds, *_ in groups:
+                cells_of = pending.popleft().result()
                 items = [(m, fold, cells) for fold, cells in zip(folds, cells_of, strict=True) for m in fold.measures]
                 del cells_of
                 if source == "orders":
@@ -424,8 +423,8 @@ def build_feature_table(
                     # while DuckDB reduces the events.
                     priors = fit_priors(assembler.now(), cut_days[rk], config)
         finally:
-            if pending is not None:
-                pending.cancel()
+            for fetch in pending:
+                fetch.cancel()
 
     del scratch
     c_day = cut_days[rk]
