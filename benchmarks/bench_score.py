@@ -4,6 +4,7 @@ Usage:
     python benchmarks/bench_score.py --validated DIR   # a `churn validate` output of the big shop
     python benchmarks/bench_score.py --raw DIR         # the big shop's raw tables: validated first (not timed)
     python benchmarks/bench_score.py                   # generates the 1M shop, validates it (not timed)
+    python benchmarks/bench_score.py --validated DIR --engine spark   # scoring on local Spark (CHURN_SPARK_*)
 
 Models are trained first, untimed, on a small shop from the same generator (``--train-customers``, default
 20,000, the default pipeline's shop) into a throw-away MLflow store, so their features match the big shop's.
@@ -29,11 +30,11 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def child(validated: Path, params_path: Path, out_dir: Path) -> None:
+def child(validated: Path, params_path: Path, out_dir: Path, engine: str) -> None:
     from pipelines import export, score
 
     start = time.perf_counter()
-    score.run(data=validated, out=out_dir / "scores.parquet", params_path=params_path)
+    score.run(data=validated, out=out_dir / "scores.parquet", params_path=params_path, engine=engine)
     scored = time.perf_counter()
     export.run(scores=out_dir / "scores.parquet", fmt="csv", out=out_dir / "scores.csv", params_path=params_path)
     done = time.perf_counter()
@@ -61,10 +62,11 @@ def main() -> None:
     parser.add_argument("--raw", type=Path, help="raw data directory of the big shop (validated first, untimed)")
     parser.add_argument("--customers", type=int, default=1_000_000, help="size of the generated shop")
     parser.add_argument("--train-customers", type=int, default=20_000)
-    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--engine", choices=("duckdb", "spark"), default="duckdb")
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(*(Path(a) for a in args.child))
+        child(*(Path(a) for a in args.child[:3]), args.child[3])
         return
     with tempfile.TemporaryDirectory(prefix="bench_score_") as tmp_dir:
         tmp = Path(tmp_dir)
@@ -122,7 +124,7 @@ def main() -> None:
         out_dir = tmp / "out"
         out_dir.mkdir()
         proc = subprocess.run(
-            [sys.executable, __file__, "--child", str(validated), str(params_path), str(out_dir)],
+            [sys.executable, __file__, "--child", str(validated), str(params_path), str(out_dir), args.engine],
             capture_output=True,
             text=True,
             cwd=tmp,
@@ -133,9 +135,10 @@ def main() -> None:
             raise SystemExit("scoring failed")
         r = json.loads(proc.stdout.strip().splitlines()[-1])
     total = r["score_s"] + r["export_s"]
+    peak = f"peak {r['peak_rss_gb']:.2f} GB" + (" (Python driver only, not the JVM)" if args.engine == "spark" else "")
     print(
-        f"score + export of {r['rows']:,} customers: {total:.1f} s (score {r['score_s']:.1f} s, export csv "
-        f"{r['export_s']:.1f} s, {r['csv_mb']:.0f} MB), peak {r['peak_rss_gb']:.2f} GB (targets: 90 s, 6 GB)"
+        f"{args.engine}: score + export of {r['rows']:,} customers: {total:.1f} s (score {r['score_s']:.1f} s, "
+        f"export csv {r['export_s']:.1f} s, {r['csv_mb']:.0f} MB), {peak} (targets: 90 s, 6 GB)"
     )
 
 
