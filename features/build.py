@@ -38,7 +38,7 @@ import pandas as pd
 import pyarrow as pa
 
 from features.contract import KNOWN_EVENT_TYPES
-from features.cutoffs import slot_boundaries, slot_of_day, to_day
+from features.cutoffs import to_day
 from features.definitions import AMOUNT_SCALE, MEASURES, OTHER_EVENTS, Measure
 from features.derive import (
     BGNBD_FEATURES,
@@ -47,13 +47,13 @@ from features.derive import (
     LABELS,
     FeatureAssembler,
     FeatureConfig,
-    all_offsets,
+    SlotLayout,
     attribute_columns,
     eligible,
     fit_priors,
     measure_offsets,
 )
-from features.sql import day_expr, reduce_groups, source_sql
+from features.sql import FOLD, day_expr, reduce_groups, source_sql
 
 __all__ = [
     "BGNBD_FEATURES",
@@ -147,15 +147,13 @@ def _fold_sql(reduced: str, coarse: str | None, measures: tuple[Measure, ...]) -
     cols = []
     for m in measures:
         x = f"r.{m.name}"
+        folded = x if coarse is None else FOLD[m.rollup].format(x)
         if m.rollup == "sum":
-            kind = "INTEGER" if m.dtype == "int32" else "BIGINT"
-            cols.append(f"CAST(coalesce({x if coarse is None else f'sum({x})'}, 0) AS {kind}) AS {m.name}")
+            cols.append(f"CAST(coalesce({folded}, 0) AS {'INTEGER' if m.dtype == 'int32' else 'BIGINT'}) AS {m.name}")
         elif m.rollup in _SENTINEL:
-            cols.append(f"coalesce({x if coarse is None else f'{m.rollup}({x})'}, {_SENTINEL[m.rollup]}) AS {m.name}")
-        elif coarse is None:
-            cols.append(f"{x} AS {m.name}")
+            cols.append(f"coalesce({folded}, {_SENTINEL[m.rollup]}) AS {m.name}")
         else:
-            cols.append(f"arg_max({x}, r.slot) FILTER (WHERE {x} IS NOT NULL) AS {m.name}")
+            cols.append(f"{folded}{'' if coarse is None else f' FILTER (WHERE {x} IS NOT NULL)'} AS {m.name}")
     if coarse is None:
         return f"SELECT r.cust_idx, r.slot AS cs, {', '.join(cols)} FROM {reduced} r"
     return (
@@ -363,16 +361,12 @@ def build_feature_table(
     if "orders" not in sources.tables:
         raise ValueError("the connection has no `orders` view: orders are required")
     cutoffs = sorted({pd.Timestamp(c).floor("D") for c in cutoffs})
-    cut_days = np.array([to_day(c) for c in cutoffs], dtype=np.int64)
-    bounds = slot_boundaries(cut_days, all_offsets(config))
+    layout = SlotLayout.of(np.array([to_day(c) for c in cutoffs], dtype=np.int64), config)
+    cut_days, j_at = layout.cut_days, layout.reads
 
     first_day = con.execute(f"SELECT min({day_expr('order_ts')}) FROM orders").fetchall()[0][0]
     if first_day is None:
         raise ValueError("the orders table is empty")
-    # Every day before the first edge falls in slot 0: such rows are mapped onto the day before that edge.
-    lo = int(bounds[0]) - 1
-    days = np.arange(lo, int(bounds[-1]), dtype=np.int64)
-    daymap = pd.DataFrame({"day": days, "slot": slot_of_day(days, bounds)})
     # Customers are numbered in customer_id order, so output rows come out sorted by customer within a cutoff.
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _cust AS SELECT customer_id, "
@@ -381,12 +375,10 @@ def build_feature_table(
     )
     cust_ids = con.sql("SELECT customer_id FROM _cust ORDER BY cust_idx").to_arrow_table().column(0).combine_chunks()
     n_cust = len(cust_ids)
-    j_of = {int(b): i for i, b in enumerate(bounds)}
 
     measures = [m for m in MEASURES if sources.supports(m)]
     skipped = skipped_sources(sources)
     have = {m.name for m in measures}
-    j_at = {int(o): np.array([j_of[int(c + o)] for c in cut_days], dtype=np.int64) for o in all_offsets(config)}
     keep_days = {to_day(c) for c in keep_lapsed_at}
     assembler: FeatureAssembler | None = None
     rc = rk = np.empty(0, dtype=np.int64)
@@ -397,7 +389,7 @@ def build_feature_table(
     # the next group in a background thread (it releases the GIL) while numpy rolls up this one; nothing else
     # touches the connection until every group is fetched.
     by_offsets = reduce_groups(measures, lambda m: measure_offsets(m, config))
-    groups = [(source, ms, _folds(ms, config, j_at), daymap, lo) for source, ms in by_offsets]
+    groups = [(source, ms, _folds(ms, config, j_at), layout.daymap, layout.first_map_day) for source, ms in by_offsets]
     priors = None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="churn-reduce") as pool:
         # Every group is queued at once, so DuckDB never waits for numpy; each future is dropped once read, so

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from features.cutoffs import slot_boundaries, slot_of_day
 from features.definitions import MEASURES, TRENDED, WINDOWED_COUNTS, Measure
 from models.baselines import MAX_FIT_ROWS, BGNBDPrior, fit_bgnbd_prior
 
@@ -108,6 +109,33 @@ def all_offsets(config: FeatureConfig) -> np.ndarray:
     horizons = (config.churn_horizon_days, config.clv_horizon_days)
     windows = config.windows
     return np.array(sorted({0, *(-w for w in windows), *(-2 * w for w in windows), *horizons}), dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class SlotLayout:
+    """The day slots one build shares across its cutoffs, for every engine.
+
+    Slots are the intervals between consecutive edges ``c + o`` (every cutoff ``c``, every offset ``o`` of
+    :func:`all_offsets`); a running value "at ``c + o``" is the aggregate over slots ``<= reads[o][k]``.
+    ``daymap`` maps each day from ``first_map_day`` to the last edge onto its slot; rows on earlier days are
+    counted on ``first_map_day`` (slot 0, before every edge), rows from the last edge on are never read.
+    """
+
+    cut_days: np.ndarray
+    first_map_day: int
+    daymap: pd.DataFrame
+    reads: dict[int, np.ndarray]
+
+    @classmethod
+    def of(cls, cut_days: np.ndarray, config: FeatureConfig) -> SlotLayout:
+        """The layout of cutoffs ``cut_days`` (days since 1970-01-01, ascending)."""
+        cut_days = np.asarray(cut_days, dtype=np.int64)
+        bounds = slot_boundaries(cut_days, all_offsets(config))
+        first = int(bounds[0]) - 1
+        days = np.arange(first, int(bounds[-1]), dtype=np.int64)
+        j_of = {int(b): i for i, b in enumerate(bounds)}
+        reads = {int(o): np.array([j_of[int(c + o)] for c in cut_days], dtype=np.int64) for o in all_offsets(config)}
+        return cls(cut_days, first, pd.DataFrame({"day": days, "slot": slot_of_day(days, bounds)}), reads)
 
 
 def running_column(measure: str, offset: int) -> str:

@@ -24,13 +24,14 @@ import pandas as pd
 import pyarrow as pa
 
 from features.build import Sources, feature_manifest, skipped_sources
-from features.cutoffs import slot_boundaries, slot_of_day, to_day
+from features.cutoffs import to_day
 from features.definitions import MEASURES, Measure
 from features.derive import (
     BGNBD_INPUTS,
     CATEGORICAL_FEATURES,
     FeatureAssembler,
     FeatureConfig,
+    SlotLayout,
     all_offsets,
     attribute_columns,
     eligible,
@@ -82,17 +83,13 @@ def build_feature_table_spark(
     for name in sources.tables:
         tables[name].createOrReplaceTempView(name)
     cutoffs = sorted({pd.Timestamp(c).floor("D") for c in cutoffs})
-    cut_days = np.array([to_day(c) for c in cutoffs], dtype=np.int64)
-    bounds = slot_boundaries(cut_days, all_offsets(config))
-    lo = int(bounds[0]) - 1
-    days = np.arange(lo, int(bounds[-1]), dtype=np.int64)
-    daymap = pd.DataFrame({"day": days.astype(np.int32), "slot": slot_of_day(days, bounds)})
-    spark.createDataFrame(daymap).createOrReplaceTempView("_daymap")
-    j_of = {int(b): i for i, b in enumerate(bounds)}
+    layout = SlotLayout.of(np.array([to_day(c) for c in cutoffs], dtype=np.int64), config)
+    cut_days, lo = layout.cut_days, layout.first_map_day
+    spark.createDataFrame(layout.daymap.astype({"day": "int32"})).createOrReplaceTempView("_daymap")
     offsets = [int(o) for o in all_offsets(config)]
     reads = pd.DataFrame({"cutoff_day": cut_days.astype(np.int32)})
     for o in offsets:
-        reads[read_column(o)] = np.array([j_of[int(c + o)] for c in cut_days], dtype=np.int32)
+        reads[read_column(o)] = layout.reads[o].astype(np.int32)
     reads["j_max"] = reads[[read_column(o) for o in offsets]].max(axis=1)
     spark.createDataFrame(reads).createOrReplaceTempView("_reads")
 

@@ -16,7 +16,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from pipelines.errors import DataContractError
+from pipelines.errors import DataContractError, ParamsError
 from pipelines.io import atomic_path
 
 TABLES = ("orders", "returns", "customers", "events")
@@ -49,11 +49,22 @@ def spark_session(app_name: str = "churn-pipeline"):
             builder.config("spark.driver.memory", os.environ.get("CHURN_SPARK_DRIVER_MEMORY", "4g"))
             .config("spark.ui.enabled", "false")
             .config("spark.ui.showConsoleProgress", "false")
-            .config("spark.sql.shuffle.partitions", os.environ.get("CHURN_SPARK_SHUFFLE_PARTITIONS", "200"))
+            .config("spark.sql.shuffle.partitions", str(shuffle_partitions()))
         )
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(os.environ.get("CHURN_SPARK_LOG_LEVEL", "ERROR"))
     return spark
+
+
+def shuffle_partitions() -> int:
+    """``CHURN_SPARK_SHUFFLE_PARTITIONS`` (default 200), checked before Spark starts: a positive whole number."""
+    text = os.environ.get("CHURN_SPARK_SHUFFLE_PARTITIONS", "200")
+    if not text.strip().isdigit() or int(text) < 1:
+        raise ParamsError(
+            f"CHURN_SPARK_SHUFFLE_PARTITIONS={text!r} is not a positive whole number of shuffle partitions: "
+            "unset it (Spark's 200) or set e.g. 64."
+        )
+    return int(text)
 
 
 def is_local(path: str | Path) -> bool:

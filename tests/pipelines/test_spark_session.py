@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from pipelines import features as features_stage
-from pipelines.errors import DataContractError
-from pipelines.spark import read_tables, write_parquet
+from pipelines.errors import DataContractError, ParamsError
+from pipelines.spark import read_tables, shuffle_partitions, write_parquet
 
 pytestmark = pytest.mark.spark
 
@@ -61,3 +61,17 @@ def test_a_failed_write_keeps_the_previous_output_whole(spark, tmp_path):
         write_parquet(failing, out)
     assert sorted(p.name for p in out.iterdir()) == before
     assert [p.name for p in tmp_path.iterdir()] == ["t.parquet"]
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-4", "2.5"])
+def test_a_bad_shuffle_partition_count_is_refused_by_name_before_spark_starts(monkeypatch, value):
+    monkeypatch.setenv("CHURN_SPARK_SHUFFLE_PARTITIONS", value)
+    with pytest.raises(ParamsError, match="CHURN_SPARK_SHUFFLE_PARTITIONS"):
+        shuffle_partitions()
+
+
+def test_the_shuffle_partition_count_defaults_to_sparks_own(monkeypatch):
+    monkeypatch.delenv("CHURN_SPARK_SHUFFLE_PARTITIONS", raising=False)
+    assert shuffle_partitions() == 200
+    monkeypatch.setenv("CHURN_SPARK_SHUFFLE_PARTITIONS", "64")
+    assert shuffle_partitions() == 64
