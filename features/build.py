@@ -28,7 +28,8 @@ the connection from a background thread (one query at a time): do not share it w
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -53,7 +54,7 @@ from features.derive import (
     fit_priors,
     measure_offsets,
 )
-from features.sql import FOLD, day_expr, reduce_groups, source_sql
+from features.sql import day_expr, event_codes, row_columns, rows_sql
 
 __all__ = [
     "BGNBD_FEATURES",
@@ -62,6 +63,7 @@ __all__ = [
     "LABELS",
     "FeatureConfig",
     "Sources",
+    "build_feature_blocks",
     "build_feature_table",
     "inspect_sources",
 ]
@@ -118,106 +120,88 @@ def skipped_sources(sources: Sources) -> list[str]:
 _INT64 = np.iinfo(np.int64)
 # "No row yet" for a running max / min timestamp: the identity of the fold.
 _SENTINEL = {"max": int(_INT64.min), "min": int(_INT64.max)}
+# Rows per Arrow batch streamed out of DuckDB: bounds the memory of the batch in flight.
+_BATCH_ROWS = 1 << 20
+
+# A source table's rows as numpy, by part (event type code, :func:`features.sql.event_codes`; 0 for orders
+# and returns): ``cust_idx``, ``day_idx`` and the row columns the part's measures read, with a
+# ``<column>:valid`` mask where a column has NULLs.
+Parts = dict[int, dict[str, np.ndarray]]
 
 
 @dataclass(frozen=True)
-class _Fold:
-    """Measures of one reduce group that are read at the same slot edges (the same offsets), and those edges
-    (fine slot indexes, ascending). Their fine slots are folded into one coarse slot per edge before numpy
-    sees them: a measure read only at ``c`` keeps 13 rows per customer instead of ~100."""
+class _Slots:
+    """The coarse slots one measure is read at: ``edges`` (fine slot indexes of the :class:`SlotLayout`,
+    ascending: one per offset the measure is read at, per cutoff), and ``of_day[day_idx]``, the coarse slot
+    of a row on day ``first_map_day + day_idx`` (-1 after the last edge: never read). A measure read only at
+    ``c`` keeps one slot per cutoff and customer instead of ~100."""
 
-    measures: tuple[Measure, ...]
     edges: np.ndarray
+    of_day: np.ndarray
+
+    @classmethod
+    def of(cls, offsets: tuple[int, ...], layout: SlotLayout) -> _Slots:
+        edges = np.unique(np.concatenate([layout.reads[o] for o in offsets]))
+        fine = layout.daymap["slot"].to_numpy()
+        return cls(edges, np.where(fine <= edges[-1], np.searchsorted(edges, fine), -1).astype(np.int32))
 
 
-def _folds(measures: list[Measure], config: FeatureConfig, j_at: dict[int, np.ndarray]) -> list[_Fold]:
-    by_offsets: dict[tuple[int, ...], list[Measure]] = {}
+def _part_of(m: Measure, codes: dict[str, int]) -> int:
+    return codes[m.event_type] if m.source == "events" else 0
+
+
+def _part_columns(measures: list[Measure]) -> dict[int, list[str]]:
+    """The columns each part keeps: the customer and day, its measures' row columns, and ``ts_us`` where a
+    ``last`` measure needs the rows' order."""
+    columns, codes = row_columns(measures), event_codes(measures)
+    keep: dict[int, list[str]] = {}
     for m in measures:
-        by_offsets.setdefault(measure_offsets(m, config), []).append(m)
-    return [
-        _Fold(tuple(ms), np.unique(np.concatenate([j_at[o] for o in offsets]))) for offsets, ms in by_offsets.items()
-    ]
+        part = keep.setdefault(_part_of(m, codes), ["cust_idx", "day_idx"])
+        exprs = ([m.row_expr] if m.row_expr is not None else []) + (["ts_us"] if m.rollup == "last" else [])
+        part += [columns[e] for e in exprs if columns[e] not in part]
+    return keep
 
 
-def _fold_sql(reduced: str, coarse: str | None, measures: tuple[Measure, ...]) -> str:
-    """One row per (customer, coarse slot) that has rows: sums never NULL (counts, or amounts in integer
-    millionths), max/min timestamps with the fold's identity for "no row", ``last`` the value of the latest
-    slot that has one (NULL for none). ``coarse`` (slot -> cs) folds the reduced slots; slots it lacks are
-    never read and are dropped. Without it the reduced slots are the fold's own: the cells pass through."""
-    cols = []
-    for m in measures:
-        x = f"r.{m.name}"
-        folded = x if coarse is None else FOLD[m.rollup].format(x)
-        if m.rollup == "sum":
-            cols.append(f"CAST(coalesce({folded}, 0) AS {'INTEGER' if m.dtype == 'int32' else 'BIGINT'}) AS {m.name}")
-        elif m.rollup in _SENTINEL:
-            cols.append(f"coalesce({folded}, {_SENTINEL[m.rollup]}) AS {m.name}")
-        else:
-            cols.append(f"{folded}{'' if coarse is None else f' FILTER (WHERE {x} IS NOT NULL)'} AS {m.name}")
-    if coarse is None:
-        return f"SELECT r.cust_idx, r.slot AS cs, {', '.join(cols)} FROM {reduced} r"
-    return (
-        f"SELECT r.cust_idx, c.cs, {', '.join(cols)} FROM {reduced} r JOIN {coarse} c ON r.slot = c.slot "
-        "GROUP BY r.cust_idx, c.cs"
-    )
+def _scan_rows(con: duckdb.DuckDBPyConnection, source: str, measures: list[Measure], layout: SlotLayout) -> Parts:
+    """One scan of a source table (:func:`features.sql.rows_sql`), streamed out of DuckDB in Arrow batches and
+    kept as numpy by part. Memory: 6 bytes per row (customer index and day) plus 8 per value a measure reads;
+    the aggregation is left to numpy (:class:`_Running`), straight into each measure's own slots."""
+    stop_day = layout.first_map_day + len(layout.daymap)
+    keep = _part_columns(measures)
+    pieces: dict[tuple[int, str], list[tuple[np.ndarray, np.ndarray | None]]] = {
+        (c, name): [] for c, names in keep.items() for name in names
+    }
+    needed = sorted({name for names in keep.values() for name in names})
+    for batch in con.sql(rows_sql(source, measures, layout.first_map_day, stop_day)).to_arrow_reader(_BATCH_ROWS):
+        rows: dict[int, np.ndarray | None] = {0: None}
+        if source == "events":
+            # Rows grouped by type code with one stable sort of a byte column, then sliced per part.
+            code = batch.column("type_code").to_numpy()
+            counts = np.bincount(code, minlength=max(keep) + 1)
+            stops, order = np.cumsum(counts), np.argsort(code, kind="stable")
+            rows = {c: order[stops[c] - counts[c] : stops[c]] for c in keep}
+        arrays = {name: _numpy(batch.column(name)) for name in needed}
+        for c, at in rows.items():
+            for name in keep[c]:
+                values, mask = arrays[name]
+                if at is not None:
+                    values, mask = values[at], None if mask is None else mask[at]
+                pieces[(c, name)].append((values, mask))
+    parts: Parts = {c: {} for c in keep}
+    for (c, name), got in pieces.items():
+        parts[c][name] = np.concatenate([v for v, _ in got]) if got else np.empty(0, dtype=np.int64)
+        if any(mask is not None for _, mask in got):
+            parts[c][f"{name}:valid"] = np.concatenate([np.ones(len(v), bool) if k is None else k for v, k in got])
+        got.clear()
+    return parts
 
 
-def _reduce_and_fold(
-    con: duckdb.DuckDBPyConnection,
-    k: int,
-    source: str,
-    measures: list[Measure],
-    folds: list[_Fold],
-    daymap: pd.DataFrame,
-    first_map_day: int,
-) -> list[dict[str, np.ndarray]]:
-    """The DuckDB side of one reduce group: the reduce query once (one scan of the source table) into the
-    group's own slots (one per edge its measures read; ``daymap``: day -> fine slot), then per edge set the
-    cells of its measures, folded where the set is coarser than the group's; each as Arrow."""
-    edges = np.unique(np.concatenate([f.edges for f in folds]))
-    days = daymap[daymap["slot"] <= edges[-1]]
-    con.register("_daymap_df", pd.DataFrame({"day": days["day"], "slot": np.searchsorted(edges, days["slot"])}))
-    # A table, not the registered frame: DuckDB then knows it is small and builds the join's hash table on it
-    # (on an unsized frame it may hash the source rows instead, and run out of memory).
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _daymap_{k} AS SELECT * FROM _daymap_df")
-    con.unregister("_daymap_df")
-    reduced = f"_reduced_{k}"
-    query = source_sql(source, measures, first_map_day, daymap=f"_daymap_{k}")
-    if len(folds) == 1 and np.array_equal(folds[0].edges, edges):
-        # The usual case for events: the group's slots are its measures' own; the cells stream straight out.
-        try:
-            return [_owned(con.sql(_fold_sql(f"({query})", None, folds[0].measures)).to_arrow_table())]
-        finally:
-            con.execute(f"DROP TABLE IF EXISTS _daymap_{k}")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {reduced} AS {query}")
-    try:
-        cells = []
-        for fold in folds:
-            if np.array_equal(fold.edges, edges):
-                cells.append(_owned(con.sql(_fold_sql(reduced, None, fold.measures)).to_arrow_table()))
-                continue
-            inside = edges <= fold.edges[-1]
-            coarse = np.searchsorted(fold.edges, edges[inside]).astype(np.int32)
-            con.register("_coarse_df", pd.DataFrame({"slot": np.flatnonzero(inside), "cs": coarse}))
-            cells.append(_owned(con.sql(_fold_sql(reduced, "_coarse_df", fold.measures)).to_arrow_table()))
-            con.unregister("_coarse_df")
-        return cells
-    finally:
-        con.execute(f"DROP TABLE IF EXISTS {reduced}")
-        con.execute(f"DROP TABLE IF EXISTS _daymap_{k}")
-
-
-def _owned(cells: pa.Table) -> dict[str, np.ndarray]:
-    """A fold's cells as numpy arrays the interpreter owns (``<column>:valid`` where a column has NULLs): an
-    Arrow result of DuckDB counts against DuckDB's memory limit for as long as it lives, and the next group is
-    being reduced while this one waits for numpy."""
-    out = {}
-    for name in cells.column_names:
-        col = cells.column(name).combine_chunks()
-        if col.null_count:
-            out[f"{name}:valid"] = col.is_valid().to_numpy(zero_copy_only=False)
-        out[name] = np.array(col.to_numpy(zero_copy_only=False), copy=True)
-    return out
+def _numpy(column: pa.Array) -> tuple[np.ndarray, np.ndarray | None]:
+    """An Arrow column as numpy values and, when it has NULLs, a validity mask (NULLs are then 0)."""
+    if not column.null_count:
+        return column.to_numpy(zero_copy_only=False), None
+    zero = pa.scalar(0, pa.int8()).cast(column.type)
+    return column.fill_null(zero).to_numpy(zero_copy_only=False), column.is_valid().to_numpy(zero_copy_only=False)
 
 
 class _Scratch:
@@ -228,7 +212,7 @@ class _Scratch:
     def __init__(self) -> None:
         self.buffers: dict[int, np.ndarray] = {}
 
-    def array(self, buffer: int, shape: tuple[int, int], dtype: type, fill: float) -> np.ndarray:
+    def array(self, buffer: int, shape: tuple[int, ...], dtype: type, fill: float) -> np.ndarray:
         size = int(np.prod(shape)) * np.dtype(dtype).itemsize
         if buffer not in self.buffers or self.buffers[buffer].size < size:
             self.buffers[buffer] = np.empty(size, dtype=np.uint8)
@@ -237,7 +221,7 @@ class _Scratch:
         return out
 
     @staticmethod
-    def fresh(buffer: int, shape: tuple[int, int], dtype: type, fill: float) -> np.ndarray:
+    def fresh(buffer: int, shape: tuple[int, ...], dtype: type, fill: float) -> np.ndarray:
         return np.full(shape, fill, dtype=dtype)
 
 
@@ -245,38 +229,64 @@ class _Running:
     """Running value of one measure at every (coarse slot, customer): a running total, max or min, or the
     latest value.
 
-    Slot-major, so the customers of one cutoff (in customer order) at one slot are one row read in order:
-    that keeps the reads cache-friendly. Filled from the fold's cells (at most one per (customer, coarse
-    slot)); the running step is a loop over the coarse slots, each step a vectorised row operation, so it works
-    in place (a whole-array accumulate would copy the array first). Sums are integers (counts, or amounts in
-    millionths) and so exact; timestamps int64 microseconds with a sentinel for "none yet".
+    Aggregated straight from the source rows of the measure's part (:func:`_scan_rows`) into its own coarse
+    slots (:class:`_Slots`) with unbuffered ufuncs (``np.add.at``, ``np.maximum.at``), then rolled forward
+    slot by slot. Slot-major, so the customers of one cutoff (in customer order) at one slot are one row read
+    in order; each running step is a vectorised row operation in place. Sums are integers (counts, or amounts
+    in millionths) and so exact whatever the order of the rows; timestamps int64 microseconds with a sentinel
+    for "none yet"; ``last`` takes the latest row, ties on the timestamp to the larger value (NaN largest),
+    as the SQL definition's ``arg_max`` over (timestamp, value) does.
     """
 
     def __init__(
-        self, cells: dict[str, np.ndarray], m: Measure, n_cust: int, n_rows: int, scratch: _Scratch | None = None
+        self,
+        part: dict[str, np.ndarray],
+        m: Measure,
+        columns: dict[str, str],
+        slots: _Slots,
+        n_cust: int,
+        scratch: _Scratch | None = None,
     ):
-        cust, slot, values = cells["cust_idx"], cells["cs"], cells[m.name]
-        shape = (n_rows, n_cust)
+        shape = (len(slots.edges), n_cust)
         new = scratch.array if scratch is not None else _Scratch.fresh
         self.rollup, self.n_cust = m.rollup, n_cust
-        self.scale = AMOUNT_SCALE if m.rollup == "sum" and m.dtype == "float64" else 1
+        self.scale = AMOUNT_SCALE if m.agg == "sum" else 1
+        cs = slots.of_day[part["day_idx"]]
+        keep = cs >= 0
+        values = None
+        if m.row_expr is not None:
+            name = columns[m.row_expr]
+            values = part[name]
+            if f"{name}:valid" in part:
+                keep &= part[f"{name}:valid"]
+            if m.agg == "count":
+                keep &= values
+                values = None
+        cs = cs[keep]
+        flat = cs.astype(np.int64) * n_cust + part["cust_idx"][keep]
         if m.rollup == "sum":
-            self.dense = new(0, shape, np.int32 if m.dtype == "int32" else np.int64, 0)
-            self.dense[slot, cust] = values
+            dtype = np.int32 if m.dtype == "int32" else np.int64
+            self.dense = new(0, shape, dtype, 0)
+            np.add.at(self.dense.reshape(-1), flat, dtype(1) if values is None else values[keep].astype(dtype))
             step = np.add
         elif m.rollup in _SENTINEL:
             self.dense = new(0, shape, np.int64, _SENTINEL[m.rollup])
-            self.dense[slot, cust] = values
-            step = np.maximum if m.rollup == "max" else np.minimum
+            ufunc = np.maximum if m.rollup == "max" else np.minimum
+            ufunc.at(self.dense.reshape(-1), flat, values[keep])
+            step = ufunc
         else:
-            # last: the coarse slot that last had a value, rolled forward; the value is read at that slot.
-            ok = cells.get(f"{m.name}:valid", np.ones(len(values), dtype=bool))
-            self.values = new(1, shape, np.float64, np.nan)
-            self.values[slot[ok], cust[ok]] = values[ok]
+            # last: the latest timestamp per cell, then the largest value among the rows at it.
+            ts, values = part[columns["ts_us"]][keep], values[keep]
+            latest = new(2, (shape[0] * shape[1],), np.int64, _SENTINEL["max"])
+            np.maximum.at(latest, flat, ts)
+            at_latest = ts == latest[flat]
+            self.values = new(1, shape, np.float64, -np.inf)
+            np.maximum.at(self.values.reshape(-1), flat[at_latest], values[at_latest])
+            # The coarse slot that last had a value, rolled forward; the value is read at that slot.
             self.dense = new(0, shape, np.int32, -1)
-            self.dense[slot[ok], cust[ok]] = slot[ok]
+            self.dense.reshape(-1)[flat] = cs
             step = np.maximum
-        for j in range(1, n_rows):
+        for j in range(1, shape[0]):
             step(self.dense[j - 1], self.dense[j], out=self.dense[j])
 
     def read(self, rc: np.ndarray, blocks: list[tuple[int, int]], rows: np.ndarray) -> np.ndarray:
@@ -303,31 +313,33 @@ class _Reader:
     """``at(offset)`` for :meth:`FeatureAssembler.add`: a measure's running values for the output rows
     (customers ``rc``, one block per cutoff) at each cutoff's edge for that offset."""
 
-    def __init__(self, run: _Running, fold: _Fold, j_at: dict, rc: np.ndarray, blocks: list[tuple[int, int]]):
+    def __init__(self, run: _Running, slots: _Slots, j_at: dict, rc: np.ndarray, blocks: list[tuple[int, int]]):
         self.run, self.rc, self.blocks = run, rc, blocks
-        self.rows = {o: np.searchsorted(fold.edges, j) for o, j in j_at.items()}
+        self.rows = {o: np.searchsorted(slots.edges, j) for o, j in j_at.items()}
 
     def __call__(self, offset: int) -> np.ndarray:
         return self.run.read(self.rc, self.blocks, self.rows[offset])
 
 
 def _eligible_rows(
-    orders: list[tuple[Measure, _Fold, dict[str, np.ndarray]]],
-    j_now: np.ndarray,
+    orders: Parts,
+    measures: list[Measure],
+    slots_of: Callable[[Measure], _Slots],
+    layout: SlotLayout,
     n_cust: int,
-    cut_days: np.ndarray,
     config: FeatureConfig,
     training: bool,
     keep_days: set[int],
 ) -> tuple[np.ndarray, list[tuple[int, int]]]:
     """The output rows: customer indexes, cutoff by cutoff and ascending within one, and each cutoff's block of
     them. :func:`features.derive.eligible`, read off the orders' running arrays for every customer."""
-    everyone = np.arange(n_cust)
+    everyone, cut_days = np.arange(n_cust), layout.cut_days
+    columns = row_columns(measures)
     now = {}
-    for m, fold, cells in orders:
+    for m in measures:
         if m.name in ("n_orders", "last_order_us"):
-            run = _Running(cells, m, n_cust, len(fold.edges))
-            rows = np.searchsorted(fold.edges, j_now)
+            run = _Running(orders[0], m, columns, slots_of(m), n_cust)
+            rows = np.searchsorted(slots_of(m).edges, layout.reads[0])
             now[m.name] = [run.read(everyone, [(0, n_cust)], rows[k : k + 1]) for k in range(len(cut_days))]
     picks = []
     for k, c in enumerate(cut_days):
@@ -339,21 +351,23 @@ def _eligible_rows(
     return np.concatenate(picks), blocks
 
 
-def build_feature_table(
+def build_feature_blocks(
     con: duckdb.DuckDBPyConnection,
     cutoffs: list[pd.Timestamp],
     end: pd.Timestamp,
     config: FeatureConfig,
     training: bool,
     keep_lapsed_at: tuple[pd.Timestamp, ...] = (),
-) -> tuple[pa.Table, dict]:
-    """Features (and labels) for every eligible customer at every cutoff, plus a manifest.
+) -> Iterator[tuple[pd.Timestamp, pa.Table, dict]]:
+    """Features (and labels) for every eligible customer at every cutoff, one block per cutoff.
 
     ``end`` is the end of the data (labels whose horizon passes it are null). ``training`` drops lapsed
     customers (see ``FeatureConfig.max_recency_days``) except at the cutoffs in ``keep_lapsed_at`` (a
     scoring cutoff built in the same pass); otherwise they stay, flagged ``is_lapsed``.
-    Returns the table sorted by cutoff then customer_id, and a manifest naming the features produced,
-    the families skipped and why.
+    Yields ``(cutoff, block, manifest)`` in cutoff order: the cutoff's rows sorted by customer_id (possibly
+    none, with the same columns), and the manifest naming the features produced, the families skipped and
+    why (the same for every block). Every source row is read before the first block; each block is made as
+    it is asked for, so a writer can store one while the next is made.
     """
     if not cutoffs:
         raise ValueError("no cutoffs to build features for")
@@ -384,35 +398,46 @@ def build_feature_table(
     rc = rk = np.empty(0, dtype=np.int64)
     blocks: list[tuple[int, int]] = []
 
-    # One reduce group at a time, one measure at a time: each running array lives only until its columns are
-    # cut out of it, which keeps peak memory near one (slots x customers) array plus the output. DuckDB reduces
-    # the next group in a background thread (it releases the GIL) while numpy rolls up this one; nothing else
-    # touches the connection until every group is fetched.
-    by_offsets = reduce_groups(measures, lambda m: measure_offsets(m, config))
-    groups = [(source, ms, _folds(ms, config, j_at), layout.daymap, layout.first_map_day) for source, ms in by_offsets]
+    # One source table at a time, one measure at a time: each running array lives only until its columns are
+    # cut out of it, which keeps peak memory near one (slots x customers) array plus the output. DuckDB scans
+    # the next table in a background thread (it releases the GIL) while numpy rolls up this one; nothing else
+    # touches the connection until every scan is fetched.
+    groups = [(s, [m for m in measures if m.source == s]) for s in ("orders", "returns", "events")]
+    groups = [(s, ms) for s, ms in groups if ms]
+    slots_cache: dict[tuple[int, ...], _Slots] = {}
+
+    def slots_of(m: Measure) -> _Slots:
+        offsets = measure_offsets(m, config)
+        if offsets not in slots_cache:
+            slots_cache[offsets] = _Slots.of(offsets, layout)
+        return slots_cache[offsets]
+
     priors = None
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="churn-reduce") as pool:
-        # Every group is queued at once, so DuckDB never waits for numpy; each future is dropped once read, so
-        # it does not keep its cells alive (the cells are numpy copies, outside DuckDB's memory limit).
-        pending = deque(pool.submit(_reduce_and_fold, con, k, *group) for k, group in enumerate(groups))
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="churn-scan") as pool:
+        # Every scan is queued at once, so DuckDB never waits for numpy; each future is dropped once read, so
+        # it does not keep its rows alive after their measures are rolled up.
+        pending = deque(pool.submit(_scan_rows, con, source, ms, layout) for source, ms in groups)
         scratch = _Scratch()
         try:
-            for source, _, folds, *_ in groups:
-                cells_of = pending.popleft().result()
-                items = [(m, fold, cells) for fold, cells in zip(folds, cells_of, strict=True) for m in fold.measures]
-                del cells_of
+            for source, ms in groups:
+                parts = pending.popleft().result()
+                columns, codes = row_columns(ms), event_codes(ms)
                 if source == "orders":
-                    rc, blocks = _eligible_rows(items, j_at[0], n_cust, cut_days, config, training, keep_days)
+                    rc, blocks = _eligible_rows(parts, ms, slots_of, layout, n_cust, config, training, keep_days)
                     rk = np.repeat(np.arange(len(cut_days)), [stop - start for start, stop in blocks])
                     assembler = FeatureAssembler(cut_days[rk], config, have)
-                while items:
-                    m, fold, cells = items.pop(0)
-                    run = _Running(cells, m, n_cust, len(fold.edges), scratch)
-                    assembler.add(m, _Reader(run, fold, j_at, rc, blocks))
-                    del cells, run
+                left = Counter(_part_of(m, codes) for m in ms)
+                for m in sorted(ms, key=lambda m: _part_of(m, codes)):
+                    code = _part_of(m, codes)
+                    run = _Running(parts[code], m, columns, slots_of(m), n_cust, scratch)
+                    assembler.add(m, _Reader(run, slots_of(m), j_at, rc, blocks))
+                    del run
+                    left[code] -= 1
+                    if not left[code]:
+                        del parts[code]
                 if source == "orders":
                     # The per-cutoff BG/NBD fits need only the orders' running values: fitted here, they run
-                    # while DuckDB reduces the events.
+                    # while DuckDB scans the events.
                     priors = fit_priors(assembler.now(), cut_days[rk], config)
         finally:
             for fetch in pending:
@@ -421,14 +446,32 @@ def build_feature_table(
     del scratch
     c_day = cut_days[rk]
     end_day = to_day(end) if pd.Timestamp(end) == pd.Timestamp(end).floor("D") else to_day(end) + 1
-    columns: dict[str, pa.Array] = {
-        "customer_id": pa.DictionaryArray.from_arrays(pa.array(rc.astype(np.int32)), cust_ids).cast(pa.string())
-    }
-    rest, family = assembler.finish(end_day, priors, attributes=_customer_attributes(con, sources, rc, c_day))
-    columns.update(rest)
-    table = pa.table(columns)
-    manifest = feature_manifest(table, family, config, cutoffs, end, skipped)
-    return table, manifest
+    customer_id = pa.DictionaryArray.from_arrays(pa.array(rc.astype(np.int32)), cust_ids).cast(pa.string())
+    attributes = _customer_attributes(con, sources, rc, c_day)
+    manifest = None
+    for cutoff, (start, stop) in zip(cutoffs, blocks, strict=True):
+        rows = {name: values.slice(start, stop - start) for name, values in attributes.items()}
+        columns = {"customer_id": customer_id.slice(start, stop - start)}
+        columns.update(assembler.finish_rows(slice(start, stop), end_day, priors, rows))
+        block = pa.table(columns)
+        if manifest is None:
+            manifest = feature_manifest(block, assembler.family, config, cutoffs, end, skipped)
+        yield cutoff, block, manifest
+
+
+def build_feature_table(
+    con: duckdb.DuckDBPyConnection,
+    cutoffs: list[pd.Timestamp],
+    end: pd.Timestamp,
+    config: FeatureConfig,
+    training: bool,
+    keep_lapsed_at: tuple[pd.Timestamp, ...] = (),
+) -> tuple[pa.Table, dict]:
+    """Features (and labels) for every eligible customer at every cutoff, as one table sorted by cutoff then
+    customer_id, plus a manifest naming the features produced, the families skipped and why. Arguments as
+    :func:`build_feature_blocks`, whose blocks this concatenates."""
+    made = list(build_feature_blocks(con, cutoffs, end, config, training, keep_lapsed_at))
+    return pa.concat_tables([block for _, block, _ in made]), made[0][2]
 
 
 def feature_manifest(

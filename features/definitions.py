@@ -17,26 +17,60 @@ from typing import Literal
 from features.contract import KNOWN_EVENT_TYPES
 
 Rollup = Literal["sum", "max", "min", "last"]
+Aggregate = Literal["count", "sum", "max", "min", "last"]
 
 
 @dataclass(frozen=True)
 class Measure:
-    """One per-(customer, slot) aggregate.
+    """One per-(customer, slot) aggregate: ``agg`` of the row expression ``arg`` over the source rows.
 
-    ``expr`` is a SQL aggregate over the source rows (portable SQL: count, sum, max, min, and ``max_by`` for
-    ``last``). For ``last`` measures ``expr`` is the value and the engine takes the value of the row with
-    the latest timestamp. Timestamps are carried as microseconds since the epoch (``ts_us``).
+    ``agg``: ``count`` (rows, or rows where ``arg`` is not NULL), ``sum`` (an exact sum of an amount, see
+    :func:`exact_sum`), ``max`` / ``min``, or ``last`` (the value ``arg`` of the row with the latest timestamp).
+    ``arg`` is portable SQL over one source row (``*`` for ``count(*)``); timestamps are carried as
+    microseconds since the epoch (``ts_us``). An engine either aggregates in SQL (:attr:`expr`) or takes each
+    row's contribution (:attr:`row_expr`) and aggregates it itself: both come from this one definition.
     ``dtype``: ``int32`` counts, ``int64`` timestamps, ``float64`` amounts (a ``sum`` of them is carried in
-    integer millionths, see :func:`exact_sum`; a ``last`` as the value itself).
+    integer millionths; a ``last`` as the value itself).
     """
 
     name: str
     source: Literal["orders", "returns", "events"]
-    expr: str
-    rollup: Rollup
+    agg: Aggregate
+    arg: str = "*"
     needs_columns: tuple[str, ...] = ()
     event_type: str | None = None
     dtype: str = "float64"
+
+    def __post_init__(self) -> None:
+        if self.arg == "*" and self.agg != "count":
+            raise ValueError(f"measure {self.name}: only count takes `*`")
+
+    @property
+    def rollup(self) -> Rollup:
+        """How slots combine into a running value: counts and sums add up, the rest keep their kind."""
+        return "sum" if self.agg in ("count", "sum") else self.agg
+
+    @property
+    def expr(self) -> str:
+        """The SQL aggregate over one group of source rows (``last``: the value; the engine picks the row)."""
+        if self.agg == "count":
+            return f"count({self.arg})"
+        if self.agg == "sum":
+            return exact_sum(self.arg)
+        if self.agg == "last":
+            return self.arg
+        return f"{self.agg}({self.arg})"
+
+    @property
+    def row_expr(self) -> str | None:
+        """Each source row's contribution as SQL, for an engine that aggregates rows itself: a count's
+        ``arg IS NOT NULL`` (None for ``count(*)``: every row counts), a sum's amount in integer millionths
+        (:func:`exact_amount`), else ``arg``; a NULL contributes nothing."""
+        if self.agg == "count":
+            return None if self.arg == "*" else f"({self.arg}) IS NOT NULL"
+        if self.agg == "sum":
+            return exact_amount(self.arg)
+        return self.arg
 
 
 # Amounts are summed as integers of this many units per currency unit (millionths). Integer sums are exact,
@@ -45,57 +79,63 @@ class Measure:
 AMOUNT_SCALE = 1_000_000
 
 
+def exact_amount(expr: str) -> str:
+    """One row's amount in integer millionths (``AMOUNT_SCALE``), NULL for NaN and infinities (missing values
+    in Parquet floats)."""
+    return f"TRY_CAST(round(({expr}) * {AMOUNT_SCALE}) AS BIGINT)"
+
+
 def exact_sum(expr: str) -> str:
     """A sum that does not depend on the order rows are added in, so the same data always gives bit-identical
-    features: each value rounded to millionths and summed as a 64-bit integer (``AMOUNT_SCALE``; divide to get
-    the amount back). NaN and infinities (missing values in Parquet floats) count as missing."""
-    return f"sum(TRY_CAST(round(({expr}) * {AMOUNT_SCALE}) AS BIGINT))"
+    features: each value rounded to millionths and summed as a 64-bit integer (:func:`exact_amount`; divide by
+    ``AMOUNT_SCALE`` to get the amount back). NaN and infinities count as missing."""
+    return f"sum({exact_amount(expr)})"
 
 
-def _event(name: str, event_type: str, expr: str, rollup: Rollup, dtype: str = "float64") -> Measure:
-    needs = ("value",) if "value" in expr else ()
-    return Measure(name, "events", expr, rollup, needs_columns=needs, event_type=event_type, dtype=dtype)
+def _event(name: str, event_type: str, agg: Aggregate, arg: str = "*", dtype: str = "float64") -> Measure:
+    needs = ("value",) if "value" in arg else ()
+    return Measure(name, "events", agg, arg, needs_columns=needs, event_type=event_type, dtype=dtype)
 
 
 # Time in the reduce step: ``ts_us`` is the row's timestamp in microseconds since 1970-01-01 (UTC).
 MEASURES: tuple[Measure, ...] = (
     # Purchase behaviour.
-    Measure("n_orders", "orders", "count(*)", "sum", dtype="int32"),
-    Measure("revenue", "orders", exact_sum("amount"), "sum"),
-    Measure("discount", "orders", exact_sum("coalesce(discount_amount, 0)"), "sum", needs_columns=("discount_amount",)),
-    Measure("items", "orders", exact_sum("coalesce(items, 0)"), "sum", needs_columns=("items",)),
-    Measure("gap_n", "orders", "count(gap_days)", "sum", dtype="int32"),
-    Measure("gap_sum", "orders", exact_sum("gap_days"), "sum"),
-    Measure("gap_sq", "orders", exact_sum("gap_days * gap_days"), "sum"),
-    Measure("last_order_us", "orders", "max(ts_us)", "max", dtype="int64"),
-    Measure("first_order_us", "orders", "min(ts_us)", "min", dtype="int64"),
-    Measure("n_returns", "returns", "count(*)", "sum", dtype="int32"),
-    Measure("return_value", "returns", exact_sum("amount"), "sum"),
+    Measure("n_orders", "orders", "count", dtype="int32"),
+    Measure("revenue", "orders", "sum", "amount"),
+    Measure("discount", "orders", "sum", "coalesce(discount_amount, 0)", needs_columns=("discount_amount",)),
+    Measure("items", "orders", "sum", "coalesce(items, 0)", needs_columns=("items",)),
+    Measure("gap_n", "orders", "count", "gap_days", dtype="int32"),
+    Measure("gap_sum", "orders", "sum", "gap_days"),
+    Measure("gap_sq", "orders", "sum", "gap_days * gap_days"),
+    Measure("last_order_us", "orders", "max", "ts_us", dtype="int64"),
+    Measure("first_order_us", "orders", "min", "ts_us", dtype="int64"),
+    Measure("n_returns", "returns", "count", dtype="int32"),
+    Measure("return_value", "returns", "sum", "amount"),
     # Engagement.
-    _event("n_session", "session", "count(*)", "sum", "int32"),
-    _event("last_session_us", "session", "max(ts_us)", "max", "int64"),
-    _event("n_page_view", "page_view", "count(*)", "sum", "int32"),
-    _event("n_add_to_cart", "add_to_cart", "count(*)", "sum", "int32"),
-    _event("n_email_sent", "email_sent", "count(*)", "sum", "int32"),
-    _event("n_email_open", "email_open", "count(*)", "sum", "int32"),
-    _event("last_email_open_us", "email_open", "max(ts_us)", "max", "int64"),
-    _event("n_email_click", "email_click", "count(*)", "sum", "int32"),
-    _event("last_email_click_us", "email_click", "max(ts_us)", "max", "int64"),
-    _event("n_unsubscribe", "unsubscribe", "count(*)", "sum", "int32"),
+    _event("n_session", "session", "count", dtype="int32"),
+    _event("last_session_us", "session", "max", "ts_us", "int64"),
+    _event("n_page_view", "page_view", "count", dtype="int32"),
+    _event("n_add_to_cart", "add_to_cart", "count", dtype="int32"),
+    _event("n_email_sent", "email_sent", "count", dtype="int32"),
+    _event("n_email_open", "email_open", "count", dtype="int32"),
+    _event("last_email_open_us", "email_open", "max", "ts_us", "int64"),
+    _event("n_email_click", "email_click", "count", dtype="int32"),
+    _event("last_email_click_us", "email_click", "max", "ts_us", "int64"),
+    _event("n_unsubscribe", "unsubscribe", "count", dtype="int32"),
     # Experience and loyalty.
-    _event("n_support_ticket", "support_ticket", "count(*)", "sum", "int32"),
-    _event("n_review", "review", "count(value)", "sum", "int32"),
-    _event("review_sum", "review", exact_sum("value"), "sum"),
-    _event("review_last", "review", "value", "last"),
-    _event("n_nps", "nps", "count(value)", "sum", "int32"),
-    _event("nps_sum", "nps", exact_sum("value"), "sum"),
-    _event("nps_last", "nps", "value", "last"),
-    _event("points_earned", "loyalty_points_earned", exact_sum("coalesce(value, 0)"), "sum"),
-    _event("points_redeemed", "loyalty_points_redeemed", exact_sum("coalesce(value, 0)"), "sum"),
-    _event("loyalty_tier_last", "loyalty_tier_change", "value", "last"),
-    _event("n_coupon_redeemed", "coupon_redeemed", "count(*)", "sum", "int32"),
+    _event("n_support_ticket", "support_ticket", "count", dtype="int32"),
+    _event("n_review", "review", "count", "value", "int32"),
+    _event("review_sum", "review", "sum", "value"),
+    _event("review_last", "review", "last", "value"),
+    _event("n_nps", "nps", "count", "value", "int32"),
+    _event("nps_sum", "nps", "sum", "value"),
+    _event("nps_last", "nps", "last", "value"),
+    _event("points_earned", "loyalty_points_earned", "sum", "coalesce(value, 0)"),
+    _event("points_redeemed", "loyalty_points_redeemed", "sum", "coalesce(value, 0)"),
+    _event("loyalty_tier_last", "loyalty_tier_change", "last", "value"),
+    _event("n_coupon_redeemed", "coupon_redeemed", "count", dtype="int32"),
     # Any event type the contract does not name is still counted, so a shop's own events are not lost.
-    _event("n_other_events", "*other*", "count(*)", "sum", "int32"),
+    _event("n_other_events", "*other*", "count", dtype="int32"),
 )
 
 OTHER_EVENTS = "*other*"

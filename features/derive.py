@@ -267,17 +267,39 @@ class FeatureAssembler:
         attributes: Mapping[str, pa.Array] | None = None,
     ) -> tuple[dict[str, pa.Array], dict[str, str]]:
         """The table's columns after ``customer_id``, in order (``cutoff``, ``is_lapsed``, features,
-        attributes, labels), and each feature's family. ``priors`` per cutoff day (default: fitted here on
-        these rows, which must then be every row of their cutoffs). ``end_day``: the end of the data."""
-        config, have, c_day = self.config, self.have, self.c_day
+        attributes, labels), and each feature's family, for every row; the collected values are released.
+        ``priors`` per cutoff day (default: fitted here on these rows, which must then be every row of their
+        cutoffs). ``end_day``: the end of the data."""
+        if priors is None:
+            priors = fit_priors(self.now(), self.c_day, self.config)
+        columns = self.finish_rows(slice(None), end_day, priors, attributes)
+        self.out, self.base = {}, {}
+        return columns, dict(self.family)
+
+    def finish_rows(
+        self,
+        rows: slice,
+        end_day: int,
+        priors: Mapping[int, BGNBDPrior | None],
+        attributes: Mapping[str, pa.Array] | None = None,
+    ) -> dict[str, pa.Array]:
+        """:meth:`finish` for the rows ``rows`` only (``attributes`` given for those rows), keeping the
+        collected values: an engine can turn a table into columns block by block, and write each block while
+        the next is made. :attr:`family` names each feature's family once a block is made."""
+        config, have, c_day = self.config, self.have, self.c_day[rows]
         windows = config.windows
         measures = [m for m in MEASURES if m.name in have]
         # Windowed columns in definition order, whatever order the measures arrived in.
         ordered = [n for m in measures if m.name in WINDOWED for n in windowed_names(WINDOWED[m.name], windows)]
-        self.out = {n: self.out[n] for n in ordered if n in self.out}
-        put, out, base = self._put, self.out, self.base
+        out = {n: self.out[n][rows] for n in ordered if n in self.out}
+        base = {key: values[rows] for key, values in self.base.items()}
+
+        def put(name: str, values: np.ndarray, fam: str, dtype: str = "float32") -> None:
+            out[name] = values.astype(dtype, copy=False)
+            self.family[name] = fam
+
         c_us = c_day * float(US_PER_DAY)
-        now = self.now()
+        now = {name: v for (name, o), v in base.items() if o == 0}
 
         # Purchase behaviour (all history before c).
         recency = (c_us - now["last_order_us"]) / US_PER_DAY
@@ -307,8 +329,6 @@ class FeatureAssembler:
 
         # BG/NBD + Gamma-Gamma, fitted afresh at each cutoff on that cutoff's customers (only data < c): a
         # structural prior the boosters start from (models.churn / models.clv ``offset``).
-        if priors is None:
-            priors = fit_priors(now, c_day, config)
         inputs = bgnbd_inputs_at(now, c_day)
         bg = {n: np.full(len(c_day), np.nan, dtype=np.float32) for n in BGNBD_FEATURES.values()}
         for day in np.unique(c_day):
@@ -376,7 +396,6 @@ class FeatureAssembler:
             "future_orders": pa.array((base[("n_orders", h_clv)] - orders_total).astype(np.int32), mask=clv_missing),
             "future_revenue": pa.array(np.round(future_revenue, 6), mask=clv_missing),
         }
-        self.base = {}
 
         columns: dict[str, pa.Array] = {
             "cutoff": pa.array(c_day.astype("datetime64[D]").astype("datetime64[us]")),
@@ -390,7 +409,7 @@ class FeatureAssembler:
             columns[name] = values
             self.family[name] = "attributes"
         columns.update(labels)
-        return columns, dict(self.family)
+        return columns
 
 
 def attribute_columns(

@@ -21,8 +21,6 @@ and day differences.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from features.contract import KNOWN_EVENT_TYPES
 from features.definitions import AMOUNT_SCALE, OTHER_EVENTS, Measure
 from features.derive import US_PER_DAY, running_column
@@ -66,16 +64,9 @@ def aggregate_sql(m: Measure) -> str:
     return f"{m.expr} FILTER (WHERE {cond})"
 
 
-def source_sql(
-    source: str, measures: list[Measure], first_map_day: int, by_index: bool = True, daymap: str = "_daymap"
-) -> str:
-    """The reduce query of one source table: one row per (customer, slot), a column per measure.
-
-    ``first_map_day``: rows on earlier days are counted in the first slot (they are before every edge).
-    ``by_index``: key rows by ``cust_idx`` from a ``_cust`` table (customer_id -> dense index, DuckDB
-    engine), else by ``customer_id`` itself. ``daymap``: the (day, slot) table; rows on days it lacks are
-    left out (an engine may use coarser slots, or stop at the last edge its measures read).
-    """
+def _source_cte(source: str, measures: list[Measure]) -> str:
+    """``src``: the source table's rows the measures read, with ``ts_us`` (microseconds), ``day`` (day number)
+    and, for orders, ``gap_days``."""
     ts = TIMESTAMP_OF[source]
     extra = ""
     if source == "orders":
@@ -92,6 +83,22 @@ def source_sql(
         types = sorted({m.event_type for m in measures if m.event_type != OTHER_EVENTS})
         if not any(m.event_type == OTHER_EVENTS for m in measures):
             where = "WHERE event_type IN (" + ", ".join(f"'{t}'" for t in types) + ")"
+    return f"""WITH src AS (
+  SELECT *, {micros_expr(ts)} AS ts_us, {day_expr(ts)} AS day{extra}
+  FROM {source} {where}
+)"""
+
+
+def source_sql(
+    source: str, measures: list[Measure], first_map_day: int, by_index: bool = True, daymap: str = "_daymap"
+) -> str:
+    """The reduce query of one source table: one row per (customer, slot), a column per measure.
+
+    ``first_map_day``: rows on earlier days are counted in the first slot (they are before every edge).
+    ``by_index``: key rows by ``cust_idx`` from a ``_cust`` table (customer_id -> dense index), else by
+    ``customer_id`` itself. ``daymap``: the (day, slot) table; rows on days it lacks are left out (an engine
+    may use coarser slots, or stop at the last edge its measures read).
+    """
     aggs = ",\n       ".join(
         f"CAST({aggregate_sql(m)} AS {'DOUBLE' if m.rollup == 'last' else _STORED_TYPE[m.dtype]}) AS {m.name}"
         for m in measures
@@ -100,10 +107,7 @@ def source_sql(
     if by_index:
         key, join = "k.cust_idx", "JOIN _cust k ON src.customer_id = k.customer_id"
     return f"""
-WITH src AS (
-  SELECT *, {micros_expr(ts)} AS ts_us, {day_expr(ts)} AS day{extra}
-  FROM {source} {where}
-)
+{_source_cte(source, measures)}
 SELECT {key}, d.slot,
        {aggs}
 FROM src
@@ -112,31 +116,72 @@ JOIN {daymap} d ON greatest(src.day, {first_map_day}) = d.day
 GROUP BY {key}, d.slot"""
 
 
-def reduce_groups(
-    measures: list[Measure], offsets_of: Callable[[Measure], tuple[int, ...]] | None = None
-) -> list[tuple[str, list[Measure]]]:
-    """The reduce queries to run, as (source, measures), orders first: one per source table, except that the
-    event measures reading ``value`` (reviews, NPS, loyalty points and tiers) get their own query, and, given
-    ``offsets_of``, event measures read at different offsets too (each query can then use only its own edges
-    as slots: a measure read only at ``c`` needs 13 slots, not ~100).
+def event_codes(measures: list[Measure]) -> dict[str, int]:
+    """A small integer per event type the measures name (sorted), and the next one for :data:`OTHER_EVENTS`."""
+    types = sorted({m.event_type for m in measures if m.event_type not in (None, OTHER_EVENTS)})
+    return {**{t: i for i, t in enumerate(types)}, OTHER_EVENTS: len(types)}
 
-    Why split: DuckDB evaluates a FILTERed aggregate's argument (amount sums, ``arg_max`` over a struct) on
-    every scanned row, and every (customer, slot) group carries the state of every aggregate. Kept apart, the
-    value measures scan only their own event types (about 5 % of the events on the generated shop), the
-    frequent types' groups carry counts and timestamps only, and measures read only at ``c`` reduce to 13
-    slots: the events went from 13.7 s in one query to 7.6 s in five on the 1M shop (2 cores).
-    """
+
+def row_columns(measures: list[Measure]) -> dict[str, str]:
+    """Column alias of each distinct :attr:`Measure.row_expr` of the measures (and of ``ts_us`` when a
+    ``last`` measure needs the rows' order), in :func:`rows_sql`."""
+    exprs = [e for m in measures for e in (m.row_expr, _order_expr(m)) if e is not None]
+    return {e: f"a{i}" for i, e in enumerate(dict.fromkeys(exprs))}
+
+
+def rows_sql(source: str, measures: list[Measure], first_map_day: int, stop_day: int) -> str:
+    """The row query of one source table, for an engine that aggregates the rows itself (the DuckDB engine
+    does, in numpy): one scan, one row per source row of a customer in ``_cust`` on a day before ``stop_day``
+    (later rows are never read), with ``cust_idx``, ``day_idx`` (days since ``first_map_day``; earlier rows
+    count as 0: they are before every edge), for events ``type_code`` (:func:`event_codes`), and each
+    measure's contribution in the column :func:`row_columns` names."""
+    cols = [f"(greatest(src.day, {first_map_day}) - {first_map_day})::{_day_type(first_map_day, stop_day)} AS day_idx"]
+    ctes, rows = _source_cte(source, measures), "src"
+    if source == "events":
+        codes = event_codes(measures)
+        whens = " ".join(f"WHEN '{t}' THEN {c}" for t, c in codes.items() if t != OTHER_EVENTS)
+        ctes += f""",
+typed AS (SELECT *, (CASE event_type {whens} ELSE {codes[OTHER_EVENTS]} END)::UTINYINT AS type_code FROM src)"""
+        rows = "typed"
+        cols.append("src.type_code")
+    for expr, alias in row_columns(measures).items():
+        if source == "events":
+            # Evaluated only on the rows of the types that read it: most events have no value, and a cast
+            # that fails (NaN to BIGINT) is slow even as TRY_CAST.
+            reading = sorted({codes[m.event_type] for m in measures if expr in (m.row_expr, _order_expr(m))})
+            if len(reading) < len(codes):
+                expr = f"CASE WHEN src.type_code IN ({', '.join(map(str, reading))}) THEN {expr} END"
+        cols.append(f"{expr} AS {alias}")
+    return f"""
+{ctes}
+SELECT k.cust_idx, {", ".join(cols)}
+FROM {rows} src
+JOIN _cust k ON src.customer_id = k.customer_id
+WHERE src.day < {stop_day}"""
+
+
+def _order_expr(m: Measure) -> str | None:
+    """The row column a measure orders its rows by: ``ts_us`` for ``last``."""
+    return "ts_us" if m.rollup == "last" else None
+
+
+def _day_type(first_map_day: int, stop_day: int) -> str:
+    return "SMALLINT" if stop_day - first_map_day <= 32_767 else "INTEGER"
+
+
+def reduce_groups(measures: list[Measure]) -> list[tuple[str, list[Measure]]]:
+    """The reduce queries to run, as (source, measures), orders first: one per source table, except that the
+    event measures reading ``value`` (reviews, NPS, loyalty points and tiers) get their own query: they scan
+    only their own event types, and the frequent types' groups carry counts and timestamps only."""
     groups: list[tuple[str, list[Measure]]] = []
     for source in ("orders", "returns", "events"):
         ms = [m for m in measures if m.source == source]
         if source != "events":
             groups += [(source, ms)] if ms else []
             continue
-        parts: dict[tuple, list[Measure]] = {}
-        for m in ms:
-            key = ("value" in m.needs_columns, offsets_of(m) if offsets_of else ())
-            parts.setdefault(key, []).append(m)
-        groups += [(source, part) for _, part in sorted(parts.items(), key=lambda kv: kv[0])]
+        for reads_value in (False, True):
+            part = [m for m in ms if ("value" in m.needs_columns) == reads_value]
+            groups += [(source, part)] if part else []
     return groups
 
 

@@ -7,7 +7,6 @@ import numpy as np
 import pandas as pd
 
 from features.definitions import AMOUNT_SCALE, MEASURES, exact_sum
-from features.derive import FeatureConfig, measure_offsets
 from features.sql import reduce_groups
 
 AMOUNTS = [0.1, 0.2, float("nan"), float("inf"), -2.5, 3.0000004]
@@ -32,17 +31,11 @@ def test_an_exact_sum_does_not_depend_on_the_order_of_the_rows():
     assert _exact_sum(amounts) == _exact_sum(shuffled)
 
 
-def test_reduce_groups_put_orders_first_and_split_events_by_value_and_offsets():
-    config = FeatureConfig()
-    groups = reduce_groups(list(MEASURES), lambda m: measure_offsets(m, config))
-    assert [s for s, _ in groups][:2] == ["orders", "returns"]
-    for source, ms in groups:
-        assert {m.source for m in ms} == {source}
-        if source == "events":
-            assert len({("value" in m.needs_columns, measure_offsets(m, config)) for m in ms}) == 1
+def test_reduce_groups_put_orders_first_and_split_events_by_whether_they_read_value():
+    groups = reduce_groups(list(MEASURES))
+    assert [s for s, _ in groups] == ["orders", "returns", "events", "events"]
     assert sorted(m.name for _, ms in groups for m in ms) == sorted(m.name for m in MEASURES)
-    # Without offsets: events split only by whether a measure reads `value`.
-    assert [len(ms) for s, ms in reduce_groups(list(MEASURES)) if s == "events"] == [
+    assert [len(ms) for s, ms in groups if s == "events"] == [
         sum(m.source == "events" and "value" not in m.needs_columns for m in MEASURES),
         sum(m.source == "events" and "value" in m.needs_columns for m in MEASURES),
     ]
