@@ -15,11 +15,15 @@ then applied to every row: ``bgnbd_p_alive``, ``bgnbd_churn_probability`` (no or
 ``bgnbd_expected_orders`` and ``bgnbd_clv`` (over the CLV horizon) and ``bgnbd_order_value``. NaN at a cutoff
 with fewer than 20 such customers. The models start from them (``train.*.offset``).
 
-How it stays fast: DuckDB scans each source table once per group of measures (:func:`features.sql.reduce_groups`)
-and reduces it to one row per (customer, slot), where slots are the intervals between the consecutive window
-and horizon edges, of all cutoffs, that the group reads. numpy then turns those into running totals per
-customer over slots, and every window of every cutoff is the difference of two running totals: no cutoff
-rescans the data. DuckDB works on the next group in a background thread while numpy rolls up this one.
+How it stays fast: DuckDB scans each source table once (:func:`features.sql.rows_sql`: the customer's index,
+the day, the event type and each measure's per-row contribution) and streams the rows out as Arrow batches;
+numpy aggregates them with unbuffered ufuncs straight into each measure's own slots, where slots are the
+intervals between the window and horizon edges, of all cutoffs, that the measure is read at. The running
+values per customer over slots follow, and every window of every cutoff is the difference of two of them: no
+cutoff rescans the data. DuckDB scans the next table in a background thread while numpy rolls up this one,
+the BG/NBD fits run in a thread of their own, and the table is made one cutoff block at a time so a writer
+can store each block while the next is made. Memory: about 6 bytes per source row (plus 8 per value a
+measure reads), one (slots x customers) array at a time, and the output.
 
 The connection passed in must expose views ``orders`` (required), and optionally ``returns``,
 ``customers`` and ``events``, with the validated contract's columns and types. While a build runs it uses
@@ -281,7 +285,8 @@ class _Running:
             np.maximum.at(latest, flat, ts)
             at_latest = ts == latest[flat]
             self.values = new(1, shape, np.float64, -np.inf)
-            np.maximum.at(self.values.reshape(-1), flat[at_latest], values[at_latest])
+            with np.errstate(invalid="ignore"):  # a NaN value is the largest, as in SQL: no warning
+                np.maximum.at(self.values.reshape(-1), flat[at_latest], values[at_latest])
             # The coarse slot that last had a value, rolled forward; the value is read at that slot.
             self.dense = new(0, shape, np.int32, -1)
             self.dense.reshape(-1)[flat] = cs
@@ -412,8 +417,11 @@ def build_feature_blocks(
             slots_cache[offsets] = _Slots.of(offsets, layout)
         return slots_cache[offsets]
 
-    priors = None
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="churn-scan") as pool:
+    fitting = None
+    with (
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="churn-scan") as pool,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="churn-bgnbd") as fits,
+    ):
         # Every scan is queued at once, so DuckDB never waits for numpy; each future is dropped once read, so
         # it does not keep its rows alive after their measures are rolled up.
         pending = deque(pool.submit(_scan_rows, con, source, ms, layout) for source, ms in groups)
@@ -436,12 +444,13 @@ def build_feature_blocks(
                     if not left[code]:
                         del parts[code]
                 if source == "orders":
-                    # The per-cutoff BG/NBD fits need only the orders' running values: fitted here, they run
-                    # while DuckDB scans the events.
-                    priors = fit_priors(assembler.now(), cut_days[rk], config)
+                    # The per-cutoff BG/NBD fits need only the orders' running values: fitted in a thread of
+                    # their own, they run while DuckDB scans the events and numpy rolls them up.
+                    fitting = fits.submit(fit_priors, assembler.now(), cut_days[rk], config)
         finally:
             for fetch in pending:
                 fetch.cancel()
+        priors = fitting.result()
 
     del scratch
     c_day = cut_days[rk]

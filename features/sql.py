@@ -1,18 +1,20 @@
 """The measures of :mod:`features.definitions` as SQL: written once, in DuckDB's dialect; Spark gets a translation.
 
-Two queries per source table (``orders``, ``returns``, ``events``):
+Queries per source table (``orders``, ``returns``, ``events``):
 
 - :func:`source_sql`, the *reduce*: one scan of the table, one row per (customer, slot) with every measure
   aggregated over the rows whose day falls in that slot (slots: the intervals between consecutive window and
-  horizon edges of all cutoffs, from a ``_daymap`` table of day -> slot). The DuckDB engine reads it through
-  numpy running arrays (:mod:`features.build`).
+  horizon edges of all cutoffs, from a ``_daymap`` table of day -> slot). The Spark engine runs it.
+- :func:`rows_sql`, for an engine that aggregates in memory (the DuckDB engine, in numpy: :mod:`features.build`):
+  the same scan, but one row per source row with each measure's per-row contribution
+  (:attr:`features.definitions.Measure.row_expr`); both come from the one definition of each measure.
 - :func:`running_sql`, the *roll-up* for engines without that numpy step: for every (customer, cutoff) the
   running value of each measure at each offset the features need (:func:`features.derive.measure_offsets`),
   as conditional aggregates over the reduced rows joined to a small ``_reads`` table (one row per cutoff; the
   last slot each offset may read). Rows are joined to a cutoff only up to its last edge, so the join is at
   most (reduced rows x cutoffs), never (raw rows x cutoffs).
 
-:func:`to_spark` translates either with sqlglot, the maintained SQL transpiler, so the feature logic has one
+:func:`to_spark` translates the reduce and the roll-up with sqlglot, the maintained SQL transpiler, so the feature logic has one
 source of truth. Only portable constructs are used: ``count``/``sum``/``max``/``min``, ``FILTER``,
 ``arg_max`` (Spark ``max_by``) over a struct for deterministic ties, ``lag`` over a window, 64-bit integer
 sums of amounts in millionths (exact, so the order rows are added in cannot change a feature), microsecond

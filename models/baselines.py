@@ -258,16 +258,28 @@ class GammaGamma(BaseEstimator):
         return n, m
 
     @staticmethod
-    def _neg_loglik(theta: np.ndarray, n: np.ndarray, m: np.ndarray, w: np.ndarray) -> tuple[float, np.ndarray]:
+    def _neg_loglik(
+        theta: np.ndarray,
+        un: np.ndarray,
+        inv: np.ndarray,
+        n: np.ndarray,
+        log_n: np.ndarray,
+        log_m: np.ndarray,
+        nm: np.ndarray,
+        w: np.ndarray,
+    ) -> tuple[float, np.ndarray]:
+        """Weighted mean negative log-likelihood and its gradient in log-parameters. The gamma functions
+        depend on the order count only: evaluated once per distinct count (``un``, rows ``inv``)."""
         p, q1, v = np.exp(theta)
         q = 1.0 + q1
-        pn = p * n
-        log_nmv = np.log(n * m + v)
-        ll = gammaln(pn + q) - gammaln(pn) - gammaln(q) + q * np.log(v) + (pn - 1.0) * np.log(m) + pn * np.log(n)
+        pn, pu = p * n, p * un
+        log_nmv = np.log(nm + v)
+        ll = (gammaln(pu + q) - gammaln(pu))[inv] - gammaln(q) + q * np.log(v) + (pn - 1.0) * log_m + pn * log_n
         ll -= (pn + q) * log_nmv
-        dp = n * (digamma(pn + q) - digamma(pn) + np.log(m) + np.log(n) - log_nmv)
-        dq = digamma(pn + q) - digamma(q) + np.log(v) - log_nmv
-        dv = q / v - (pn + q) / (n * m + v)
+        d_pq = digamma(pu + q)[inv]
+        dp = n * (d_pq - digamma(pu)[inv] + log_m + log_n - log_nmv)
+        dq = d_pq - digamma(q) + np.log(v) - log_nmv
+        dv = q / v - (pn + q) / (nm + v)
         total = w.sum()
         grad = np.array([(w * d).sum() for d in (dp, dq, dv)]) / total * np.array([p, q1, v])
         return -float((w * ll).sum() / total), -grad
@@ -279,10 +291,11 @@ class GammaGamma(BaseEstimator):
         w = np.ones_like(n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64).ravel()
         # Start at p = 1, q = 2, v = the mean spend: population mean p v / (q - 1) = the data's mean.
         theta0 = np.log([1.0, 1.0, float(np.average(m, weights=w))])
+        un, inv = np.unique(n, return_inverse=True)
         res = minimize(
             self._neg_loglik,
             theta0,
-            args=(n, m, w),
+            args=(un, inv, n, np.log(n), np.log(m), n * m, w),
             jac=True,
             method="L-BFGS-B",
             bounds=[(-LOG_BOUND, LOG_BOUND)] * 3,

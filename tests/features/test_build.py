@@ -688,3 +688,131 @@ def test_output_types():
     assert schema.field("future_orders").type == pa.int32()
     assert schema.field("future_revenue").type == pa.float64()
     assert schema.field("country").type == pa.string()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The engine's own aggregation (rows streamed out of DuckDB, aggregated in numpy) against the SQL definition.
+
+
+def _awkward_shop(seed: int) -> dict[str, pa.Table]:
+    """A random shop full of the cases an aggregation gets wrong: NaN, infinite and NULL amounts and values,
+    timestamp ties with different values, rows long before the first cutoff's slots and after the last edge,
+    an event type the contract does not name, events of customers who never ordered."""
+    rng = np.random.default_rng(seed)
+    start = T("2023-01-01")
+
+    def when(n: int, days: int = 700) -> list[pd.Timestamp]:
+        # Whole hours, so timestamps tie often.
+        return list(start + pd.to_timedelta(rng.integers(0, days * 24, n), unit="h"))
+
+    def awkward(n: int, scale: float) -> np.ndarray:
+        values = rng.normal(scale, scale, n).round(3)
+        values[rng.random(n) < 0.08] = NAN
+        values[rng.random(n) < 0.03] = np.inf
+        return values
+
+    cust = [f"K{i:02d}" for i in range(25)]
+    n = 300
+    orders = orders_frame(
+        list(
+            zip(
+                rng.choice(cust, n),
+                [f"o{i:03d}" for i in range(n)],
+                when(n),
+                awkward(n, 60.0),
+                np.where(rng.random(n) < 0.3, NAN, rng.random(n) * 10),
+                rng.integers(1, 5, n),
+                strict=True,
+            )
+        )
+    )
+    returns = returns_frame(list(zip(rng.choice(cust, 60), ["o001"] * 60, when(60), awkward(60, 20.0), strict=True)))
+    types = [*KNOWN_EVENT_TYPES, "wishlist_add"]
+    m = 3_000
+    who = rng.choice([*cust, "GHOST1", "GHOST2"], m)
+    events = events_frame(list(zip(who, when(m), rng.choice(types, m), awkward(m, 4.0), strict=True)))
+    # Same customer, type and timestamp, different values: `last` must pick the larger (NaN the largest).
+    tie = events.iloc[[0, 0, 0]].copy()
+    tie["event_type"], tie["value"] = "review", [2.0, 5.0, 3.0]
+    tie_nan = tie.copy()
+    tie_nan["event_ts"] += pd.Timedelta(days=1)
+    tie_nan["value"] = [1.0, NAN, 4.0]
+    events = pd.concat([events, tie, tie_nan], ignore_index=True)
+    # NaN stays NaN (as in Parquet) and a few values are NULL: a pandas frame would make every NaN a NULL.
+    frames = {"orders": orders, "returns": returns, "events": events}
+    tables = {}
+    for name, frame in frames.items():
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        for col in ("amount", "discount_amount", "value"):
+            if col in frame:
+                null = rng.random(len(frame)) < 0.04
+                array = pa.array(frame[col].to_numpy(np.float64), from_pandas=False, mask=null)
+                table = table.set_column(table.schema.get_field_index(col), col, array)
+        tables[name] = table
+    return tables
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_every_measure_at_every_offset_equals_its_sql_definition(seed):
+    from features.build import _Reader, _Running, _scan_rows, _Slots, inspect_sources
+    from features.cutoffs import to_day
+    from features.definitions import MEASURES
+    from features.derive import SlotLayout, measure_offsets
+    from features.sql import event_codes, row_columns, source_sql
+
+    con = connect(**_awkward_shop(seed))
+    con.execute(
+        "CREATE TEMP TABLE _cust AS SELECT customer_id, (row_number() OVER (ORDER BY customer_id) - 1)::INTEGER "
+        "AS cust_idx FROM (SELECT DISTINCT customer_id FROM orders)"
+    )
+    n_cust = con.sql("SELECT count(*) FROM _cust").fetchall()[0][0]
+    config = FeatureConfig(windows_days=(30, 90), churn_horizon_days=30, clv_horizon_days=60)
+    cut_days = np.array([to_day(T(c)) for c in ("2023-09-01", "2024-01-01", "2024-06-15")])
+    layout = SlotLayout.of(cut_days, config)
+    everyone = np.tile(np.arange(n_cust), len(cut_days))
+    blocks = [(k * n_cust, (k + 1) * n_cust) for k in range(len(cut_days))]
+    measures = [m for m in MEASURES if inspect_sources(con).supports(m)]
+    assert {m.source for m in measures} == {"orders", "returns", "events"}
+    checked = 0
+    for source in ("orders", "returns", "events"):
+        ms = [m for m in measures if m.source == source]
+        parts = _scan_rows(con, source, ms, layout)
+        columns, codes = row_columns(ms), event_codes(ms)
+        for m in ms:
+            slots = _Slots.of(measure_offsets(m, config), layout)
+            part = parts[codes[m.event_type] if source == "events" else 0]
+            read = _Reader(_Running(part, m, columns, slots, n_cust), slots, layout.reads, everyone, blocks)
+            for offset in measure_offsets(m, config):
+                got = read(offset)
+                for k, c in enumerate(cut_days):
+                    # The SQL reduce with one slot holding every day before c + offset: the definition itself.
+                    con.execute(
+                        f"CREATE OR REPLACE TEMP TABLE _upto AS SELECT range AS day, 0 AS slot "
+                        f"FROM range({layout.first_map_day}, {c + offset})"
+                    )
+                    sql = source_sql(source, [m], layout.first_map_day, daymap="_upto")
+                    rows = con.sql(f"SELECT cust_idx, CAST({m.name} AS DOUBLE) AS v FROM ({sql})").df()
+                    want = np.full(n_cust, 0.0 if m.rollup == "sum" else np.nan)
+                    want[rows["cust_idx"]] = rows["v"].to_numpy(np.float64) / (1_000_000 if m.agg == "sum" else 1)
+                    if m.rollup == "sum":
+                        want = np.nan_to_num(want, nan=0.0)
+                    np.testing.assert_array_equal(got[blocks[k][0] : blocks[k][1]], want, err_msg=f"{m.name}@{offset}")
+                    checked += 1
+    assert checked > 200
+
+
+def test_blocks_come_one_per_cutoff_in_order_and_make_the_table():
+    from features.build import build_feature_blocks
+
+    # 2023-01-01: before every order, so nobody is eligible: an empty block with every column.
+    cutoffs = [T("2023-01-01"), C, T("2024-08-01")]
+    blocks = list(build_feature_blocks(hand_shop(), cutoffs, END, CONFIG, training=False))
+    assert [cutoff for cutoff, _, _ in blocks] == cutoffs
+    assert blocks[0][1].num_rows == 0 and blocks[1][1].num_rows > 0
+    assert len({block.schema for _, block, _ in blocks}) == 1
+    assert all(manifest is blocks[0][2] for _, _, manifest in blocks)
+    for cutoff, block, _ in blocks[1:]:
+        assert set(block.column("cutoff").to_pylist()) == {cutoff.to_pydatetime()}
+    table, manifest = build_feature_table(hand_shop(), cutoffs, END, CONFIG, training=False)
+    assert table.equals(pa.concat_tables([block for _, block, _ in blocks]))
+    assert manifest == blocks[0][2]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import duckdb
 import numpy as np
 import pandas as pd
+import pytest
 
-from features.definitions import AMOUNT_SCALE, MEASURES, exact_sum
+from features.definitions import AMOUNT_SCALE, MEASURES, Measure, exact_amount, exact_sum
 from features.sql import reduce_groups
 
 AMOUNTS = [0.1, 0.2, float("nan"), float("inf"), -2.5, 3.0000004]
@@ -39,3 +40,21 @@ def test_reduce_groups_put_orders_first_and_split_events_by_whether_they_read_va
         sum(m.source == "events" and "value" not in m.needs_columns for m in MEASURES),
         sum(m.source == "events" and "value" in m.needs_columns for m in MEASURES),
     ]
+
+
+def test_a_measure_gives_its_sql_aggregate_and_each_rows_contribution_from_one_definition():
+    rows = Measure("n_rows", "events", "count", event_type="session", dtype="int32")
+    assert (rows.expr, rows.row_expr, rows.rollup) == ("count(*)", None, "sum")
+    present = Measure("n_values", "events", "count", "value", dtype="int32")
+    assert (present.expr, present.row_expr, present.rollup) == ("count(value)", "(value) IS NOT NULL", "sum")
+    amount = Measure("revenue", "orders", "sum", "amount")
+    assert (amount.expr, amount.row_expr, amount.rollup) == (exact_sum("amount"), exact_amount("amount"), "sum")
+    latest = Measure("last_us", "orders", "max", "ts_us", dtype="int64")
+    assert (latest.expr, latest.row_expr, latest.rollup) == ("max(ts_us)", "ts_us", "max")
+    last = Measure("tier_last", "events", "last", "value")
+    assert (last.expr, last.row_expr, last.rollup) == ("value", "value", "last")
+
+
+def test_only_a_count_takes_every_row():
+    with pytest.raises(ValueError, match="only count"):
+        Measure("revenue", "orders", "sum")

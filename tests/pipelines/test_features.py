@@ -148,6 +148,31 @@ def test_panel_matches_the_library_on_the_same_directory(tmp_path, data, params,
     assert pq.read_table(out / "panel.parquet").equals(expected)
 
 
+def test_panel_is_written_one_row_group_per_cutoff(tmp_path, data, params, churn):
+    out = tmp_path / "features"
+    assert churn("--data", data, "--out-dir", out, "--params", params)[0] == 0
+    panel = pq.ParquetFile(out / "panel.parquet")
+    per_group = [panel.read_row_group(i, columns=["cutoff"]).column(0).unique() for i in range(panel.num_row_groups)]
+    assert [len(cutoffs) for cutoffs in per_group] == [1, 1, 1]
+    assert [str(c[0].as_py().date()) for c in per_group] == manifest(out / "panel.features.json")["cutoffs"]
+
+
+def test_a_build_that_fails_midway_leaves_no_table_behind(tmp_path, data, params, churn, monkeypatch):
+    made = stage.build_feature_blocks
+
+    def fails_after_the_first_block(*args, **kwargs):
+        blocks = made(*args, **kwargs)
+        yield next(blocks)
+        raise MemoryError("out of memory while making the second block")
+
+    monkeypatch.setattr(stage, "build_feature_blocks", fails_after_the_first_block)
+    out = tmp_path / "features"
+    out.mkdir()
+    with pytest.raises(MemoryError):
+        stage.run(data, out, params)
+    assert list(out.iterdir()) == []
+
+
 # ---- one cutoff ------------------------------------------------------------------------------------------------
 
 
