@@ -14,11 +14,11 @@ Queries per source table (``orders``, ``returns``, ``events``):
   last slot each offset may read). Rows are joined to a cutoff only up to its last edge, so the join is at
   most (reduced rows x cutoffs), never (raw rows x cutoffs).
 
-:func:`to_spark` translates the reduce and the roll-up with sqlglot, the maintained SQL transpiler, so the feature logic has one
-source of truth. Only portable constructs are used: ``count``/``sum``/``max``/``min``, ``FILTER``,
-``arg_max`` (Spark ``max_by``) over a struct for deterministic ties, ``lag`` over a window, 64-bit integer
-sums of amounts in millionths (exact, so the order rows are added in cannot change a feature), microsecond
-and day differences.
+:func:`to_spark` translates the reduce and the roll-up with sqlglot, the maintained SQL transpiler, so the
+feature logic has one source of truth. Only portable constructs are used: ``count``/``sum``/``max``/``min``,
+``FILTER``, ``arg_max`` (Spark ``max_by``) over a struct for deterministic ties, ``lag`` over a window, 64-bit
+integer sums of amounts in millionths (exact, so the order rows are added in cannot change a feature),
+microsecond and day differences.
 """
 
 from __future__ import annotations
