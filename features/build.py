@@ -528,6 +528,9 @@ def _customer_attributes(
     attrs = con.sql(
         f"SELECT k.cust_idx, {select} FROM _cust k LEFT JOIN customers c USING (customer_id) ORDER BY k.cust_idx"
     ).to_arrow_table()
+    if attrs.num_rows != con.sql("SELECT count(*) FROM _cust").fetchall()[0][0]:
+        # One row per customer is what lines the attributes up with the customers: refuse rather than shift.
+        raise ValueError("the customers table has duplicate customer_id rows: deduplicate it (`churn validate`)")
     signup_us = None
     if "signup_ts" in wanted:
         signup_us = attrs.column("signup_ts").cast(pa.int64()).to_numpy(zero_copy_only=False)

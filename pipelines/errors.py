@@ -15,6 +15,15 @@ class DataContractError(ChurnError):
     exit_code = 3
 
 
+def repeated_customers(where: str, repeated: int, rows: int) -> DataContractError:
+    """The customers table repeats customer ids: each customer's attributes must be one row."""
+    return DataContractError(
+        f"{where}: column customer_id repeats in {repeated:,} of {rows:,} rows; a customer's attributes must be "
+        f"one row. Run `churn validate` on the raw data (it keeps one copy of exact duplicates and quarantines "
+        f"conflicting ones) and point `--data` at its output."
+    )
+
+
 class ParamsError(ChurnError):
     """A params.yaml section that is missing or holds a wrong value."""
 

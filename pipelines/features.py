@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from features.build import FeatureConfig, build_feature_blocks, build_feature_table
 from features.cutoffs import CutoffSchedule, data_end, scoring_cutoff, training_cutoffs
 from pipelines.console import console, step
-from pipelines.errors import DataContractError, ParamsError
+from pipelines.errors import DataContractError, ParamsError, repeated_customers
 from pipelines.io import atomic_path, write_json
 from pipelines.params import load_section
 
@@ -95,6 +95,12 @@ def connect(data: Path) -> duckdb.DuckDBPyConnection:
                 f"{path}: column {ts} is {kinds.get(ts, 'missing')}, expected naive-UTC TIMESTAMP. "
                 f"Run `churn validate` on the raw data and point `--data` at its output."
             )
+    if (data / "customers.parquet").is_file():
+        rows, repeated = con.sql(
+            "SELECT count(*), count(customer_id) - count(DISTINCT customer_id) FROM customers"
+        ).fetchall()[0]
+        if repeated:
+            raise repeated_customers(str(data / "customers.parquet"), repeated, rows)
     return con
 
 

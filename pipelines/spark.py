@@ -16,7 +16,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from pipelines.errors import DataContractError, ParamsError
+from pipelines.errors import DataContractError, ParamsError, repeated_customers
 from pipelines.io import atomic_path
 
 TABLES = ("orders", "returns", "customers", "events")
@@ -98,6 +98,12 @@ def read_tables(spark, data: str | Path) -> dict:
         raise DataContractError(f"{root}/orders.parquet is not readable by Spark: orders are required.")
     for name, frame in tables.items():
         check_contract(name, frame.schema, f"{root}/{name}.parquet")
+    if "customers" in tables:
+        rows, ids, distinct = (
+            tables["customers"].selectExpr("count(*)", "count(customer_id)", "count(DISTINCT customer_id)").collect()[0]
+        )
+        if ids != distinct:
+            raise repeated_customers(f"{root}/customers.parquet", ids - distinct, rows)
     return tables
 
 

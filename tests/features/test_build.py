@@ -816,3 +816,10 @@ def test_blocks_come_one_per_cutoff_in_order_and_make_the_table():
     table, manifest = build_feature_table(hand_shop(), cutoffs, END, CONFIG, training=False)
     assert table.equals(pa.concat_tables([block for _, block, _ in blocks]))
     assert manifest == blocks[0][2]
+
+
+def test_repeated_customer_rows_are_refused_rather_than_shifting_attributes():
+    customers = customers_frame(CUSTOMERS)
+    con = connect(orders=orders_frame(ORDERS), customers=pd.concat([customers.iloc[[0]], customers]))
+    with pytest.raises(ValueError, match="duplicate customer_id"):
+        build_feature_table(con, [C], END, CONFIG, training=False)

@@ -230,6 +230,17 @@ def test_unvalidated_timestamps_are_refused(tmp_path, params, churn):
     assert outputs(tmp_path) == []
 
 
+def test_repeated_customer_ids_are_refused_by_name(tmp_path, data, params, churn):
+    shop = tmp_path / "shop"
+    shutil.copytree(data, shop)
+    customers = pq.read_table(shop / "customers.parquet")
+    pq.write_table(pa.concat_tables([customers, customers.slice(0, 3)]), shop / "customers.parquet")
+    code, err = churn("--data", shop, "--out-dir", tmp_path / "features", "--params", params)
+    assert code == 3
+    assert "customers.parquet: column customer_id repeats in 3 of 2,003 rows" in err and "churn validate" in err
+    assert outputs(tmp_path) == []
+
+
 @pytest.mark.parametrize("as_of", ["2022-06-01", "2023-01-01"])
 def test_as_of_not_after_the_first_order(tmp_path, data, params, churn, as_of):
     # the first order is on 2023-01-01 (00:47): a cutoff on that day has nothing before it

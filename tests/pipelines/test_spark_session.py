@@ -44,6 +44,16 @@ def test_a_timestamp_stored_as_text_is_refused(spark, tmp_path):
         read_tables(spark, data)
 
 
+def test_repeated_customer_ids_are_refused_by_name(spark, tmp_path):
+    data = _write(tmp_path / "d", ORDERS)
+    customers = pd.DataFrame(
+        {"customer_id": ["a", "b", "a"], "signup_ts": pd.to_datetime(["2024-01-01"] * 3).astype("datetime64[us]")}
+    )
+    _write(data, customers, "customers")
+    with pytest.raises(DataContractError, match=r"customers\.parquet: column customer_id repeats in 1 of 3 rows"):
+        read_tables(spark, data)
+
+
 def test_an_empty_orders_file_is_refused_and_nothing_is_written(spark, tmp_path):
     data = _write(tmp_path / "d", ORDERS.iloc[:0])
     out = tmp_path / "f.parquet"
