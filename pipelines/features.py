@@ -207,9 +207,9 @@ def run(data: Path | str, out_dir: Path, params_path: Path, engine: str | None =
 
 def _stream(passes: list, as_of: pd.Timestamp, paths: dict[str, Path]) -> dict[str, dict]:
     """Write the blocks of each pass to their tables (``panel``, or ``scoring`` for the scoring cutoff when a
-    pass is not fixed to one table), one Parquet row group per cutoff. Parquet encoding releases the GIL: a
-    writer thread stores each block while the next is made. Returns per table the rows per cutoff and the
-    manifest."""
+    pass is not fixed to one table), each cutoff in Parquet row groups of its own. Parquet encoding releases
+    the GIL: a writer thread stores each block while the next is made. Returns per table the rows per cutoff
+    and the manifest."""
     made: dict[str, dict] = {name: {"rows": {}, "manifest": None} for name in paths}
     writers: dict[str, pq.ParquetWriter] = {}
     # One writer thread per table, so the scoring table is stored while the panel's last blocks still are.
