@@ -456,7 +456,7 @@ def build_feature_blocks(
     c_day = cut_days[rk]
     end_day = to_day(end) if pd.Timestamp(end) == pd.Timestamp(end).floor("D") else to_day(end) + 1
     customer_id = pa.DictionaryArray.from_arrays(pa.array(rc.astype(np.int32)), cust_ids).cast(pa.string())
-    attributes = _customer_attributes(con, sources, rc, c_day)
+    attributes = _customer_attributes(con, sources, rc, c_day, n_cust)
     manifest = None
     for cutoff, (start, stop) in zip(cutoffs, blocks, strict=True):
         rows = {name: values.slice(start, stop - start) for name, values in attributes.items()}
@@ -511,7 +511,7 @@ def feature_manifest(
 
 
 def _customer_attributes(
-    con: duckdb.DuckDBPyConnection, sources: Sources, rc: np.ndarray, c_day: np.ndarray
+    con: duckdb.DuckDBPyConnection, sources: Sources, rc: np.ndarray, c_day: np.ndarray, n_cust: int
 ) -> dict[str, pa.Array]:
     """Static attributes per output row: country and acquisition channel (text), signup age in days at c.
 
@@ -528,7 +528,7 @@ def _customer_attributes(
     attrs = con.sql(
         f"SELECT k.cust_idx, {select} FROM _cust k LEFT JOIN customers c USING (customer_id) ORDER BY k.cust_idx"
     ).to_arrow_table()
-    if attrs.num_rows != con.sql("SELECT count(*) FROM _cust").fetchall()[0][0]:
+    if attrs.num_rows != n_cust:
         # One row per customer is what lines the attributes up with the customers: refuse rather than shift.
         raise ValueError("the customers table has duplicate customer_id rows: deduplicate it (`churn validate`)")
     signup_us = None

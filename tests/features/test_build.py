@@ -823,3 +823,15 @@ def test_repeated_customer_rows_are_refused_rather_than_shifting_attributes():
     con = connect(orders=orders_frame(ORDERS), customers=pd.concat([customers.iloc[[0]], customers]))
     with pytest.raises(ValueError, match="duplicate customer_id"):
         build_feature_table(con, [C], END, CONFIG, training=False)
+
+
+def test_empty_returns_and_events_tables_give_zero_returns_and_skip_the_event_families():
+    con = connect(
+        orders=orders_frame(ORDERS),
+        returns=returns_frame(RETURNS).iloc[:0],
+        events=events_frame(EVENTS).iloc[:0],
+    )
+    table, manifest = build_feature_table(con, [C], END, CONFIG, training=False)
+    assert table.column("returns_total").to_pylist() == [0] * table.num_rows
+    assert table.column("returns_value_30d").to_pylist() == [0.0] * table.num_rows
+    assert "sessions_30d" not in table.column_names and "session" in manifest["skipped_sources"]
