@@ -110,10 +110,14 @@ def comparison(panel: pd.DataFrame, manifest: dict, train_summary: dict) -> tupl
     for kind, label, column in (("churn", "churned", "churn_probability"), ("clv", "future_revenue", "predicted_clv")):
         cutoff = pd.Timestamp(train_summary[kind]["test_cutoff"])
         rows = panel[(panel["cutoff"] == cutoff) & panel[label].notna()]
-        model = mlflow.pyfunc.load_model(f"models:/{kind}/{train_summary[kind]['version']}")
-        preds.setdefault("lightgbm", {})[kind] = model.predict(rows)[column].to_numpy()
+        # The held-out twin: the deployed model used the test cutoff for early stopping and calibration.
+        served = mlflow.pyfunc.load_model(f"models:/{kind}/{train_summary[kind]['version']}").unwrap_python_model()
+        model = served.holdout_estimator or served.estimator
+        preds.setdefault("lightgbm", {})[kind] = (
+            model.predict_proba(rows)[:, 1] if kind == "churn" else model.predict(rows)
+        )
         if kind == "churn":
-            calibration = model.unwrap_python_model().estimator.calibration_report_
+            calibration = model.calibration_report_
         history = baseline_history(panel, cutoff, h_churn, h_clv)
         for name, frame in fit_predict_baselines(history, rows, h_churn, h_clv).items():
             preds.setdefault(name, {})[kind] = frame[column].to_numpy()

@@ -47,6 +47,7 @@ from features.cutoffs import to_day
 from features.definitions import AMOUNT_SCALE, MEASURES, OTHER_EVENTS, Measure
 from features.derive import (
     BGNBD_FEATURES,
+    BGNBD_INPUTS,
     CATEGORICAL_FEATURES,
     KEY_COLUMNS,
     LABELS,
@@ -59,6 +60,7 @@ from features.derive import (
     measure_offsets,
 )
 from features.sql import day_expr, event_codes, row_columns, rows_sql
+from models.baselines import MAX_FIT_ROWS, fit_sample_positions
 
 __all__ = [
     "BGNBD_FEATURES",
@@ -335,25 +337,34 @@ def _eligible_rows(
     config: FeatureConfig,
     training: bool,
     keep_days: set[int],
-) -> tuple[np.ndarray, list[tuple[int, int]]]:
+) -> tuple[np.ndarray, list[tuple[int, int]], dict[str, np.ndarray]]:
     """The output rows: customer indexes, cutoff by cutoff and ascending within one, and each cutoff's block of
-    them. :func:`features.derive.eligible`, read off the orders' running arrays for every customer."""
+    them (:func:`features.derive.eligible`, read off the orders' running arrays for every customer); and the
+    BG/NBD fit rows: the running inputs (plus ``c_day``) of the customers :func:`features.derive.fit_priors`
+    fits each cutoff's prior on, every customer with an order before it (lapsed ones too, whatever the table
+    keeps), already thinned to the evenly spaced ``MAX_FIT_ROWS`` in customer order a capped fit takes."""
     everyone, cut_days = np.arange(n_cust), layout.cut_days
     columns = row_columns(measures)
+    wanted = {"n_orders", "last_order_us", *BGNBD_INPUTS}
     now = {}
     for m in measures:
-        if m.name in ("n_orders", "last_order_us"):
+        if m.name in wanted:
             run = _Running(orders[0], m, columns, slots_of(m), n_cust)
             rows = np.searchsorted(slots_of(m).edges, layout.reads[0])
             now[m.name] = [run.read(everyone, [(0, n_cust)], rows[k : k + 1]) for k in range(len(cut_days))]
-    picks = []
+            del run
+    picks, fit_rows = [], []
     for k, c in enumerate(cut_days):
         drop = training and int(c) not in keep_days
         ok = eligible(now["n_orders"][k], now["last_order_us"][k], np.full(n_cust, c), config, drop_lapsed=drop)
         picks.append(np.flatnonzero(ok))
+        customers = np.flatnonzero(now["n_orders"][k] > 0)
+        fit_rows.append((k, customers[fit_sample_positions(len(customers), MAX_FIT_ROWS)]))
     stops = np.cumsum([len(p) for p in picks])
     blocks = [(int(stop - len(p)), int(stop)) for p, stop in zip(picks, stops, strict=True)]
-    return np.concatenate(picks), blocks
+    fit = {name: np.concatenate([now[name][k][idx] for k, idx in fit_rows]) for name in BGNBD_INPUTS}
+    fit["c_day"] = np.concatenate([np.full(len(idx), cut_days[k], dtype=np.int64) for k, idx in fit_rows])
+    return np.concatenate(picks), blocks, fit
 
 
 def build_feature_blocks(
@@ -431,7 +442,7 @@ def build_feature_blocks(
                 parts = pending.popleft().result()
                 columns, codes = row_columns(ms), event_codes(ms)
                 if source == "orders":
-                    rc, blocks = _eligible_rows(parts, ms, slots_of, layout, n_cust, config, training, keep_days)
+                    rc, blocks, fit = _eligible_rows(parts, ms, slots_of, layout, n_cust, config, training, keep_days)
                     rk = np.repeat(np.arange(len(cut_days)), [stop - start for start, stop in blocks])
                     assembler = FeatureAssembler(cut_days[rk], config, have)
                 left = Counter(_part_of(m, codes) for m in ms)
@@ -444,9 +455,10 @@ def build_feature_blocks(
                     if not left[code]:
                         del parts[code]
                 if source == "orders":
-                    # The per-cutoff BG/NBD fits need only the orders' running values: fitted in a thread of
-                    # their own, they run while DuckDB scans the events and numpy rolls them up.
-                    fitting = fits.submit(fit_priors, assembler.now(), cut_days[rk], config)
+                    # The per-cutoff BG/NBD fits need only the orders' running values of their fit rows (every
+                    # customer with an order, lapsed or not): fitted in a thread of their own, they run while
+                    # DuckDB scans the events and numpy rolls them up.
+                    fitting = fits.submit(fit_priors, fit, fit.pop("c_day"), config)
         finally:
             for fetch in pending:
                 fetch.cancel()

@@ -21,7 +21,11 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-Frequency = Literal["monthly", "weekly", "daily"]
+Frequency = Literal["monthly", "semimonthly", "weekly", "daily"]
+FREQUENCIES = ("auto", "monthly", "semimonthly", "weekly", "daily")
+# The grids ``frequency: auto`` tries, coarsest first (models.split.plan_schedule), and how many cutoffs of each
+# cover the span of ``count`` months.
+AUTO_GRIDS: tuple[tuple[Frequency, float], ...] = (("monthly", 1.0), ("semimonthly", 2.0), ("weekly", 52.0 / 12.0))
 EPOCH = pd.Timestamp("1970-01-01")
 
 
@@ -29,20 +33,22 @@ EPOCH = pd.Timestamp("1970-01-01")
 class CutoffSchedule:
     """How training cutoffs are chosen.
 
-    ``frequency`` with ``count``: the ``count`` latest cutoffs on that grid (month starts, Mondays, or days)
-    whose shortest label horizon is complete. ``dates``: explicit dates instead (each still must have a
-    complete shortest horizon, or it is dropped with a message). ``scoring_date``: the scoring cutoff;
-    None means the end of the data.
+    ``frequency`` with ``count``: the ``count`` latest cutoffs on that grid (month starts, the 1st and 15th of
+    each month, Mondays, or days) whose shortest label horizon is complete. ``auto`` (the default): the coarsest
+    of monthly, semi-monthly and weekly on which the purged time split of the training cutoffs has train,
+    validation and test cutoffs, with ``count`` read as a span in months (``models.split.plan_schedule``).
+    ``dates``: explicit dates instead (each still must have a complete shortest horizon, or it is dropped with
+    a message). ``scoring_date``: the scoring cutoff; None means the end of the data.
     """
 
-    frequency: Frequency = "monthly"
+    frequency: Frequency | Literal["auto"] = "auto"
     count: int = 24
     dates: tuple[str, ...] = ()
     scoring_date: str | None = None
 
     def __post_init__(self) -> None:
-        if self.frequency not in ("monthly", "weekly", "daily"):
-            raise ValueError(f"frequency must be monthly, weekly or daily, got {self.frequency!r}")
+        if self.frequency not in FREQUENCIES:
+            raise ValueError(f"frequency must be one of {', '.join(FREQUENCIES)}, got {self.frequency!r}")
         if self.count < 1:
             raise ValueError(f"count must be >= 1, got {self.count}")
 
@@ -63,11 +69,15 @@ def data_end(max_ts: pd.Timestamp) -> pd.Timestamp:
 
 
 def grid_before(end: pd.Timestamp, frequency: Frequency, count: int) -> list[pd.Timestamp]:
-    """The ``count`` latest grid dates ``<= end`` (month starts, Mondays or days), oldest first."""
+    """The ``count`` latest grid dates ``<= end`` (month starts, the 1st and 15th, Mondays or days), oldest
+    first."""
     end = pd.Timestamp(end).floor("D")
     if frequency == "monthly":
         last = end.replace(day=1)
         dates = pd.date_range(end=last, periods=count, freq="MS")
+    elif frequency == "semimonthly":
+        last = end.replace(day=15 if end.day >= 15 else 1)
+        dates = pd.date_range(end=last, periods=count, freq="SMS")
     elif frequency == "weekly":
         last = end - pd.Timedelta(days=end.weekday())
         dates = pd.date_range(end=last, periods=count, freq="7D")
@@ -81,8 +91,11 @@ def training_cutoffs(
 ) -> tuple[list[pd.Timestamp], list[str]]:
     """Training cutoffs whose shortest label horizon lies inside the data, and messages about dropped ones.
 
-    A cutoff must also be after the first observed day (before it nobody is a customer yet).
+    A cutoff must also be after the first observed day (before it nobody is a customer yet). ``frequency:
+    auto`` is resolved by the caller (``models.split.plan_schedule``) and is an error here.
     """
+    if schedule.frequency == "auto" and not schedule.dates:
+        raise ValueError("frequency 'auto' is resolved by models.split.plan_schedule, not here")
     end = data_end(last_ts)
     latest = end - pd.Timedelta(days=min_horizon_days)
     first_day = pd.Timestamp(first_ts).floor("D")

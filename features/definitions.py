@@ -101,6 +101,8 @@ def _event(name: str, event_type: str, agg: Aggregate, arg: str = "*", dtype: st
 MEASURES: tuple[Measure, ...] = (
     # Purchase behaviour.
     Measure("n_orders", "orders", "count", dtype="int32"),
+    # Days with at least one order: the purchase occasions of the BG/NBD prior (features.derive).
+    Measure("n_order_days", "orders", "count", "new_day", dtype="int32"),
     Measure("revenue", "orders", "sum", "amount"),
     Measure("discount", "orders", "sum", "coalesce(discount_amount, 0)", needs_columns=("discount_amount",)),
     Measure("items", "orders", "sum", "coalesce(items, 0)", needs_columns=("items",)),

@@ -43,7 +43,7 @@ BGNBD_FEATURES = {
     "clv": "bgnbd_clv",
 }
 # The running values the BG/NBD fit reads (at offset 0).
-BGNBD_INPUTS = ("n_orders", "revenue", "first_order_us", "last_order_us")
+BGNBD_INPUTS = ("n_order_days", "revenue", "first_order_us", "last_order_us")
 
 
 @dataclass(frozen=True)
@@ -172,10 +172,17 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 
 
 def bgnbd_inputs_at(now: Mapping[str, np.ndarray], c_day: np.ndarray) -> dict[str, np.ndarray]:
-    """BG/NBD inputs from running values at ``c``: repeat orders, days from first to last order, days from
-    first order to ``c``, orders, mean order value."""
+    """BG/NBD inputs from running values at ``c``: repeat purchase days, days from first to last order, days
+    from first order to ``c``, purchase days, mean revenue per purchase day.
+
+    A purchase occasion is a day with an order, as ``lifetimes`` counts periods: real shops' orders come in
+    bursts (wholesalers split one purchase into several invoices on one day), which BG/NBD's Poisson purchase
+    process would read as a high rate that then stops. Measured on Online Retail II as of 2011-06-10 (all
+    customers, 10 % of whose orders share a day with another): the prior's churn ROC AUC 0.8056 -> 0.8100,
+    Brier 0.1792 -> 0.1774.
+    """
     c_us = c_day * float(US_PER_DAY)
-    orders = now["n_orders"]
+    orders = now["n_order_days"]
     return {
         "frequency": orders - 1,
         "t_x": (now["last_order_us"] - now["first_order_us"]) / US_PER_DAY,
@@ -186,18 +193,21 @@ def bgnbd_inputs_at(now: Mapping[str, np.ndarray], c_day: np.ndarray) -> dict[st
 
 
 def prior_fit_mask(now: Mapping[str, np.ndarray], c_day: np.ndarray, config: FeatureConfig) -> np.ndarray:
-    """Rows a cutoff's BG/NBD is fitted on: customers who are not lapsed, in training and scoring tables
-    alike, so the parameters at a cutoff do not depend on which kind of table is built."""
-    if config.max_recency_days is None:
-        return np.ones(len(c_day), dtype=bool)
-    recency = (c_day * float(US_PER_DAY) - now["last_order_us"]) / US_PER_DAY
-    return recency <= config.max_recency_days
+    """Rows a cutoff's BG/NBD is fitted on: every customer with an order before it, lapsed ones included,
+    whatever kind of table is built (training tables drop long-lapsed rows, scoring tables keep them), so
+    the parameters at a cutoff do not depend on it. The dropout process is learnt from the customers who
+    stopped: fitted without the lapsed ones, BG/NBD sees too few deaths (measured on Online Retail II as of
+    2011-06-10: churn Brier 0.1817 fitted on customers with an order in the last 365 days, 0.1774 on all).
+    ``config`` is unused: kept so both engines call one signature."""
+    del c_day, config
+    return np.asarray(now["n_order_days"]) > 0
 
 
 def fit_priors(
     now: Mapping[str, np.ndarray], c_day: np.ndarray, config: FeatureConfig, max_fit_rows: int | None = MAX_FIT_ROWS
 ) -> dict[int, BGNBDPrior | None]:
-    """One BG/NBD + Gamma-Gamma per cutoff day, fitted on that cutoff's rows only (data ``< c``).
+    """One BG/NBD + Gamma-Gamma per cutoff day, fitted on that cutoff's rows only (data ``< c``): every
+    customer with an order before it (:func:`prior_fit_mask`), which the engines pass whatever table they build.
 
     Rows must be in customer_id order within a cutoff: a capped fit takes evenly spaced rows in that order
     (:func:`models.baselines.fit_sample_positions`), which an engine can draw without collecting every row.

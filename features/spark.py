@@ -137,7 +137,8 @@ def _attribute_frame(spark, sources: Sources):
 
 def _fit_priors(spark, orders_base, cut_days: np.ndarray, config: FeatureConfig) -> dict[int, BGNBDPrior | None]:
     """Per cutoff day, BG/NBD + Gamma-Gamma on the rows :func:`features.derive.fit_priors` would use: the
-    cutoff's not-lapsed customers, evenly spaced in customer_id order when there are more than 100,000."""
+    cutoff's customers with an order before it (lapsed ones too), evenly spaced in customer_id order when there
+    are more than 100,000."""
     from pyspark.sql import Window
     from pyspark.sql import functions as sf
 
@@ -147,7 +148,7 @@ def _fit_priors(spark, orders_base, cut_days: np.ndarray, config: FeatureConfig)
         for batch in batches:
             now = {n: _floats(batch, running_column(n, 0)) for n in BGNBD_INPUTS}
             c_day = batch.column("cutoff_day").to_numpy(zero_copy_only=False).astype(np.int64)
-            keep = (now["n_orders"] > 0) & prior_fit_mask(now, c_day, config)
+            keep = (now["n_order_days"] > 0) & prior_fit_mask(now, c_day, config)
             yield batch.filter(pa.array(keep))
 
     candidates = orders_base.select(*cols)

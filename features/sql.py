@@ -68,9 +68,10 @@ def aggregate_sql(m: Measure) -> str:
 
 def _source_cte(source: str, measures: list[Measure]) -> str:
     """``src``: the source table's rows the measures read, with ``ts_us`` (microseconds), ``day`` (day number)
-    and, for orders, ``gap_days``."""
+    and, for orders, ``gap_days`` and ``new_day``."""
     ts = TIMESTAMP_OF[source]
     extra = ""
+    day = day_expr(ts)
     if source == "orders":
         # The gap to the customer's previous order belongs to the later order, so it is known once that
         # order is; ties on the timestamp are broken by order_id so the gap is deterministic.
@@ -79,6 +80,10 @@ def _source_cte(source: str, measures: list[Measure]) -> str:
             # Floating-point division in both engines (a decimal literal would divide as DECIMAL, by each
             # engine's own precision rules).
             f" / CAST({US_PER_DAY} AS DOUBLE) AS gap_days"
+            # 1 on the customer's first order of each day, else NULL: counted before c, the number of days with
+            # an order before c (purchase occasions). It only looks back, at the previous order.
+            f", CASE WHEN lag({day}) OVER (PARTITION BY customer_id ORDER BY {ts}, order_id) = {day} THEN NULL"
+            f" ELSE 1 END AS new_day"
         )
     where = ""
     if source == "events":

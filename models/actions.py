@@ -4,9 +4,11 @@ Grain: one row per scored customer. **Rules** (params.yaml ``score.actions``) ar
 customer gets the ``action`` of the first rule whose every condition holds. Conditions (all optional):
 
 - ``tiers``: the customer's ``risk_tier`` is one of these (``high``, ``medium``, ``low``, ``lapsed``);
-- ``min_value_percentile`` / ``max_value_percentile``: ``clv_percentile`` (1-100, 100 = most valuable) is at
-  least / at most this;
-- ``min_clv``: ``predicted_clv`` (shop currency, over the CLV horizon) is at least this;
+- ``min_value_percentile`` / ``max_value_percentile``: ``value_percentile`` (1-100, 100 = most valuable) is at
+  least / at most this. It ranks ``value_if_retained``, the revenue over the CLV horizon *if the customer stays*
+  (models.evaluation.value_if_retained), the value a retention action can save, so a risky customer is not ranked
+  low merely because the CLV model already discounts them for leaving;
+- ``min_clv``: ``predicted_clv`` (shop currency, expected revenue over the CLV horizon) is at least this;
 - ``max_tenure_days`` / ``min_tenure_days``: days since the first order are below / at least this ("new
   customers": ``max_tenure_days: 60``);
 - ``reason_features``: one of the customer's reason codes starts with one of these feature-name prefixes
@@ -14,7 +16,10 @@ customer gets the ``action`` of the first rule whose every condition holds. Cond
 
 The last rule must have no condition: it is the default (``no_action``). A rule that can never fire because an
 unconditional rule comes before it is an error, and so is an unknown tier or key (the params loader names the
-rule). :func:`recommend` evaluates the whole table at once (``np.select``), never customer by customer.
+rule). A rule whose ``reason_features`` match no feature of the churn model (e.g. e-mail and session rules on a
+shop without events) is not an error: :func:`applicable_rules` drops it with a warning, so one rule table serves
+shops with and without engagement data; its customers fall through to the next rule that matches.
+:func:`recommend` evaluates the whole table at once (``np.select``), never customer by customer.
 
 **Control group**: a share of customers held out from every action, to measure what the actions achieve. Who is
 in it depends only on ``customer_id`` and a salt: a keyed 64-bit SipHash-2-4 of the id (pandas' ``hash_array``,
@@ -35,7 +40,7 @@ import pandas as pd
 from models.crm import keyed_hash
 from models.tiers import TIER_ORDER
 
-__all__ = ["DEFAULT_ACTION", "ActionRule", "check_reason_prefixes", "control_group", "recommend", "validate_rules"]
+__all__ = ["DEFAULT_ACTION", "ActionRule", "applicable_rules", "control_group", "recommend", "validate_rules"]
 
 DEFAULT_ACTION = "no_action"
 _ACTION_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -114,35 +119,54 @@ def validate_rules(rules: Sequence[ActionRule]) -> None:
         )
 
 
-def check_reason_prefixes(rules: Sequence[ActionRule], features: Sequence[str]) -> None:
-    """Raise ``ValueError`` naming the rule when a ``reason_features`` prefix matches none of the model's features
-    (a typo would otherwise silently never match)."""
+def applicable_rules(rules: Sequence[ActionRule], features: Sequence[str]) -> tuple[tuple[ActionRule, ...], list[str]]:
+    """The rules the churn model's ``features`` can satisfy, and one warning per rule left out or narrowed.
+
+    A rule whose ``reason_features`` prefixes all match none of ``features`` can never fire (the model has no
+    such reason to give, e.g. e-mail rules for a model trained without events): it is left out, with a warning
+    naming it (``actions[i]``) and why. A rule with some prefixes that match and some that do not is kept (the
+    matching ones work) with a warning naming the dead prefixes, which may be typos. The table must already be
+    valid (:func:`validate_rules`); the default rule has no ``reason_features``, so what is kept stays valid.
+    """
+    kept: list[ActionRule] = []
+    warnings: list[str] = []
     for i, rule in enumerate(rules):
-        for prefix in rule.reason_features or ():
-            if not any(f.startswith(prefix) for f in features):
-                raise ValueError(
-                    f"actions[{i}] ({rule.label}): reason_features prefix {prefix!r} matches no feature of the churn "
-                    f"model (features are e.g. {list(features)[:8]})"
-                )
+        prefixes = rule.reason_features or ()
+        dead = [p for p in prefixes if not any(f.startswith(p) for f in features)]
+        if prefixes and len(dead) == len(prefixes):
+            warnings.append(
+                f"actions[{i}] ({rule.label}) skipped: none of its reason_features {list(prefixes)} is a feature of "
+                f"the churn model (trained without that data, e.g. no events table); its customers go to the next "
+                f"matching rule"
+            )
+            continue
+        if dead:
+            warnings.append(
+                f"actions[{i}] ({rule.label}): reason_features {dead} match no feature of the churn model (a typo, or "
+                f"data the model was trained without); the rule uses the others"
+            )
+        kept.append(rule)
+    return tuple(kept), warnings
 
 
 def recommend(
     rules: Sequence[ActionRule],
     risk_tier: np.ndarray,
-    clv_percentile: np.ndarray,
+    value_percentile: np.ndarray,
     predicted_clv: np.ndarray,
     tenure_days: np.ndarray,
     reason_codes: Sequence[np.ndarray],
 ) -> np.ndarray:
     """The action of the first matching rule for every customer (object array of names).
 
-    All inputs are row-aligned arrays; ``reason_codes`` holds one array of feature names (None = no reason)
-    per reason slot. ``tenure_days`` NaN (unknown) matches no tenure condition.
+    All inputs are row-aligned arrays: ``value_percentile`` 1-100 (rank of value if retained, module docstring),
+    ``predicted_clv`` in shop currency, ``tenure_days`` in days (NaN = unknown, matches no tenure condition);
+    ``reason_codes`` holds one array of feature names (None = no reason) per reason slot.
     """
     validate_rules(rules)
     n = len(risk_tier)
     tier = np.asarray(risk_tier, dtype=object)
-    value_pct = np.asarray(clv_percentile)
+    value_pct = np.asarray(value_percentile)
     clv = np.asarray(predicted_clv, dtype=np.float64)
     tenure = np.asarray(tenure_days, dtype=np.float64)
     codes = [pd.Series(np.asarray(c, dtype=object)).astype(object) for c in reason_codes]

@@ -112,7 +112,9 @@ average, not on every fold); on the synthetic shop it stops earlier (42 trees in
 Determinism: ``deterministic=True``, ``force_row_wise=True`` (measured 2.3 s against 3.3 s column-wise on the
 panel above, 2 threads; forcing one also removes LightGBM's timing-based choice), one ``seed`` for every
 LightGBM random source, and a fixed customer hash for the calibration halves: the same data and parameters
-give identical predictions (measured identical with 1 and 2 threads too).
+give identical predictions (measured identical with 1 and 2 threads too), and on any CPU: ``exp``/``log`` come
+from the C library and Platt scaling runs without BLAS, as in :mod:`models.baselines`
+(``tests/models/test_reproducible_models.py``).
 """
 
 from __future__ import annotations
@@ -123,12 +125,13 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from scipy.special import boxcox1p, expit
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.isotonic import IsotonicRegression
-from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
 
 from models import metrics
+from models.baselines import _exp, _log
 from models.preprocess import FeaturePreprocessor
 
 __all__ = ["ChurnClassifier", "customer_half"]
@@ -145,6 +148,11 @@ PROB_EPS = 1e-6
 # The booster's mean correction (the "prior" level) is estimated on at most this many training rows (a stride
 # sample): its standard error is then far below anything that moves a Brier score, at any panel size.
 LEVEL_SAMPLE_ROWS = 200_000
+# Platt scaling's Newton iterations stop once a step moves (a, b) by less than PLATT_TOL (absolute plus relative
+# to their size; Newton converges quadratically, so the next step would be ~PLATT_TOL**2), or after
+# PLATT_MAX_ITER steps (separable halves, where the unpenalised optimum lies at infinity; sklearn's limit).
+PLATT_TOL = 1e-10
+PLATT_MAX_ITER = 100
 
 
 def booster_kwargs(est: Any) -> dict[str, Any]:
@@ -193,15 +201,49 @@ def customer_half(ids: pd.Series | np.ndarray | Sequence[str]) -> np.ndarray:
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
+    """``1 / (1 + exp(-z))`` with the C library's ``exp`` on every CPU (scipy's ``expit``), not numpy's
+    AVX-512 kernel: the same bits on every machine (:mod:`models.baselines`, "Reproducible to the bit")."""
+    return expit(z)
+
+
+def _logistic_loss(z: np.ndarray, y: np.ndarray) -> float:
+    """Summed negative log-likelihood of labels ``y`` under log-odds ``z``: ``sum(log(1 + e^z) - y z)``,
+    stable for any ``z``, with the C library's ``exp`` and ``log1p`` (as :func:`_sigmoid`)."""
+    return float((np.maximum(z, 0.0) + boxcox1p(_exp(-np.abs(z)), 0.0) - y * z).sum())
 
 
 class _Platt:
     """Platt scaling: ``p = sigmoid(a * margin + b)``, fitted by unpenalised logistic regression."""
 
     def fit(self, margin: np.ndarray, y: np.ndarray) -> _Platt:
-        lr = LogisticRegression(C=np.inf).fit(margin.reshape(-1, 1), y)
-        self.a_, self.b_ = float(lr.coef_[0, 0]), float(lr.intercept_[0])
+        """Newton's method on the two parameters from ``(1, 0)`` (the booster's own probabilities), each step
+        halved until the loss does not rise. Not sklearn's ``LogisticRegression``: its solver runs on OpenBLAS,
+        whose kernels are chosen per CPU (:mod:`models.baselines`, "Reproducible to the bit"); here every
+        operation is elementwise or a fixed-order sum, so the same inputs give the same bits everywhere."""
+        x, t = np.asarray(margin, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        a, b = 1.0, 0.0
+        loss = _logistic_loss(a * x + b, t)
+        for _ in range(PLATT_MAX_ITER):
+            p = _sigmoid(a * x + b)
+            r, w = p - t, p * (1.0 - p)
+            ga, gb = float((r * x).sum()), float(r.sum())
+            haa, hab, hbb = float((w * x * x).sum()), float((w * x).sum()), float(w.sum())
+            det = haa * hbb - hab * hab
+            if not det > 0.0:
+                break
+            da, db = (hbb * ga - hab * gb) / det, (haa * gb - hab * ga) / det
+            step = 1.0
+            while True:
+                trial = _logistic_loss((a - step * da) * x + (b - step * db), t)
+                if trial <= loss or step < 1e-10:
+                    break
+                step *= 0.5
+            if not trial <= loss:
+                break
+            a, b, loss = a - step * da, b - step * db, trial
+            if max(abs(step * da) / (1.0 + abs(a)), abs(step * db) / (1.0 + abs(b))) < PLATT_TOL:
+                break
+        self.a_, self.b_ = a, b
         return self
 
     def predict(self, margin: np.ndarray) -> np.ndarray:
@@ -436,7 +478,8 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         p = np.clip(
             Xp[:, self.preprocessor_.features_.index(self.offset)].astype(np.float64), OFFSET_EPS, 1 - OFFSET_EPS
         )
-        margin = np.log(p) - np.log1p(-p)
+        # The C library's log and log1p on every CPU, as in _sigmoid.
+        margin = _log(p) - boxcox1p(-p, 0.0)
         return np.where(np.isnan(margin), self.offset_fill_, margin) if fill else margin
 
     def offset_contribution(self, Xp: np.ndarray) -> np.ndarray:

@@ -71,6 +71,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
 from models import metrics
+from models.baselines import _exp, _log
 from models.churn import booster_kwargs, early_stopping, importance_frame
 from models.preprocess import FeaturePreprocessor
 
@@ -263,7 +264,9 @@ class CLVRegressor(RegressorMixin, BaseEstimator):
         """log of the ``offset`` column (prior expected revenue), floored at ``MIN_SPEND``; missing priors get
         ``offset_fill_``, the median training value (NaN when ``fill`` is False)."""
         prior = Xp[:, self.preprocessor_.features_.index(self.offset)].astype(np.float64)
-        log_prior = np.log(np.maximum(prior, MIN_SPEND))
+        # The C library's log (and exp in _predict) on every CPU, not numpy's AVX-512 kernels: the same bits on
+        # every machine (models.baselines, "Reproducible to the bit").
+        log_prior = _log(np.maximum(prior, MIN_SPEND))
         return np.where(np.isnan(log_prior), self.offset_fill_, log_prior) if fill else log_prior
 
     def _predict(self, name: str, Xp: np.ndarray) -> np.ndarray:
@@ -272,9 +275,7 @@ class CLVRegressor(RegressorMixin, BaseEstimator):
         n = self.best_iterations_[name]
         if name == "revenue" and getattr(self, "offset", None) is not None:
             # LightGBM does not store the init score: add the prior back on the log scale.
-            return np.exp(
-                np.asarray(booster.predict(Xp, raw_score=True, num_iteration=n), float) + self._offset_log(Xp)
-            )
+            return _exp(np.asarray(booster.predict(Xp, raw_score=True, num_iteration=n), float) + self._offset_log(Xp))
         return np.asarray(booster.predict(Xp, num_iteration=n), dtype=np.float64)
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:

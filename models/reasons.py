@@ -18,10 +18,25 @@ Grain: one row per scored customer (one cutoff). Three steps, all vectorised ove
      leans towards features split on near the leaves; the reasons it picks push towards churn all the same.
    - ``"auto"``: ``"shap"`` up to ``shap_max_rows`` customers, ``"path"`` beyond (see params.yaml ``score``).
 
-2. **Top reasons**: the (up to) three features with the largest *positive* contributions, i.e. pushing towards
+2. **Behaviours, not model summaries** (:func:`behaviour_contributions`): the ``bgnbd_*`` features (BG/NBD and
+   Gamma-Gamma fitted at each cutoff, features.build; ``bgnbd_churn_probability`` is also the churn model's
+   ``offset`` prior) are a model's reading of the purchase history, not something a customer did. As reasons
+   they are circular ("purchase rhythm alone gives a 70 % churn risk" restates the risk; it was the first
+   reason of 42-54 % of the default shop's customers, by model version) and a CRM user cannot act on them.
+   Their contributions are credited to the behaviour they are computed from: the rhythm ones (churn
+   probability, P(alive), expected orders, CLV; functions of the number of repeat orders, the days since the
+   last order and the tenure) to ``recency_days``, whose sentence states that rhythm ("no order for 120 days;
+   usually orders every 30 days", or "...; ordered only once"), and ``bgnbd_order_value`` (Gamma-Gamma's
+   shrunk spend per order) to ``monetary_value``. Not split in proportion over frequency / recency / tenure:
+   that would need an attribution of the BG/NBD formula itself, whose parameters are refitted at every cutoff
+   and not kept with the model, so any split would be a guess; the recency sentence names the recency and the
+   usual gap (or a single order) anyway.
+   Moving a contribution keeps each row's sum, so they still add up to the raw score minus the same constant.
+
+3. **Top reasons**: the (up to) three features with the largest *positive* contributions, i.e. pushing towards
    churn; a customer with fewer positive contributions gets fewer reasons (missing = None).
 
-3. **Sentences** from a template table keyed by feature name (windowed families by prefix) that uses the
+4. **Sentences** from a template table keyed by feature name (windowed families by prefix) that uses the
    customer's own values, e.g. ``recency_days`` -> "no order for 120 days; usually orders every 30 days",
    ``orders_90d`` -> "2 orders in the last 90 days", ``email_opens_trend_90d`` -> "opens fewer e-mails than
    before (3 fewer in the last 90 days than in the 90 before)". Features without a template fall back to
@@ -42,6 +57,7 @@ import scipy.sparse as sp
 
 __all__ = [
     "METHODS",
+    "behaviour_contributions",
     "contributions",
     "path_contributions",
     "reason_codes",
@@ -52,6 +68,11 @@ __all__ = [
 ]
 
 METHODS = ("auto", "shap", "path")
+# Model summaries of the purchase history (features.build, family ``bgnbd``) and the behaviour each one's
+# contribution is credited to (module docstring, step 2); unlisted ones go to RHYTHM.
+SUMMARY_PREFIX = "bgnbd_"
+SUMMARY_BEHAVIOUR = {"bgnbd_order_value": "monetary_value"}
+RHYTHM = "recency_days"
 
 
 # ------------------------------------------------------------------ contributions
@@ -147,6 +168,23 @@ def contributions(model: Any, frame: pd.DataFrame, method: str = "path", shap_ma
     if offset is not None:
         contrib[:, model.features_.index(offset)] += model.offset_contribution(X).astype(np.float32)
     return contrib
+
+
+def behaviour_contributions(contrib: np.ndarray, features: Sequence[str]) -> np.ndarray:
+    """``contrib`` (n_rows x n_features, columns follow ``features``) with every ``bgnbd_*`` column's contribution
+    added to the behaviour it is computed from and the column itself zeroed, so it is never a reason (module
+    docstring, step 2). Row sums are unchanged. A summary whose behaviour is not a feature goes to
+    ``recency_days``; without that either, its contribution is dropped. Returns a new array."""
+    out = np.array(contrib, copy=True)
+    position = {name: j for j, name in enumerate(features)}
+    for j, name in enumerate(features):  # a loop over the model's features, never over customers
+        if not name.startswith(SUMMARY_PREFIX):
+            continue
+        target = position.get(SUMMARY_BEHAVIOUR.get(name, RHYTHM), position.get(RHYTHM))
+        if target is not None:
+            out[:, target] += out[:, j]
+        out[:, j] = 0.0
+    return out
 
 
 def resolved_method(method: str, n_rows: int, shap_max_rows: int) -> str:

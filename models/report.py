@@ -646,7 +646,8 @@ def build_report(
     )
     return render_page(
         "Churn and CLV evaluation",
-        f"Test cutoff {test.churn_cutoff.date()} · MLflow run {facts.get('MLflow run', '?')}",
+        f"Test cutoff {test.churn_cutoff.date()} · MLflow run {facts.get('MLflow run', '?')} · churn model "
+        f"{facts.get('churn model', '?').split(':')[0]} · CLV model {facts.get('CLV model', '?').split(':')[0]}",
         [
             headline,
             churn_section,

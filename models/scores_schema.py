@@ -1,9 +1,18 @@
-"""The scores table, schema version 1: one row per scored customer, the columns a CRM imports.
+"""The scores table, schema version 1.1: one row per scored customer, the columns a CRM imports.
 
 Written by ``churn score`` (Parquet) and turned into the CRM file by ``churn export``. Every column's meaning
 and unit is listed in :data:`COLUMNS` (and in ``docs/scores_schema.md``, which a test keeps in step); the order
 of :data:`COLUMNS` is the file's fixed column order. :func:`validate_scores` checks a table against it with
 pandera before anything is written. A change to a column's name, type or meaning is a new ``SCHEMA_VERSION``.
+
+Versions (``docs/scores_schema.md`` keeps the list for CRM users):
+
+- ``1``: the first layout.
+- ``1.1``: adds ``value_if_retained`` (revenue over the CLV horizon if the customer stays) and
+  ``value_percentile`` (its rank, which the action rules' value conditions use), and ``value_at_risk`` becomes
+  churn_probability x value_if_retained. In v1 it was churn_probability x predicted_clv, which counted the
+  churn risk twice (predicted_clv is an expected revenue that already discounts for leaving), so the safest
+  tier carried more value at risk than the riskiest.
 """
 
 from __future__ import annotations
@@ -37,7 +46,7 @@ def summary_path(out: str) -> str:
 
 __all__ = ["COLUMNS", "HOLD_OUT", "SCHEMA_VERSION", "Column", "arrow_schema", "columns_markdown", "validate_scores"]
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "1.1"
 # The recommended_action of control-group customers: never act on them.
 HOLD_OUT = "hold_out"
 
@@ -103,10 +112,24 @@ COLUMNS: tuple[Column, ...] = (
     ),
     Column("expected_orders", pa.float64(), "orders", "expected number of orders over the CLV horizon"),
     Column(
+        "value_if_retained",
+        pa.float64(),
+        "shop currency",
+        "net revenue over the CLV horizon if the customer stays: predicted_clv / max(1 - churn_probability, "
+        "score.min_stay_probability), since predicted_clv already discounts for leaving (new in v1.1)",
+    ),
+    Column(
+        "value_percentile",
+        pa.int16(),
+        "percentile 1-100",
+        "rank of value_if_retained among all customers in this file: 100 = the most valuable 1 % if kept; the "
+        "action rules' min/max_value_percentile compare this (new in v1.1)",
+    ),
+    Column(
         "value_at_risk",
         pa.float64(),
         "shop currency",
-        "churn_probability x predicted_clv: the revenue expected to be lost to churn",
+        "churn_probability x value_if_retained: the revenue expected to be lost to churn (v1: x predicted_clv)",
     ),
     *(Column(f"reason_{n}", pa.string(), "-", _REASON.format(n=n, nth=_NTH[n]), nullable=True) for n in (1, 2, 3)),
     *(Column(f"reason_code_{n}", pa.string(), "-", _CODE.format(n=n), nullable=True) for n in (1, 2, 3)),
@@ -149,9 +172,14 @@ def arrow_schema(metadata: dict[str, str] | None = None) -> pa.Schema:
 
 
 def _pandera_schema() -> pandera.DataFrameSchema:
-    between = {"churn_probability": (0.0, 1.0), "churn_percentile": (1, 100), "clv_percentile": (1, 100)}
+    between = {
+        "churn_probability": (0.0, 1.0),
+        "churn_percentile": (1, 100),
+        "clv_percentile": (1, 100),
+        "value_percentile": (1, 100),
+    }
     checks: dict[str, list] = {name: [pandera.Check.in_range(lo, hi)] for name, (lo, hi) in between.items()}
-    for name in ("predicted_clv", "expected_orders", "value_at_risk"):
+    for name in ("predicted_clv", "expected_orders", "value_if_retained", "value_at_risk"):
         checks[name] = [pandera.Check.ge(0.0)]
     checks["risk_tier"] = [pandera.Check.isin(TIER_ORDER)]
     checks["schema_version"] = [pandera.Check.eq(SCHEMA_VERSION)]
@@ -166,10 +194,20 @@ def _pandera_schema() -> pandera.DataFrameSchema:
     frame_checks = [
         pandera.Check(
             lambda df: pd.Series(
-                np.isclose(df["value_at_risk"], df["churn_probability"] * df["predicted_clv"], rtol=1e-9),
+                np.isclose(df["value_at_risk"], df["churn_probability"] * df["value_if_retained"], rtol=1e-9),
                 index=df.index,
             ),
-            error="value_at_risk = churn_probability x predicted_clv",
+            error="value_at_risk = churn_probability x value_if_retained",
+        ),
+        # The floor on the stay probability is a score param, so the check brackets the value instead of
+        # recomputing it: staying can only add revenue, and by at most the factor 1 / (1 - p).
+        pandera.Check(
+            lambda df: pd.Series(
+                (df["value_if_retained"] >= df["predicted_clv"] * (1 - 1e-9))
+                & (df["value_if_retained"] * (1 - df["churn_probability"]) <= df["predicted_clv"] * (1 + 1e-9)),
+                index=df.index,
+            ),
+            error="predicted_clv <= value_if_retained <= predicted_clv / (1 - churn_probability)",
         ),
         pandera.Check(
             lambda df: ~df["control_group"] | (df["recommended_action"] == HOLD_OUT),
@@ -184,7 +222,7 @@ def _pandera_schema() -> pandera.DataFrameSchema:
 
 
 def validate_scores(frame: pd.DataFrame) -> pd.DataFrame:
-    """Check a scores table against schema v1 (columns, order, ranges, rules); raises ``ValueError`` listing
+    """Check a scores table against the schema (columns, order, ranges, rules); raises ``ValueError`` listing
     every broken rule with a few failing customers."""
     try:
         return _pandera_schema().validate(frame, lazy=True)
@@ -193,7 +231,7 @@ def validate_scores(frame: pd.DataFrame) -> pd.DataFrame:
         lines = []
         for (column, check), group in cases.groupby(["column", "check"], dropna=False, sort=True):
             lines.append(f"{column}: {check} ({len(group)} rows, e.g. {group['failure_case'].head(3).tolist()})")
-        raise ValueError("scores table breaks schema v1: " + "; ".join(lines)) from exc
+        raise ValueError(f"scores table breaks schema v{SCHEMA_VERSION}: " + "; ".join(lines)) from exc
 
 
 def columns_markdown() -> str:

@@ -10,6 +10,9 @@ One class serves both models; ``model_config["kind"]`` says which:
 A feature table lacking a column the model was trained on is rejected with an error naming every missing
 column; extra columns (keys, labels) are ignored and columns are matched by name, never by position.
 
+``estimator`` is the deployed model (fitted with the newest labels); ``holdout_estimator`` its held-out twin,
+fitted before the test cutoff, on which the gate and ``churn evaluate`` judge the version.
+
 ``drift_reference`` (a dict, or None for models logged without one) holds the bins of the model's most
 important features and of its scores on its training rows (:mod:`models.drift`); ``churn score`` compares the
 scored customers against it.
@@ -36,6 +39,10 @@ class ServingModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         self.kind = context.model_config["kind"]
         self.estimator = joblib.load(context.artifacts["estimator"])
+        # The held-out twin (fitted before the test cutoff) judges the version in the gate and `evaluate`;
+        # None for versions logged before twins existed.
+        holdout = context.artifacts.get("holdout_estimator")
+        self.holdout_estimator = joblib.load(holdout) if holdout else None
         reference = context.artifacts.get("drift_reference")
         self.drift_reference = json.loads(Path(reference).read_text(encoding="utf-8")) if reference else None
 

@@ -75,7 +75,13 @@ def import_online_retail(
 @app.command()
 def validate(
     data: Annotated[Path, typer.Option(help="Directory with the contract tables (orders is required).")],
-    out: Annotated[Path, typer.Option(help="Directory for the clean tables, quarantine/ and the report.")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="Directory for the clean tables, quarantine/ and the report. It is replaced whole, so it must "
+            "stand apart from --data (not --data itself, inside it or around it)."
+        ),
+    ],
     metrics: Annotated[Path | None, typer.Option(help="Also write the row counts as a DVC metrics file.")] = None,
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
@@ -147,6 +153,18 @@ def train(
 
 
 @app.command()
+def promote(
+    model: Annotated[str, typer.Argument(help="Registered model: churn or clv.")],
+    version: Annotated[str, typer.Argument(help="Version to make champion (`mlflow ui` lists them).")],
+) -> None:
+    """Make a registered version the champion by hand, overriding the train gate (e.g. after a deliberate
+    change of the feature set). MLflow: MLFLOW_TRACKING_URI, or sqlite:///mlflow.db in the current directory."""
+    from pipelines import train as stage
+
+    stage.promote(model, version)
+
+
+@app.command()
 def evaluate(
     panel: Annotated[Path, typer.Option(help="Training panel from `churn features` (its .features.json beside it).")],
     train_metrics: Annotated[
@@ -198,7 +216,7 @@ def score(
     out: Annotated[
         str,
         typer.Option(
-            help="Parquet file for the scores (schema v1), <stem>.drift.json beside it; with --engine spark a "
+            help="Parquet file for the scores (schema v1.1), <stem>.drift.json beside it; with --engine spark a "
             "directory partitioned by as_of_date, <stem>.summary.json beside it."
         ),
     ],

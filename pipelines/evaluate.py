@@ -6,7 +6,8 @@ Reads params sections ``evaluate`` (this stage), ``risk_tiers`` (churn rate per 
 their test cutoffs, the MLflow run id).
 
 Folds. Fold 1 is the test cutoff of the train stage: the latest churn-labelled cutoff ``C1``, scored with the
-models the train stage registered. Fold ``k`` (up to ``evaluate.backtest_cutoffs``) takes the ``k``-th latest
+held-out twins of the models the train stage registered (the deployed models used ``C1`` for early stopping
+and calibration). Fold ``k`` (up to ``evaluate.backtest_cutoffs``) takes the ``k``-th latest
 churn-labelled cutoff ``Ck`` and refits both models on earlier data only, exactly as the train stage does
 (``models.split.time_split`` on the cutoffs up to it, purged). In each fold:
 
@@ -43,7 +44,7 @@ from pipelines.features import read_manifest
 from pipelines.io import atomic_path
 from pipelines.params import load_section
 from pipelines.tracking import configure_mlflow, file_fingerprint, flatten
-from pipelines.train import TrainParams
+from pipelines.train import TrainParams, churn_estimator, clv_estimator
 
 MODEL = "model"
 # The model's churn ranking and the campaign ranking that also uses its value estimate (money only).
@@ -145,30 +146,28 @@ def _labelled(panel: pd.DataFrame, label: str) -> pd.DataFrame:
 
 
 def refit_churn(panel: pd.DataFrame, manifest: dict, params: TrainParams, cutoff: pd.Timestamp) -> ChurnClassifier:
-    """The train stage's churn model refitted on the churn-labelled cutoffs up to ``cutoff`` (the test one)."""
+    """The train stage's held-out churn model refitted on the churn-labelled cutoffs up to ``cutoff`` (the test
+    one)."""
     rows = _labelled(panel[panel["cutoff"] <= cutoff], "churned")
-    train, valid, _ = split_frame(rows, _split(rows, "churned", manifest["churn_horizon_days"], params))
-    model = ChurnClassifier(
-        features=manifest["features"], categorical=manifest["categorical"], seed=params.seed, **asdict(params.churn)
-    )
+    split = _split(rows, "churned", manifest["churn_horizon_days"], params.split_settings(manifest))
+    train, valid, _ = split_frame(rows, split)
+    model = churn_estimator(manifest, params)
     return model.fit(train, train["churned"].astype(bool), valid, valid["churned"].astype(bool))
 
 
 def refit_clv(panel: pd.DataFrame, manifest: dict, params: TrainParams, cutoff: pd.Timestamp) -> CLVRegressor:
-    """The train stage's CLV model refitted on the CLV-labelled cutoffs up to ``cutoff`` (the test one)."""
+    """The train stage's held-out CLV model refitted on the CLV-labelled cutoffs up to ``cutoff`` (the test one)."""
     rows = _labelled(panel[panel["cutoff"] <= cutoff], "future_revenue")
-    train, valid, _ = split_frame(rows, _split(rows, "future_revenue", manifest["clv_horizon_days"], params))
-    model = CLVRegressor(
-        features=manifest["features"], categorical=manifest["categorical"], seed=params.seed, **asdict(params.clv)
-    )
-    return model.fit(
+    split = _split(rows, "future_revenue", manifest["clv_horizon_days"], params.split_settings(manifest))
+    train, valid, _ = split_frame(rows, split)
+    return clv_estimator(manifest, params).fit(
         train, train["future_revenue"], valid, valid["future_revenue"], train["future_orders"], valid["future_orders"]
     )
 
 
-def _split(rows: pd.DataFrame, label: str, horizon: int, params: TrainParams):
+def _split(rows: pd.DataFrame, label: str, horizon: int, settings: tuple[int, bool]):
     try:
-        return time_split(rows["cutoff"].unique(), horizon, params.n_validation, params.purge)
+        return time_split(rows["cutoff"].unique(), horizon, *settings)
     except ValueError as exc:
         raise DataContractError(
             f"backtest refit of the {label} model: {exc} Lower evaluate.backtest_cutoffs, or add cutoffs "
@@ -360,16 +359,19 @@ def write_plots(details: dict, backtest: pd.DataFrame, out: Path) -> None:
 
 # ---------------------------------------------------------------------------------------------- stage
 def _registered(summary: dict, train_metrics: Path) -> tuple[ChurnClassifier, CLVRegressor, dict]:
-    """The estimators the train stage registered (``models:/<kind>/<version>``) and their run's tags."""
+    """The held-out estimators of the versions the train stage registered (``models:/<kind>/<version>``; their
+    deployed estimator for versions logged without a twin) and their run's tags. Held out: the deployed models
+    used the test cutoff for early stopping and calibration, so only the twins are judged on it."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
     try:
         churn_v, clv_v, run_id = summary["churn"]["version"], summary["clv"]["version"], summary["run_id"]
-        models = [
-            mlflow.pyfunc.load_model(f"models:/{kind}/{version}").unwrap_python_model().estimator
+        served = [
+            mlflow.pyfunc.load_model(f"models:/{kind}/{version}").unwrap_python_model()
             for kind, version in (("churn", churn_v), ("clv", clv_v))
         ]
+        models = [getattr(m, "holdout_estimator", None) or m.estimator for m in served]
         tags = mlflow.MlflowClient().get_run(run_id).data.tags
     except (KeyError, TypeError) as exc:
         raise DataContractError(
@@ -382,6 +384,13 @@ def _registered(summary: dict, train_metrics: Path) -> tuple[ChurnClassifier, CL
             f"(MLFLOW_TRACKING_URI or sqlite:///mlflow.db): {str(exc)[:300]}. Run `churn train` against this store."
         ) from exc
     return models[0], models[1], tags
+
+
+def _version_fact(entry: dict) -> str:
+    """'v3 (champion)' or 'v4 (challenger; champion is v3)', with the gate's verdict."""
+    version, champion = entry["version"], entry.get("champion")
+    role = "champion" if champion == version else f"challenger; champion is v{champion}" if champion else "challenger"
+    return f"v{version} ({role}): {'; '.join(entry.get('gate', []))}"
 
 
 def run(
@@ -464,8 +473,8 @@ def run(
             tiers=asdict(tiers),
             facts={
                 "MLflow run": summary["run_id"],
-                "churn model": f"churn v{summary['churn']['version']}",
-                "CLV model": f"clv v{summary['clv']['version']}",
+                "churn model": _version_fact(summary["churn"]),
+                "CLV model": _version_fact(summary["clv"]),
                 "churn horizon": f"{manifest['churn_horizon_days']} days",
                 "CLV horizon": f"{manifest['clv_horizon_days']} days",
                 "panel": f"{panel_path} ({len(manifest['cutoffs'])} cutoffs, data end {manifest.get('data_end')})",
@@ -494,6 +503,8 @@ def run(
                 mlflow.log_artifacts(str(plots_tmp), "evaluation/plots")
         s.detail = f"{report_path} ({len(html) // 1024} KiB), {len(flat)} metrics to run {summary['run_id']}"
     m, p = test.churn[MODEL], test.profit[MODEL]
+    for kind in ("churn", "clv"):
+        console.print(f"{kind} model {_version_fact(summary[kind])}", soft_wrap=True)
     console.print(
         f"test {test.churn_cutoff.date()}: AUC {m['roc_auc']:.3f}, lift@10% {m['lift_top10']:.2f}; best campaign "
         f"contacts {p['best_share']:.0%} for {p['max_profit']:,.0f} (EMP {p['emp_per_customer']:.2f}/customer); "

@@ -1,7 +1,7 @@
 """Stage `export`: the scores as a CRM-ready file (CSV or Parquet) with a manifest beside it.
 
-Reads params section ``export``. Input: a scores file from ``churn score`` (schema v1). Output ``--out`` and
-``<out>.manifest.json``:
+Reads params section ``export``. Input: a scores file from ``churn score`` (schema v1.1, docs/scores_schema.md).
+Output ``--out`` and ``<out>.manifest.json``:
 
 - columns in the schema's fixed order, optionally renamed to the CRM's own property names
   (``export.column_names``); customer ids optionally pseudonymised (``export.pseudonymise_ids``, key from the
@@ -46,7 +46,13 @@ __all__ = ["DECIMALS", "FORMATS", "ExportParams", "crm_table", "manifest_path", 
 
 FORMATS = ("csv", "parquet")
 # Decimal places of the numeric columns in the export.
-DECIMALS = {"churn_probability": 6, "predicted_clv": 2, "expected_orders": 3, "value_at_risk": 2}
+DECIMALS = {
+    "churn_probability": 6,
+    "predicted_clv": 2,
+    "expected_orders": 3,
+    "value_if_retained": 2,
+    "value_at_risk": 2,
+}
 
 
 @dataclass(frozen=True)
@@ -78,7 +84,7 @@ def manifest_path(out: Path) -> Path:
 
 
 def read_scores(path: Path) -> pa.Table:
-    """A scores file of schema v1, or DataContractError saying what is wrong with it."""
+    """A scores file of the current schema (models.scores_schema), or DataContractError saying what is wrong with it."""
     path = Path(path)
     if not path.exists():
         raise DataContractError(f"scores file {path} does not exist: run `churn score --out {path}` first.")
@@ -111,7 +117,7 @@ def read_scores(path: Path) -> pa.Table:
 
 def _read_spark_scores(path: Path) -> pa.Table:
     """A scores directory written by ``churn score --engine spark`` (Parquet partitioned by ``as_of_date``)
-    as the single-file table: schema v1 column order, rows by customer_id, the run summary (from
+    as the single-file table: the schema's column order, rows by customer_id, the run summary (from
     ``<stem>.summary.json``) in the schema metadata."""
     import pyarrow.dataset as ds
 

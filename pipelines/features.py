@@ -20,8 +20,9 @@ import pyarrow.parquet as pq
 
 from features.build import FeatureConfig, build_feature_blocks, build_feature_table
 from features.cutoffs import CutoffSchedule, data_end, scoring_cutoff, training_cutoffs
+from models.split import plan_schedule
 from pipelines.console import console, step
-from pipelines.errors import DataContractError, ParamsError, repeated_customers
+from pipelines.errors import DataContractError, ParamsError, repeated_customers, validate_first
 from pipelines.io import atomic_path, write_json
 from pipelines.params import load_section
 
@@ -70,11 +71,11 @@ def connect(data: Path) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with one view per contract table found in ``data`` (Parquet only)."""
     data = Path(data)
     if not data.is_dir():
-        raise DataContractError(f"data directory {data} does not exist; run `churn validate` to create it.")
+        raise DataContractError(f"data directory {data} does not exist: {validate_first(data)}")
     if not (data / "orders.parquet").is_file():
         raise DataContractError(
-            f"{data} has no orders.parquet. `churn features` reads validated data: run "
-            f"`churn validate --data YOUR_DIR --out {data}` first."
+            f"{data} has no orders.parquet. `churn features` reads validated data; if it holds the raw tables, "
+            f"{validate_first(data, raw=True)}"
         )
     con = duckdb.connect()
     con.execute(f"SET threads = {max(1, os.cpu_count() or 1)}")
@@ -149,19 +150,34 @@ def _report_cutoffs(rows: dict[str, int], cutoffs: list[pd.Timestamp], manifest:
 
 def schedule(
     feats: FeaturesParams, config: FeatureConfig, first: pd.Timestamp, last: pd.Timestamp
-) -> tuple[list[pd.Timestamp], pd.Timestamp, pd.Timestamp]:
+) -> tuple[list[pd.Timestamp], pd.Timestamp, pd.Timestamp, dict]:
     """The training cutoffs whose shortest label horizon fits the data (dropped ones are printed), the end of
-    the data and the scoring cutoff; DataContractError when no training cutoff fits."""
-    min_h = min(config.churn_horizon_days, config.clv_horizon_days)
-    cutoffs, messages = training_cutoffs(feats.cutoffs, first, last, min_h)
-    for m in messages:
-        console.print(f"[yellow]{m}[/yellow]")
+    the data, the scoring cutoff, and the schedule record for the manifest (``frequency: auto``: the grid,
+    validation count and purge chosen by ``models.split.plan_schedule``, printed with the reason, which
+    ``train`` follows when its ``n_validation`` / ``purge`` are ``auto``). DataContractError when no training
+    cutoff fits."""
+    horizons = (config.churn_horizon_days, config.clv_horizon_days)
+    min_h = min(horizons)
+    if feats.cutoffs.frequency == "auto" and not feats.cutoffs.dates:
+        try:
+            plan = plan_schedule(first, last, horizons, feats.cutoffs.count)
+        except ValueError as exc:
+            raise DataContractError(f"features.cutoffs.frequency auto: {exc}") from exc
+        colour = "cyan" if plan.purge else "yellow"
+        console.print(f"[{colour}]cutoff schedule (auto): {plan.reason}[/{colour}]", soft_wrap=True)
+        cutoffs, record = list(plan.cutoffs), plan.as_dict()
+    else:
+        cutoffs, messages = training_cutoffs(feats.cutoffs, first, last, min_h)
+        for m in messages:
+            console.print(f"[yellow]{m}[/yellow]")
+        frequency = "dates" if feats.cutoffs.dates else feats.cutoffs.frequency
+        record = {"frequency": frequency, "n_validation": None, "purge": None, "reason": "set in params.yaml"}
     if not cutoffs:
         raise DataContractError(
             f"no training cutoff fits the data ({first.date()} to {last.date()}) with a {min_h}-day label "
             f"horizon: use more data, shorter labels.*_horizon_days, or explicit features.cutoffs.dates."
         )
-    return cutoffs, data_end(last), scoring_cutoff(feats.cutoffs, last)
+    return cutoffs, data_end(last), scoring_cutoff(feats.cutoffs, last), record
 
 
 def run(data: Path | str, out_dir: Path, params_path: Path, engine: str | None = None) -> None:
@@ -175,7 +191,7 @@ def run(data: Path | str, out_dir: Path, params_path: Path, engine: str | None =
     if engine == "spark":
         return _run_spark(str(data), Path(out_dir), feats, config)
     con = connect(Path(data))
-    cutoffs, end, as_of = schedule(feats, config, *data_span(con))
+    cutoffs, end, as_of, plan = schedule(feats, config, *data_span(con))
     out_dir = Path(out_dir)
     if as_of in cutoffs:
         # A scoring date equal to a training cutoff needs lapsed customers there too: two passes.
@@ -194,6 +210,8 @@ def run(data: Path | str, out_dir: Path, params_path: Path, engine: str | None =
         manifests = {}
         for name, when in (("panel", cutoffs), ("scoring", [as_of])):
             manifests[name] = {**made[name]["manifest"], "cutoffs": [str(c.date()) for c in when]}
+            if name == "panel":
+                manifests[name]["schedule"] = plan
             _report_cutoffs(made[name]["rows"], when, manifests[name])
         s.rows = sum(made["panel"]["rows"].values())
         span = f"{cutoffs[0].date()}..{cutoffs[-1].date()}"
@@ -302,7 +320,7 @@ def _run_spark(data: str, out_dir: Path, feats: FeaturesParams, config: FeatureC
 
     spark = spark_session()
     tables = read_tables(spark, data)
-    cutoffs, end, as_of = schedule(feats, config, *spark_span(tables["orders"]))
+    cutoffs, end, as_of, plan = schedule(feats, config, *spark_span(tables["orders"]))
     with step("features on spark (training panel + scoring table)") as s:
         if as_of in cutoffs:
             panel, manifest = build_feature_table_spark(spark, tables, cutoffs, end, config, training=True)
@@ -319,6 +337,7 @@ def _run_spark(data: str, out_dir: Path, feats: FeaturesParams, config: FeatureC
             panel, scoring = both.filter(~at_scoring), both.filter(at_scoring)
             smanifest = {**manifest, "cutoffs": [str(as_of.date())]}
             manifest = {**manifest, "cutoffs": [str(c.date()) for c in cutoffs]}
+        manifest["schedule"] = plan
         write_parquet(panel, out_dir / "panel.parquet")
         write_parquet(scoring, out_dir / "scoring.parquet")
         manifest["rows_per_cutoff"] = _spark_rows(spark, out_dir / "panel.parquet", cutoffs)

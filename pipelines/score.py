@@ -9,12 +9,14 @@ directory (``churn validate`` output). Steps:
 2. build the features at the as-of date (default: the end of the data) for every customer with at least one
    order before it (the engine's scoring mode, which keeps lapsed customers, flagged); customers without one are
    left out and counted;
-3. score: calibrated churn probability, predicted CLV and orders, percentiles, risk tier, value at risk, three
-   reasons (models.reasons), the rule table's action (models.actions) and the control group;
+3. score: calibrated churn probability, predicted CLV and orders, value if retained, percentiles, risk tier,
+   value at risk, three reasons (models.reasons), the rule table's action (models.actions) and the control
+   group. Action rules whose reason features the churn model lacks (e.g. e-mail rules for a model trained
+   without events) are skipped with one warning each;
 4. drift: PSI of the models' main features and of the scores against each model's training rows (the reference
    shipped with the model; models.drift), written beside the scores as ``<out stem>.drift.json``;
-5. validate against schema v1 (models.scores_schema) and write the Parquet file atomically, with the run's summary
-   in its metadata (key ``churn.scores``), which ``churn export`` copies into the CRM manifest.
+5. validate against the scores schema (models.scores_schema) and write the Parquet file atomically, with the
+   run's summary in its metadata (key ``churn.scores``), which ``churn export`` copies into the CRM manifest.
 
 Nothing is written unless every step succeeds.
 """
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +40,9 @@ from scipy.stats import rankdata
 from features.build import LABELS, build_feature_table
 from features.cutoffs import data_end, scoring_cutoff
 from models import reasons as rsn
-from models.actions import ActionRule, check_reason_prefixes, control_group, recommend, validate_rules
+from models.actions import ActionRule, applicable_rules, control_group, recommend, validate_rules
 from models.drift import CALENDAR_FEATURES, psi_against
+from models.evaluation import value_if_retained
 from models.preprocess import check_columns
 from models.scores_schema import (
     COLUMNS,
@@ -54,7 +57,7 @@ from models.scores_schema import (
 from models.tiers import TIER_ORDER, RiskTiers, assign_risk_tier
 from pipelines import features as feature_stage
 from pipelines.console import console, step
-from pipelines.errors import DataContractError, ParamsError
+from pipelines.errors import DataContractError, ParamsError, validate_first
 from pipelines.io import atomic_path
 from pipelines.params import load_section
 from pipelines.tracking import tracking_uri
@@ -146,15 +149,19 @@ DEFAULT_ACTIONS = (
 
 @dataclass(frozen=True)
 class ScoreParams:
-    """params.yaml ``score``."""
+    """params.yaml ``score``. ``min_stay_probability`` floors 1 - churn_probability in ``value_if_retained``
+    (models.evaluation.value_if_retained; the evaluate stage's ``evaluate.min_stay_probability``, same default)."""
 
     model_alias: str = "champion"
+    min_stay_probability: float = 0.05
     reasons: ReasonsParams = field(default_factory=ReasonsParams)
     control_group: ControlGroupParams = field(default_factory=ControlGroupParams)
     drift: DriftParams = field(default_factory=DriftParams)
     actions: tuple[ActionRule, ...] = DEFAULT_ACTIONS
 
     def __post_init__(self) -> None:
+        if not 0 < self.min_stay_probability <= 1:
+            raise ValueError(f"min_stay_probability must lie in (0, 1], got {self.min_stay_probability}")
         validate_rules(self.actions)
 
 
@@ -269,16 +276,16 @@ def load_models(uris: list[str], alias: str) -> dict[str, LoadedModel]:
 
 def load_checked_models(
     model_uris: list[str] | None, params: ScoreParams, params_path: Path, label: str
-) -> dict[str, LoadedModel]:
-    """:func:`load_models` as a step, then the action rules checked against the churn model's features."""
+) -> tuple[dict[str, LoadedModel], ScoreParams]:
+    """:func:`load_models` as a step, and the params with the action rules the churn model can use: a rule whose
+    reason features the model lacks is dropped (models.actions.applicable_rules), with one warning line each."""
     with step(f"{label}: load models") as s:
         models = load_models(list(model_uris or []), params.model_alias)
         s.detail = model_version_label(models)
-    try:
-        check_reason_prefixes(params.actions, models["churn"].estimator.features_)
-    except ValueError as exc:
-        raise ParamsError(f"{params_path}:score.{exc}") from exc
-    return models
+    rules, warnings = applicable_rules(params.actions, models["churn"].estimator.features_)
+    for warning in warnings:
+        console.print(f"[yellow]{params_path}:score.{warning}[/yellow]", soft_wrap=True)
+    return models, replace(params, actions=rules)
 
 
 def model_version_label(models: dict[str, LoadedModel]) -> str:
@@ -295,14 +302,13 @@ def _check_data(data: Path) -> None:
     data = Path(data)
     if not data.is_dir():
         raise DataContractError(
-            f"data directory {data} does not exist. `churn score` reads validated data: run "
-            f"`churn validate --data YOUR_DIR --out {data}` first."
+            f"data directory {data} does not exist. `churn score` reads validated data: {validate_first(data)}"
         )
     if not (data / "report.json").is_file() or not (data / "orders.parquet").is_file():
         present = sorted(p.name for p in data.iterdir())[:10]
         raise DataContractError(
             f"{data} is not a validated data directory (it has no report.json and orders.parquet; found "
-            f"{present or 'nothing'}). Run `churn validate --data YOUR_DIR --out {data}` first and score its output."
+            f"{present or 'nothing'}). If it holds the raw tables, {validate_first(data, raw=True)}"
         )
 
 
@@ -328,9 +334,10 @@ def build_features(
             soft_wrap=True,
         )
     table, manifest = build_feature_table(con, [cutoff], end, config, training=False)
-    # Every customer the data knows (customers table and orders), to count those left out.
+    # Every customer the data knows (customers table and orders), to count those left out: distinct ids, since
+    # orders repeats a customer once per order.
     union = " UNION SELECT customer_id FROM customers" if "customers" in _views(con) else ""
-    known = con.sql(f"SELECT count(*) FROM (SELECT customer_id FROM orders{union})").fetchall()[0][0]
+    known = con.sql(f"SELECT count(DISTINCT customer_id) FROM (SELECT customer_id FROM orders{union})").fetchall()[0][0]
     keep = [c for c in table.column_names if c not in LABELS]
     frame = table.select(keep).to_pandas()
     return frame, cutoff, int(known) - len(frame), manifest
@@ -437,15 +444,25 @@ def score_frame(
     params: ScoreParams,
     tiers: RiskTiers,
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray], str]:
-    """The scores table (schema v1 columns, not yet validated), the raw scores for the drift check, and the reason
+    """The scores table (schema columns, not yet validated), the raw scores for the drift check, and the reason
     method used."""
     churn, clv = models["churn"].estimator, models["clv"].estimator
     p = churn.predict_proba(frame)[:, 1]
     value = clv.predict(frame)
     orders = clv.predict_orders(frame)
+    retained = value_if_retained(value, p, params.min_stay_probability)
     method = rsn.resolved_method(params.reasons.method, len(frame), params.reasons.shap_max_rows)
-    predictions = {"churn_probability": p, "predicted_clv": value, "expected_orders": orders}
-    percentiles = {"churn_percentile": percentile_1_100(p), "clv_percentile": percentile_1_100(value)}
+    predictions = {
+        "churn_probability": p,
+        "predicted_clv": value,
+        "expected_orders": orders,
+        "value_if_retained": retained,
+    }
+    percentiles = {
+        "churn_percentile": percentile_1_100(p),
+        "clv_percentile": percentile_1_100(value),
+        "value_percentile": percentile_1_100(retained),
+    }
     out = decide(frame, predictions, percentiles, cutoff, models, params, tiers, method)
     return out, predictions, method
 
@@ -463,13 +480,19 @@ def decide(
     """Everything after the predictions, row by row (so any batch of rows gives the same answer for its rows):
     risk tier, value at risk, reasons (``method``), the rule table's action and the control group.
 
-    ``predictions``: churn_probability, predicted_clv, expected_orders; ``percentiles``: churn_percentile and
-    clv_percentile (1-100), ranked over the whole scored population, which is why they are inputs.
+    ``predictions``: churn_probability, predicted_clv, expected_orders and value_if_retained (shop currency,
+    :func:`models.evaluation.value_if_retained` with ``params.min_stay_probability``); ``percentiles``:
+    churn_percentile, clv_percentile and value_percentile (1-100), ranked over the whole scored population,
+    which is why they are inputs. ``value_at_risk`` = churn_probability x value_if_retained: the revenue lost if
+    the customer churns, which predicted_clv (an expected revenue, already discounted for leaving) understates
+    most for the riskiest customers. The rules' value conditions rank the same value (value_percentile).
     """
     churn = models["churn"].estimator
     p, value = predictions["churn_probability"], predictions["predicted_clv"]
+    retained = predictions["value_if_retained"]
     features = churn.features_
-    contrib = rsn.contributions(churn, frame, method)
+    # Reasons are behaviours: the BG/NBD prior's share goes to the purchase rhythm it is computed from.
+    contrib = rsn.behaviour_contributions(rsn.contributions(churn, frame, method), features)
     ignore = [features.index(f) for f in params.reasons.ignore if f in features]
     codes_idx = rsn.top_reasons(contrib, 3, ignore=ignore)
     del contrib
@@ -477,9 +500,9 @@ def decide(
     codes = rsn.reason_codes(codes_idx, features)
 
     tier = assign_risk_tier(p, tiers, frame["is_lapsed"].to_numpy(dtype=bool))
-    clv_pct = percentiles["clv_percentile"]
+    value_pct = percentiles["value_percentile"]
     tenure = frame["tenure_days"].to_numpy(dtype=np.float64, na_value=np.nan)
-    intended = recommend(params.actions, tier, clv_pct, value, tenure, codes)
+    intended = recommend(params.actions, tier, value_pct, value, tenure, codes)
     control = control_group(frame["customer_id"], params.control_group.share, params.control_group.salt)
     recommended = np.where(control, HOLD_OUT, intended).astype(object)
 
@@ -492,9 +515,11 @@ def decide(
             "churn_percentile": np.asarray(percentiles["churn_percentile"], dtype=np.int16),
             "risk_tier": tier,
             "predicted_clv": value.astype(np.float64),
-            "clv_percentile": np.asarray(clv_pct, dtype=np.int16),
+            "clv_percentile": np.asarray(percentiles["clv_percentile"], dtype=np.int16),
             "expected_orders": predictions["expected_orders"].astype(np.float64),
-            "value_at_risk": p * value,
+            "value_if_retained": retained.astype(np.float64),
+            "value_percentile": np.asarray(value_pct, dtype=np.int16),
+            "value_at_risk": p * retained,
             **{f"reason_{j + 1}": sentences[j] for j in range(3)},
             **{f"reason_code_{j + 1}": codes[j] for j in range(3)},
             "recommended_action": recommended,
@@ -507,7 +532,7 @@ def decide(
 
 
 def to_arrow(scores: pd.DataFrame, summary: dict[str, Any]) -> pa.Table:
-    """The validated scores as an Arrow table of schema v1 with the run summary as metadata (no pandas metadata,
+    """The validated scores as an Arrow table of the scores schema with the run summary as metadata (no pandas metadata,
     no timestamps: the same scores give the same bytes)."""
     arrays = []
     for col in COLUMNS:
@@ -553,6 +578,7 @@ def run_summary(
         "tiers": {t: int(tiers_count.get(t, 0)) for t in TIER_ORDER},
         "intended_actions": {k: int(intended[k]) for k in sorted(intended)},
         "control_group": {"rows": control_n, **asdict(params.control_group)},
+        "min_stay_probability": params.min_stay_probability,
         "reason_method": method,
     }
 
@@ -587,7 +613,7 @@ def run(
     tiers = load_section(RiskTiers, "risk_tiers", params_path)
     # The cheap check of the data directory first: a wrong --data fails before the models are unpickled.
     _check_data(data)
-    models = load_checked_models(model_uris, params, params_path, "score")
+    models, params = load_checked_models(model_uris, params, params_path, "score")
     with step("score: features") as s:
         frame, cutoff, left_out, manifest = build_features(data, as_of, params_path)
         s.rows = len(frame)

@@ -5,12 +5,13 @@ Same params, models and schema as :mod:`pipelines.score`; the steps that differ:
 1. features come from the Spark engine (:mod:`features.spark`) at the as-of date;
 2. the registered models are applied with ``mlflow.pyfunc.spark_udf`` (the models' own pyfunc, signature
    enforced, on the executors): churn_probability, predicted_clv, expected_orders;
-3. the two percentiles rank the whole population: a window ordered by the score counts the customers at or
-   below each one. It is the only step that sees every row in one task (a sort of two numbers per
+3. value_if_retained (models.evaluation.value_if_retained, in a pandas UDF so the formula is the one the default
+   engine uses), then the three percentiles rank the whole population: a window ordered by the value counts the
+   customers at or below each one. It is the only step that sees every row in one task (a sort of three numbers per
    customer, fine for tens of millions; everything else is parallel);
 4. tiers, reasons, actions and the control group are :func:`pipelines.score.decide` in ``mapInArrow`` (the
    estimators travel with the task; the reason method is fixed from the total row count), each batch
-   validated against schema v1 there;
+   validated against the scores schema there;
 5. the scores are written as Parquet partitioned by ``as_of_date`` (``<out>/as_of_date=YYYY-MM-DD/``), with
    the run summary in ``<out stem>.summary.json`` and the drift report in ``<out stem>.drift.json`` beside it.
    Drift is computed on at most 200,000 customers, picked by a hash of customer_id (PSI over ten bins does
@@ -28,11 +29,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd  # module level: Spark resolves the pandas UDF's (string) type hints in this module
 import pyarrow as pa
 
 from features.build import LABELS
 from features.cutoffs import data_end
 from models import reasons as rsn
+from models.evaluation import value_if_retained
 from models.scores_schema import arrow_schema, summary_path, validate_scores
 from models.tiers import RiskTiers
 from pipelines import features as feature_stage
@@ -81,13 +84,29 @@ class _Decider:
             yield pa.RecordBatch.from_arrays(arrays, schema=self.schema)
 
 
-PREDICTIONS = ("churn_probability", "predicted_clv", "expected_orders")
-PERCENTILES = {"churn_percentile": "churn_probability", "clv_percentile": "predicted_clv"}
+PREDICTIONS = ("churn_probability", "predicted_clv", "expected_orders", "value_if_retained")
+PERCENTILES = {
+    "churn_percentile": "churn_probability",
+    "clv_percentile": "predicted_clv",
+    "value_percentile": "value_if_retained",
+}
+
+
+def with_value_if_retained(frame, min_stay_probability: float):
+    """Column ``value_if_retained`` from ``predicted_clv`` and ``churn_probability``: the default engine's own
+    function (models.evaluation) in a pandas UDF, so both engines give the same numbers."""
+    from pyspark.sql import functions as sf
+
+    @sf.pandas_udf("double")
+    def retained(clv: pd.Series, p: pd.Series) -> pd.Series:
+        return pd.Series(value_if_retained(clv.to_numpy(), p.to_numpy(), min_stay_probability), index=clv.index)
+
+    return frame.withColumn("value_if_retained", retained("predicted_clv", "churn_probability"))
 
 
 def with_percentiles(frame):
-    """``churn_percentile`` and ``clv_percentile``: ceil(100 x (customers at or below) / customers), as
-    :func:`pipelines.score.percentile_1_100` (ties share the higher percentile)."""
+    """``churn_percentile``, ``clv_percentile`` and ``value_percentile``: ceil(100 x (customers at or below) /
+    customers), as :func:`pipelines.score.percentile_1_100` (ties share the higher percentile)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as sf
 
@@ -119,7 +138,7 @@ def run(data: str, out: str, params_path: Path, as_of: str | None = None, model_
     feats, config = feature_stage.load_params(params_path)
     spark = spark_session()
     tables = read_tables(spark, data)
-    models = load_checked_models(model_uris, params, params_path, "score (spark)")
+    models, params = load_checked_models(model_uris, params, params_path, "score (spark)")
 
     first, last = feature_stage.spark_span(tables["orders"])
     cutoff = as_of_cutoff(as_of, feats, first, last, data)
@@ -158,7 +177,7 @@ def run(data: str, out: str, params_path: Path, as_of: str | None = None, model_
         scored = frame.withColumn("churn_probability", udf["churn"](inputs["churn"]))
         scored = scored.withColumn("_clv", udf["clv"](inputs["clv"]))
         scored = scored.select("*", "_clv.predicted_clv", "_clv.expected_orders").drop("_clv")
-        scored = with_percentiles(scored)
+        scored = with_percentiles(with_value_if_retained(scored, params.min_stay_probability))
         method = rsn.resolved_method(params.reasons.method, n_rows, params.reasons.shap_max_rows)
         from pyspark.sql.pandas.types import from_arrow_schema
 

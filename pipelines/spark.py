@@ -16,7 +16,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from pipelines.errors import DataContractError, ParamsError, repeated_customers
+from pipelines.errors import DataContractError, ParamsError, repeated_customers, validate_first
 from pipelines.io import atomic_path
 
 TABLES = ("orders", "returns", "customers", "events")
@@ -82,8 +82,8 @@ def read_tables(spark, data: str | Path) -> dict:
         local = Path(root.removeprefix("file:"))
         if not (local / "orders.parquet").exists():
             raise DataContractError(
-                f"{local} has no orders.parquet. The Spark engine reads validated data: run "
-                f"`churn validate --data YOUR_DIR --out {local}` first."
+                f"{local} has no orders.parquet. The Spark engine reads validated data: "
+                f"{validate_first(local, raw=local.is_dir())}"
             )
     from pyspark.errors import AnalysisException
 

@@ -1,11 +1,20 @@
 """Stage `train`: LightGBM churn and CLV models on the training panel, tracked in MLflow, gated in the registry.
 
-Reads params section ``train`` (and logs ``features`` and ``labels`` too). Splits by time (train < validation
-< test cutoffs, purged so no label window crosses into a later split), fits both models, scores them on their
-test cutoff, logs one MLflow run (flattened params, data fingerprint, git commit, metrics, feature importance,
-plots, calibration report), registers the models as ``churn`` and ``clv`` with alias ``challenger``, and moves
-``champion`` to a new version only when the gate says it is at least as good as the current champion on the
-same test rows.
+Reads params section ``train`` (and logs ``features`` and ``labels`` too). For each model:
+
+1. **Held-out fit.** Splits the labelled cutoffs by time (train < validation < test, purged so no label window
+   crosses into a later split; ``n_validation``/``purge`` ``auto`` follow the schedule the features stage
+   planned), fits, and scores the test cutoff: these are the test metrics, and the gate's evidence.
+2. **Deployed fit.** The same recipe moved forward by one split (``models.split.deployment_split``): validation
+   (early stopping, calibration) on the latest labelled cutoffs, the test cutoff among them, training on every
+   earlier cutoff that clears the purge. This is the model that scores customers: it has seen the newest
+   labels. The held-out model travels with it (artifact ``holdout_estimator``), so the gate and ``evaluate``
+   judge versions on rows none of them was fitted on.
+
+Logs one MLflow run (flattened params, data fingerprint, git commit, metrics, feature importance, plots,
+calibration report), registers the models as ``churn`` and ``clv`` with alias ``challenger``, and moves
+``champion`` to a new version only when the gate says its held-out model is at least as good as the
+champion's on the same test rows and features (``models.gate``).
 """
 
 from __future__ import annotations
@@ -26,13 +35,13 @@ from models.churn import ChurnClassifier
 from models.clv import CLVRegressor
 from models.drift import reference_for
 from models.gate import Decision, GatedMetric, decide
-from models.split import TimeSplit, time_split
+from models.split import TimeSplit, deployment_split, time_split
 from pipelines.console import console, step
-from pipelines.errors import DataContractError
+from pipelines.errors import DataContractError, ParamsError
 from pipelines.features import read_manifest
 from pipelines.io import write_json
 from pipelines.params import load_section, read_params
-from pipelines.tracking import configure_mlflow, file_fingerprint, flatten, git_commit
+from pipelines.tracking import configure_mlflow, file_fingerprint, flatten, git_commit, tracking_uri
 
 SERVING_CODE = Path(__file__).resolve().parents[1] / "models" / "serving.py"
 MODELS_PACKAGE = Path(__file__).resolve().parents[1] / "models"
@@ -63,7 +72,7 @@ class ChurnParams(BoosterParams):
     imbalance: str = "none"
     calibration: str = "auto"
     offset: str | None = "bgnbd_churn_probability"
-    early_stopping_metric: str = "logloss"
+    early_stopping_metric: str = "auc"
 
 
 @dataclass(frozen=True)
@@ -73,9 +82,9 @@ class ClvParams(BoosterParams):
     learning_rate: float = 0.075
     n_estimators: int = 400
     objective: str = "tweedie"
-    tweedie_variance_power: float = 1.3
+    tweedie_variance_power: float = 1.5
     offset: str | None = "bgnbd_clv"
-    early_stopping_metric: str = "deviance"
+    early_stopping_metric: str = "gini"
 
 
 @dataclass(frozen=True)
@@ -90,15 +99,31 @@ class GateParams:
 
 @dataclass(frozen=True)
 class TrainParams:
-    """params.yaml ``train``."""
+    """params.yaml ``train``. ``n_validation`` and ``purge`` take ``auto``: the validation count and purge that
+    the features stage's cutoff schedule planned (``panel.features.json`` ``schedule``), else 2 and true."""
 
-    n_validation: int = 2
-    purge: bool = True
+    n_validation: int | str = "auto"
+    purge: bool | str = "auto"
     seed: int = 42
     experiment: str = "churn-pipeline"
     churn: ChurnParams = field(default_factory=ChurnParams)
     clv: ClvParams = field(default_factory=ClvParams)
     gate: GateParams = field(default_factory=GateParams)
+
+    def __post_init__(self) -> None:
+        if self.n_validation != "auto" and (
+            isinstance(self.n_validation, bool) or not isinstance(self.n_validation, int) or self.n_validation < 1
+        ):
+            raise ValueError(f"n_validation must be a whole number >= 1 or auto, got {self.n_validation!r}")
+        if self.purge != "auto" and not isinstance(self.purge, bool):
+            raise ValueError(f"purge must be true, false or auto, got {self.purge!r}")
+
+    def split_settings(self, manifest: dict) -> tuple[int, bool]:
+        """``(n_validation, purge)`` with ``auto`` resolved from the panel manifest's schedule."""
+        plan = manifest.get("schedule") or {}
+        n_validation = self.n_validation if self.n_validation != "auto" else plan.get("n_validation") or 2
+        purge = self.purge if self.purge != "auto" else plan.get("purge", True) is not False
+        return int(n_validation), bool(purge)
 
 
 def gated_metrics(kind: str, gate: GateParams) -> tuple[GatedMetric, ...]:
@@ -136,77 +161,137 @@ def clv_metrics(y: np.ndarray, pred: np.ndarray, orders: np.ndarray, pred_orders
     }
 
 
-def _split(panel: Path, columns: list[str], label: str, horizon: int, params: TrainParams) -> tuple[TimeSplit, tuple]:
-    """Time split of the cutoffs that carry ``label``, and each part's labelled rows read from ``panel``.
-
-    Each part is read with a row filter on its cutoffs, so the whole panel is never in memory at once.
-    """
+def _split(
+    panel: Path, columns: list[str], label: str, horizon: int, settings: tuple[int, bool]
+) -> tuple[TimeSplit, TimeSplit, tuple]:
+    """The held-out time split of the cutoffs that carry ``label``, the deployed model's split, and the held-out
+    split's (train, validation, test) labelled rows read from ``panel`` (row filters on the cutoffs, so the
+    whole panel is never in memory at once)."""
+    n_validation, purge = settings
     labels = pq.read_table(panel, columns=["cutoff", label]).to_pandas()
     labelled = labels.loc[labels[label].notna(), "cutoff"].unique()
     del labels
     try:
-        split = time_split(labelled, horizon, params.n_validation, params.purge)
+        split = time_split(labelled, horizon, n_validation, purge)
+        deployed = deployment_split(labelled, horizon, n_validation, purge)
     except ValueError as exc:
         raise DataContractError(
-            f"cannot split the panel's {label} labels by time: {exc} More cutoffs "
-            f"(features.cutoffs.count), a shorter horizon, or train.purge: false would make room."
+            f"cannot split the panel's {label} labels by time: {exc} features.cutoffs.frequency: auto picks a "
+            f"schedule that fits; otherwise more cutoffs (features.cutoffs.count), a shorter horizon, or "
+            f"train.purge: false would make room."
         ) from exc
-    parts = []
-    for cutoffs in (split.train, split.validation, split.test):
-        wanted = [pd.Timestamp(c).to_datetime64() for c in cutoffs]
-        frame = pq.read_table(panel, columns=columns, filters=[("cutoff", "in", wanted)]).to_pandas()
-        parts.append(frame[frame[label].notna()].reset_index(drop=True))
-    return split, tuple(parts)
+    parts = tuple(_read_rows(panel, columns, label, cs) for cs in (split.train, split.validation, split.test))
+    return split, deployed, parts
 
 
-def _describe(split: TimeSplit) -> str:
-    def span(cs: tuple) -> str:
-        return f"{pd.Timestamp(cs[0]).date()}..{pd.Timestamp(cs[-1]).date()}" if cs else "-"
+def _read_rows(panel: Path, columns: list[str], label: str, cutoffs: tuple) -> pd.DataFrame:
+    """The rows of ``panel`` at ``cutoffs`` whose ``label`` is known."""
+    wanted = [pd.Timestamp(c).to_datetime64() for c in cutoffs]
+    frame = pq.read_table(panel, columns=columns, filters=[("cutoff", "in", wanted)]).to_pandas()
+    return frame[frame[label].notna()].reset_index(drop=True)
 
-    return f"train {span(split.train)}, validation {span(split.validation)}, test {split.test_cutoff.date()}"
+
+def _span(cs: tuple) -> str:
+    return f"{pd.Timestamp(cs[0]).date()}..{pd.Timestamp(cs[-1]).date()}" if cs else "-"
+
+
+def _describe(split: TimeSplit, deployed: TimeSplit) -> str:
+    return (
+        f"held out: train {_span(split.train)}, validation {_span(split.validation)}, test "
+        f"{split.test_cutoff.date()}; deployed: train {_span(deployed.train)}, validation {_span(deployed.validation)}"
+    )
+
+
+def churn_estimator(manifest: dict, params: TrainParams) -> ChurnClassifier:
+    """An unfitted churn model with the train params (the one factory of both churn fits)."""
+    return ChurnClassifier(
+        features=manifest["features"], categorical=manifest["categorical"], seed=params.seed, **asdict(params.churn)
+    )
+
+
+def clv_estimator(manifest: dict, params: TrainParams) -> CLVRegressor:
+    """An unfitted CLV model with the train params (the one factory of both CLV fits)."""
+    return CLVRegressor(
+        features=manifest["features"], categorical=manifest["categorical"], seed=params.seed, **asdict(params.clv)
+    )
+
+
+def _fit_churn_on(model: ChurnClassifier, train: pd.DataFrame, valid: pd.DataFrame) -> ChurnClassifier:
+    return model.fit(train, train["churned"].astype(bool), valid, valid["churned"].astype(bool))
+
+
+def _fit_clv_on(model: CLVRegressor, train: pd.DataFrame, valid: pd.DataFrame) -> CLVRegressor:
+    return model.fit(
+        train, train["future_revenue"], valid, valid["future_revenue"], train["future_orders"], valid["future_orders"]
+    )
 
 
 def fit_churn(panel: Path, manifest: dict, params: TrainParams) -> dict[str, Any]:
+    """Held-out churn model (test metrics) and the deployed one (same recipe, split moved forward)."""
     columns = ["customer_id", "cutoff", *manifest["features"], "churned"]
-    split, (train, valid, test) = _split(panel, columns, "churned", manifest["churn_horizon_days"], params)
-    model = ChurnClassifier(
-        features=manifest["features"], categorical=manifest["categorical"], seed=params.seed, **asdict(params.churn)
-    )
-    model.fit(train, train["churned"].astype(bool), valid, valid["churned"].astype(bool))
+    settings = params.split_settings(manifest)
+    split, deployed, (train, valid, test) = _split(panel, columns, "churned", manifest["churn_horizon_days"], settings)
+    rows = {"held_out_train": len(train), "held_out_validation": len(valid), "test": len(test)}
+    holdout = _fit_churn_on(churn_estimator(manifest, params), train, valid)
     del train, valid
     y = test["churned"].astype(bool).to_numpy()
-    p = model.predict_proba(test)[:, 1]
+    p = holdout.predict_proba(test)[:, 1]
     metrics = churn_metrics(y, p)
-    metrics["brier_uncalibrated"] = mx.brier(y, model.predict_uncalibrated(test))
-    metrics["best_iteration"] = float(model.best_iteration_)
-    return {"model": model, "split": split, "test": test, "metrics": metrics, "y": y, "p": p}
+    metrics["brier_uncalibrated"] = mx.brier(y, holdout.predict_uncalibrated(test))
+    metrics["best_iteration"] = float(holdout.best_iteration_)
+    train = _read_rows(panel, columns, "churned", deployed.train)
+    valid = _read_rows(panel, columns, "churned", deployed.validation)
+    rows |= {"deployed_train": len(train), "deployed_validation": len(valid)}
+    model = _fit_churn_on(churn_estimator(manifest, params), train, valid)
+    metrics["deployed_best_iteration"] = float(model.best_iteration_)
+    return {
+        "model": model,
+        "holdout": holdout,
+        "split": split,
+        "deployed": deployed,
+        "test": test,
+        "metrics": metrics,
+        "y": y,
+        "p": p,
+        "rows": rows,
+    }
 
 
 def fit_clv(panel: Path, manifest: dict, params: TrainParams) -> dict[str, Any]:
+    """Held-out CLV model (test metrics) and the deployed one (same recipe, split moved forward)."""
     columns = ["customer_id", "cutoff", *manifest["features"], "future_revenue", "future_orders"]
-    split, (train, valid, test) = _split(panel, columns, "future_revenue", manifest["clv_horizon_days"], params)
-    model = CLVRegressor(
-        features=manifest["features"], categorical=manifest["categorical"], seed=params.seed, **asdict(params.clv)
+    settings = params.split_settings(manifest)
+    split, deployed, (train, valid, test) = _split(
+        panel, columns, "future_revenue", manifest["clv_horizon_days"], settings
     )
-    model.fit(
-        train, train["future_revenue"], valid, valid["future_revenue"], train["future_orders"], valid["future_orders"]
-    )
+    rows = {"held_out_train": len(train), "held_out_validation": len(valid), "test": len(test)}
+    holdout = _fit_clv_on(clv_estimator(manifest, params), train, valid)
     del train, valid
     y = test["future_revenue"].astype(float).to_numpy()
     orders = test["future_orders"].astype(float).to_numpy()
-    metrics = clv_metrics(y, model.predict(test), orders, model.predict_orders(test))
-    return {"model": model, "split": split, "test": test, "metrics": metrics}
+    metrics = clv_metrics(y, holdout.predict(test), orders, holdout.predict_orders(test))
+    train = _read_rows(panel, columns, "future_revenue", deployed.train)
+    valid = _read_rows(panel, columns, "future_revenue", deployed.validation)
+    rows |= {"deployed_train": len(train), "deployed_validation": len(valid)}
+    model = _fit_clv_on(clv_estimator(manifest, params), train, valid)
+    return {
+        "model": model,
+        "holdout": holdout,
+        "split": split,
+        "deployed": deployed,
+        "test": test,
+        "metrics": metrics,
+        "rows": rows,
+    }
 
 
-def _gate_metrics(kind: str, predictions: pd.DataFrame, test: pd.DataFrame) -> dict[str, float]:
+def test_metrics(kind: str, estimator: Any, test: pd.DataFrame) -> dict[str, float]:
+    """The gated metrics of a fitted churn or CLV estimator on labelled test rows."""
     if kind == "churn":
-        return churn_metrics(test["churned"].astype(bool).to_numpy(), predictions["churn_probability"].to_numpy())
+        return churn_metrics(test["churned"].astype(bool).to_numpy(), estimator.predict_proba(test)[:, 1])
     y = test["future_revenue"].astype(float).to_numpy()
     return clv_metrics(
-        y,
-        predictions["predicted_clv"].to_numpy(),
-        test["future_orders"].astype(float).to_numpy(),
-        predictions["expected_orders"].to_numpy(),
+        y, estimator.predict(test), test["future_orders"].astype(float).to_numpy(), estimator.predict_orders(test)
     )
 
 
@@ -251,7 +336,11 @@ def _log_model(kind: str, result: dict, tmp: Path) -> Any:
     model = result["model"]
     estimator_path = tmp / f"{kind}_estimator.joblib"
     joblib.dump(model, estimator_path)
-    artifacts = {"estimator": str(estimator_path)}
+    # The held-out twin: fitted before the test cutoff, so the gate and `evaluate` can judge this version on
+    # rows it never saw (the deployed model used the test cutoff for early stopping and calibration).
+    holdout_path = tmp / f"{kind}_holdout_estimator.joblib"
+    joblib.dump(result["holdout"], holdout_path)
+    artifacts = {"estimator": str(estimator_path), "holdout_estimator": str(holdout_path)}
     if result.get("drift_reference") is not None:
         # Shipped with the model, so scoring compares against the training rows of the very model it uses.
         reference_path = tmp / f"{kind}_drift_reference.json"
@@ -294,7 +383,7 @@ def _drift_reference(kind: str, result: dict, panel: Path, label: str) -> dict[s
     scoring time. At most DRIFT_REFERENCE_ROWS rows, every k-th row of each training cutoff (rows are sorted by
     customer, so the sample spreads over all customers), read one cutoff at a time to bound memory."""
     model = result["model"]
-    cutoffs = [pd.Timestamp(c).to_datetime64() for c in result["split"].train]
+    cutoffs = [pd.Timestamp(c).to_datetime64() for c in result["deployed"].train]
     columns = ["cutoff", label, *model.features_]
     n_rows = pq.read_table(panel, columns=["cutoff"], filters=[("cutoff", "in", cutoffs)]).num_rows
     step_rows = max(1, -(-n_rows // DRIFT_REFERENCE_ROWS))
@@ -319,38 +408,105 @@ def _drift_reference(kind: str, result: dict, panel: Path, label: str) -> dict[s
     return {"kind": kind, "cutoffs": [str(pd.Timestamp(c).date()) for c in cutoffs], **reference}
 
 
-def _champion_decision(kind: str, version: str, test: pd.DataFrame, challenger: dict, gate: GateParams) -> Decision:
-    """Score the current champion on the challenger's test rows and ask the gate."""
-    import mlflow
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    client = MlflowClient()
-    try:
-        champion = client.get_model_version_by_alias(kind, "champion")
-    except MlflowException:
-        champion = None
+def champion_decision(
+    kind: str,
+    champion: Any,
+    champion_version: str | None,
+    challenger: dict[str, float],
+    test: pd.DataFrame,
+    gate: GateParams,
+) -> Decision:
+    """The gate's verdict between the challenger's held-out test metrics and the champion's held-out estimator
+    (``None``: no champion yet) scored on the same test rows. A champion that needs features the current table
+    lacks cannot be compared on them: it is kept, and the reason says which features and how to switch by hand.
+    """
     gated = gated_metrics(kind, gate)
     if champion is None:
-        decision = decide(challenger, None, gated)
+        return decide(challenger, None, gated)
+    missing = sorted(set(champion.features_) - set(test.columns))
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        return Decision(
+            False,
+            (
+                f"champion v{champion_version} uses {len(missing)} feature(s) the current feature table lacks "
+                f"({shown}), so the two cannot be compared on the same rows and features; the champion stays. "
+                f"If the feature set changed on purpose, promote by hand: `churn promote {kind} VERSION`",
+            ),
+        )
+    decision = decide(challenger, test_metrics(kind, champion, test), gated)
+    return Decision(decision.promote, (f"against champion v{champion_version}", *decision.reasons))
+
+
+def _load_champion(client: Any, kind: str) -> tuple[Any, str | None, str | None]:
+    """The champion's held-out estimator (its deployed one for versions logged without a twin), its version,
+    and why it cannot be loaded (None when it can). Loading unpickles from this tracking store: our own."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        version = client.get_model_version_by_alias(kind, "champion").version
+    except MlflowException:
+        return None, None, None
+    try:
+        served = mlflow.pyfunc.load_model(f"models:/{kind}/{version}").unwrap_python_model()
+    except (MlflowException, OSError) as exc:
+        return None, str(version), f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+    return getattr(served, "holdout_estimator", None) or served.estimator, str(version), None
+
+
+def _gate(kind: str, version: str, test: pd.DataFrame, challenger: dict[str, float], gate: GateParams) -> Decision:
+    """Ask the gate about registered ``version`` and move the aliases: ``challenger`` always, ``champion`` when
+    promoted."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    champion, champion_version, broken = _load_champion(client, kind)
+    if broken is not None:
+        decision = Decision(
+            False,
+            (
+                f"champion v{champion_version} cannot be loaded ({broken}); the champion stays. Restore its "
+                f"artefacts, or promote by hand: `churn promote {kind} {version}`",
+            ),
+        )
     else:
-        try:
-            predictions = mlflow.pyfunc.load_model(f"models:/{kind}@champion").predict(test)
-            champ_metrics = _gate_metrics(kind, predictions, test)
-            decision = decide(challenger, champ_metrics, gated)
-            decision = Decision(decision.promote, (f"champion v{champion.version}", *decision.reasons))
-        except Exception as exc:  # the champion cannot score today's feature table
-            decision = Decision(
-                True,
-                (
-                    f"champion v{champion.version} cannot score the current feature table ({str(exc)[:300]}); "
-                    f"the challenger starts the new feature schema",
-                ),
-            )
+        decision = champion_decision(kind, champion, champion_version, challenger, test, gate)
     client.set_registered_model_alias(kind, "challenger", version)
     if decision.promote:
         client.set_registered_model_alias(kind, "champion", version)
     return decision
+
+
+def _champion_version(kind: str) -> str | None:
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(MlflowClient().get_model_version_by_alias(kind, "champion").version)
+    except MlflowException:
+        return None
+
+
+def promote(kind: str, version: str) -> None:
+    """Point ``models:/<kind>@champion`` at ``version`` by hand (the gate's decision overridden)."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    if kind not in ("churn", "clv"):
+        raise ParamsError(f"model must be churn or clv, got {kind!r}.")
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    client = MlflowClient()
+    try:
+        client.get_model_version(kind, version)
+        client.set_registered_model_alias(kind, "champion", version)
+    except MlflowException as exc:
+        raise DataContractError(
+            f"cannot promote {kind} v{version}: {str(exc).splitlines()[0][:200]}. `mlflow ui` lists the versions."
+        ) from exc
+    console.print(f"{kind} v{version} is now champion (set by hand)")
 
 
 def run(panel_path: Path, metrics_path: Path, params_path: Path, registered_path: Path | None = None) -> None:
@@ -365,16 +521,25 @@ def run(panel_path: Path, metrics_path: Path, params_path: Path, registered_path
 
     params = load_section(TrainParams, "train", params_path)
     manifest = read_manifest(panel_path)
-    with step("train: churn model") as s:
+    n_validation, purge = params.split_settings(manifest)
+    source = "params.yaml" if "auto" not in (params.n_validation, params.purge) else "auto: the features schedule"
+    console.print(f"split: {n_validation} validation cutoff(s), {'purged' if purge else 'not purged'} ({source})")
+    with step("train: churn model (held out, then deployed)") as s:
         churn = fit_churn(panel_path, manifest, params)
-        m = churn["metrics"]
-        s.rows = len(churn["test"])
-        s.detail = f"{_describe(churn['split'])}; test AUC {m['roc_auc']:.3f}, Brier {m['brier']:.4f}"
-    with step("train: CLV model") as s:
+        m, r = churn["metrics"], churn["rows"]
+        s.rows = r["deployed_train"]
+        s.detail = (
+            f"{_describe(churn['split'], churn['deployed'])}; trained on {r['held_out_train']:,} then "
+            f"{r['deployed_train']:,} rows; test AUC {m['roc_auc']:.3f}, Brier {m['brier']:.4f} ({r['test']:,} rows)"
+        )
+    with step("train: CLV model (held out, then deployed)") as s:
         clv = fit_clv(panel_path, manifest, params)
-        m = clv["metrics"]
-        s.rows = len(clv["test"])
-        s.detail = f"{_describe(clv['split'])}; test Gini {m['normalized_gini']:.3f}, MAE {m['mae']:.2f}"
+        m, r = clv["metrics"], clv["rows"]
+        s.rows = r["deployed_train"]
+        s.detail = (
+            f"{_describe(clv['split'], clv['deployed'])}; trained on {r['held_out_train']:,} then "
+            f"{r['deployed_train']:,} rows; test Gini {m['normalized_gini']:.3f}, MAE {m['mae']:.2f}"
+        )
 
     configure_mlflow(params.experiment)
     everything = read_params(params_path)
@@ -391,6 +556,8 @@ def run(panel_path: Path, metrics_path: Path, params_path: Path, registered_path
                     "data_fingerprint": file_fingerprint(panel_path),
                     "churn_test_cutoff": str(churn["split"].test_cutoff.date()),
                     "clv_test_cutoff": str(clv["split"].test_cutoff.date()),
+                    "churn_deployed_validation": _span(churn["deployed"].validation),
+                    "clv_deployed_validation": _span(clv["deployed"].validation),
                 }
             )
             for kind, result in (("churn", churn), ("clv", clv)):
@@ -405,7 +572,7 @@ def run(panel_path: Path, metrics_path: Path, params_path: Path, registered_path
                 result["drift_reference"] = _drift_reference(kind, result, panel_path, label)
                 info = _log_model(kind, result, tmp)
                 version = str(info.registered_model_version)
-                decision = _champion_decision(kind, version, result["test"], result["metrics"], params.gate)
+                decision = _gate(kind, version, result["test"], result["metrics"], params.gate)
                 mlflow.set_tag(f"{kind}.gate", decision.summary()[:4900])
                 mlflow.log_metric(f"{kind}.promoted", float(decision.promote))
                 console.print(f"{kind} v{version}: {decision.summary()}", soft_wrap=True)
@@ -413,7 +580,9 @@ def run(panel_path: Path, metrics_path: Path, params_path: Path, registered_path
                     "version": version,
                     "promoted": decision.promote,
                     "gate": list(decision.reasons),
+                    "champion": version if decision.promote else _champion_version(kind),
                     "test_cutoff": str(result["split"].test_cutoff.date()),
+                    "deployed_validation": _span(result["deployed"].validation),
                     **{k: round(float(v), 6) for k, v in result["metrics"].items()},
                 }
             summary["run_id"] = run_info.info.run_id

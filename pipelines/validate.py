@@ -11,6 +11,10 @@ directory, atomically (the old one stays until the new one is complete):
 
 With ``--metrics``, also a small JSON of row counts per table for ``dvc metrics``.
 
+Refused before anything is read (ParamsError): ``out`` equal to ``data``, inside it or around it (symlinks and
+relative paths resolved). The output directory is replaced whole, so ``out == data`` or a parent of ``data``
+would delete the raw tables, and an ``out`` inside ``data`` writes into the raw data (validate never does).
+
 Fatal (DataContractError, nothing written): the data directory is missing or holds no contract table;
 ``orders`` is missing or empty; a table lacks a required column; a CSV is not UTF-8; a table exists both as
 CSV and Parquet; no orders row survives validation. Everything else is reported and quarantined row by row.
@@ -35,7 +39,7 @@ from features import validation as v
 from features.contract import CONTRACT_VERSION, TABLE_ORDER, TABLES
 from features.schemas import arrow_schema
 from pipelines.console import console, progress_bar, step
-from pipelines.errors import DataContractError, ParamsError
+from pipelines.errors import DataContractError, ParamsError, validated_sibling
 from pipelines.io import TABLE_SUFFIXES, atomic_path, find_table, read_table_file, write_json
 from pipelines.params import load_section
 
@@ -390,6 +394,24 @@ def _validate_in_memory(sources: dict[str, _Source], bounds: v.Bounds) -> None:
             orders = result.clean
 
 
+def check_out_apart(data: Path, out: Path) -> None:
+    """ParamsError unless ``out`` and ``data`` are separate directories, neither inside the other (paths compared
+    after resolving symlinks, ``..`` and relative parts, so ``./shop/.`` and a link to ``shop`` are ``shop``)."""
+    raw, dest = Path(data).resolve(), Path(out).resolve()
+    if dest == raw:
+        why = "is the data directory itself: validate replaces its --out whole, which would delete the raw tables"
+    elif raw.is_relative_to(dest):
+        why = f"contains the data directory ({raw}): replacing it would delete the raw tables"
+    elif dest.is_relative_to(raw):
+        why = f"is inside the data directory ({raw}): validate never writes into the raw data"
+    else:
+        return
+    raise ParamsError(
+        f"--out {out} {why}. Give a separate output directory, e.g. `churn validate --data {data} --out "
+        f"{validated_sibling(data)}`. Nothing was written."
+    )
+
+
 def run(
     data: Path,
     out: Path,
@@ -404,6 +426,7 @@ def run(
     ``now`` (naive UTC) stands in for the run time as default ``max_timestamp``; ``batch_rows``: events batch.
     """
     data, out = Path(data), Path(out)
+    check_out_apart(data, out)
     params = load_section(ValidateParams, "validate", params_path)
     bounds = bounds_from_params(params, now)
     with step("validate") as summary:

@@ -403,25 +403,33 @@ def synthetic_con() -> duckdb.DuckDBPyConnection:
     return con
 
 
-def test_bgnbd_features_are_fitted_on_the_cutoffs_active_customers_and_applied_to_all(synthetic_con):
-    from models.baselines import bgnbd_inputs, bgnbd_quantities
+def test_bgnbd_features_are_fitted_on_every_customer_of_the_cutoff_with_purchase_days(synthetic_con):
+    from models.baselines import bgnbd_quantities
 
     cutoff, end = T("2025-06-01"), T("2026-01-01")
     config = FeatureConfig(churn_horizon_days=90, clv_horizon_days=180, max_recency_days=180)
     scoring = build_feature_table(synthetic_con, [cutoff], end, config, training=False)[0].to_pandas()
     training = build_feature_table(synthetic_con, [cutoff], end, config, training=True)[0].to_pandas()
     assert scoring["is_lapsed"].any() and len(training) == (~scoring["is_lapsed"]).sum()
+    # By hand: a purchase occasion is a day with an order; the fit uses every customer with an order before c.
+    days = synthetic_con.sql(
+        f"SELECT customer_id, count(DISTINCT CAST(order_ts AS DATE)) AS days FROM orders "
+        f"WHERE order_ts < TIMESTAMP '{cutoff}' GROUP BY customer_id"
+    ).df()
+    n_days = scoring["customer_id"].map(days.set_index("customer_id")["days"]).to_numpy(np.float64)
+    tenure, recency = scoring["tenure_days"].to_numpy(np.float64), scoring["recency_days"].to_numpy(np.float64)
     want = bgnbd_quantities(
-        **bgnbd_inputs(scoring),
-        orders_total=scoring["orders_total"],
-        monetary_value=scoring["monetary_value"],
+        frequency=n_days - 1,
+        t_x=tenure - recency,
+        T=tenure,
+        orders_total=n_days,
+        monetary_value=scoring["revenue_total"].to_numpy(np.float64) / n_days,
         churn_horizon_days=90,
         clv_horizon_days=180,
-        fit_mask=~scoring["is_lapsed"].to_numpy(),
     )
     assert scoring["bgnbd_churn_probability"].to_numpy() == pytest.approx(want["churn_probability"], rel=1e-3)
     assert scoring["bgnbd_clv"].to_numpy() == pytest.approx(want["clv"], rel=1e-3)
-    # Lapsed customers are scored, not fitted on: the training table (active customers only) has the same values.
+    # The fit does not depend on the table: the training table (lapsed rows dropped) has the same values.
     active = scoring[~scoring["is_lapsed"]].reset_index(drop=True)
     for name in ("bgnbd_p_alive", "bgnbd_churn_probability", "bgnbd_expected_orders", "bgnbd_order_value"):
         assert training[name].to_numpy() == pytest.approx(active[name].to_numpy(), rel=1e-6), name
@@ -430,6 +438,21 @@ def test_bgnbd_features_are_fitted_on_the_cutoffs_active_customers_and_applied_t
     assert (
         scoring.loc[lapsed, "bgnbd_churn_probability"].mean() > scoring.loc[~lapsed, "bgnbd_churn_probability"].mean()
     )
+
+
+def test_orders_on_one_day_are_one_purchase_occasion_for_the_bgnbd_prior():
+    from features.derive import bgnbd_inputs_at
+
+    now = {
+        "n_order_days": np.array([2.0]),
+        "n_orders": np.array([5.0]),
+        "revenue": np.array([100.0]),
+        "first_order_us": np.array([0.0]),
+        "last_order_us": np.array([10 * 86_400e6]),
+    }
+    inputs = bgnbd_inputs_at(now, np.array([20]))
+    assert inputs["frequency"][0] == 1 and inputs["orders_total"][0] == 2
+    assert inputs["monetary_value"][0] == 50.0 and inputs["t_x"][0] == 10.0 and inputs["T"][0] == 20.0
 
 
 # ---- eligibility ---------------------------------------------------------------------------------------------

@@ -102,6 +102,22 @@ def test_weekly_grid_is_mondays():
     assert messages == []
 
 
+def test_semimonthly_grid_is_the_first_and_the_fifteenth():
+    cutoffs, messages = training_cutoffs(CutoffSchedule("semimonthly", 3), FIRST, LAST, 90)
+    # latest allowed = 2024-10-03: the 1st or 15th on or before it
+    assert cutoffs == days("2024-09-01", "2024-09-15", "2024-10-01")
+    assert messages == []
+
+
+def test_auto_frequency_is_resolved_by_the_split_planner_not_the_grid():
+    assert CutoffSchedule().frequency == "auto"
+    with pytest.raises(ValueError, match="plan_schedule"):
+        training_cutoffs(CutoffSchedule(), FIRST, LAST, 90)
+    # explicit dates need no grid
+    cutoffs, _ = training_cutoffs(CutoffSchedule(dates=("2024-09-01",)), FIRST, LAST, 90)
+    assert cutoffs == days("2024-09-01")
+
+
 def test_daily_grid_ends_on_the_latest_complete_day():
     cutoffs, messages = training_cutoffs(CutoffSchedule("daily", 3), FIRST, LAST, 90)
     assert cutoffs == days("2024-10-01", "2024-10-02", "2024-10-03")

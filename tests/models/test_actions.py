@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from models.actions import ActionRule, check_reason_prefixes, control_group, recommend, unit_hash, validate_rules
+from models.actions import ActionRule, applicable_rules, control_group, recommend, unit_hash, validate_rules
 
 RULES = (
     ActionRule(name="new", tiers=("high", "medium", "low"), max_tenure_days=60, action="onboarding"),
@@ -45,6 +45,12 @@ def test_lapsed_customers_are_never_onboarded():
 def test_reason_features_match_any_reason_slot_by_prefix():
     assert _recommend("medium", codes=("recency_days", None, "email_opens_90d")) == "points_boost"
     assert _recommend("medium", codes=("recency_days", "sessions_trend_30d", None)) == "points_boost"
+
+
+def test_value_percentile_conditions_compare_the_value_percentile_given():
+    # recommend takes the value percentile (rank of value if retained) as it is; 80 is the rule's bound.
+    assert _recommend("high", pct=80, tenure=100) == "personal_outreach"
+    assert _recommend("high", pct=79, tenure=100) == "winback_email_coupon"
 
 
 def test_an_absolute_value_threshold_applies_to_predicted_clv():
@@ -100,10 +106,44 @@ def test_an_empty_table_is_refused():
         validate_rules(())
 
 
-def test_a_reason_prefix_matching_no_model_feature_is_refused():
-    check_reason_prefixes(RULES, ["email_opens_90d", "sessions_30d", "recency_days"])
-    with pytest.raises(ValueError, match=r"actions\[3\].*'sessions_'"):
-        check_reason_prefixes(RULES, ["email_opens_90d", "recency_days"])
+def test_rules_whose_reason_features_the_model_has_are_all_kept_without_warnings():
+    kept, warnings = applicable_rules(RULES, ["email_opens_90d", "sessions_30d", "recency_days"])
+    assert kept == RULES and warnings == []
+
+
+def test_a_rule_none_of_whose_reason_features_the_model_has_is_skipped_with_one_warning():
+    # A model trained without events has no e-mail or session features: the "disengaging" rule can never fire.
+    kept, warnings = applicable_rules(RULES, ["orders_90d", "recency_days"])
+    assert [r.name for r in kept] == ["new", "valuable at risk", "at risk", "rich", "default"]
+    assert len(warnings) == 1
+    assert "actions[3] (rule 'disengaging') skipped" in warnings[0]
+    assert "['email_', 'sessions_']" in warnings[0] and "\n" not in warnings[0]
+
+
+def test_a_rule_with_some_reason_features_the_model_lacks_is_kept_and_the_missing_ones_named():
+    kept, warnings = applicable_rules(RULES, ["email_opens_90d", "recency_days"])
+    assert kept == RULES
+    assert len(warnings) == 1 and "actions[3] (rule 'disengaging')" in warnings[0] and "['sessions_']" in warnings[0]
+
+
+def test_customers_of_a_skipped_rule_get_the_next_matching_rule():
+    rules = (
+        ActionRule(name="disengaging", tiers=("medium",), reason_features=("email_",), action="points_boost"),
+        ActionRule(name="medium otherwise", tiers=("medium",), action="winback_email_coupon"),
+        ActionRule(name="default", action="no_action"),
+    )
+    kept, _ = applicable_rules(rules, ["recency_days", "orders_90d"])
+    tier, pct, clv, tenure = (np.array(["medium"], dtype=object), np.array([50]), np.array([1.0]), np.array([400.0]))
+    codes = [np.array(["recency_days"], dtype=object)] * 3
+    assert recommend(kept, tier, pct, clv, tenure, codes).tolist() == ["winback_email_coupon"]
+
+
+def test_skipping_rules_never_makes_a_valid_table_invalid():
+    # Even if every conditional rule is skipped, the default rule (no reason_features) remains last.
+    rules = (ActionRule(reason_features=("email_",), action="points_boost"), ActionRule(action="no_action"))
+    kept, warnings = applicable_rules(rules, ["recency_days"])
+    validate_rules(kept)
+    assert kept == (ActionRule(action="no_action"),) and len(warnings) == 1
 
 
 # ------------------------------------------------------------------ control group

@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.base import clone, is_classifier
+from sklearn.linear_model import LogisticRegression
 
 from models import metrics
-from models.churn import ChurnClassifier, _sigmoid, customer_half
+from models.churn import ChurnClassifier, _Platt, _sigmoid, customer_half
 
 
 @pytest.fixture(scope="module")
@@ -160,6 +161,17 @@ def test_bad_inputs(churn_frames, feature_args):
         clone(model).set_params(imbalance="smote").fit(train, train["churned"], valid, valid["churned"])
     with pytest.raises(ValueError, match="calibration must be one of"):
         clone(model).set_params(calibration="beta").fit(train, train["churned"], valid, valid["churned"])
+
+
+def test_platt_scaling_is_the_unpenalised_logistic_regression():
+    rng = np.random.default_rng(3)
+    margin = rng.normal(0.5, 1.2, 5000)
+    y = (rng.random(5000) < _sigmoid(0.8 * margin - 0.3)).astype(np.int8)
+    # sklearn's solver run to full precision (its default tolerance stops ~1e-4 short of the optimum).
+    exact = LogisticRegression(C=np.inf, tol=1e-14, max_iter=10_000).fit(margin.reshape(-1, 1), y)
+    platt = _Platt().fit(margin, y)
+    assert platt.a_ == pytest.approx(exact.coef_[0, 0], abs=1e-8)
+    assert platt.b_ == pytest.approx(exact.intercept_[0], abs=1e-8)
 
 
 def test_customer_half_is_a_fixed_hash():

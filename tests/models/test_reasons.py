@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from models.reasons import (
+    behaviour_contributions,
     contributions,
     path_contributions,
     reason_codes,
@@ -67,6 +68,37 @@ def test_an_offset_prior_is_credited_to_its_feature_and_the_sum_still_holds(chur
     assert [churn_model.features_[j] for j in changed] == ["bgnbd_churn_probability"]
 
 
+def _with_prior(churn_model):
+    """The session's booster read as if it had started from the BG/NBD prior (as the default train params do)."""
+    with_offset = copy.copy(churn_model)
+    with_offset.offset, with_offset.offset_fill_ = "bgnbd_churn_probability", 0.4
+    return with_offset
+
+
+def test_no_reason_is_the_prior_or_any_bgnbd_feature(churn_model, rows):
+    model = _with_prior(churn_model)
+    features = model.features_
+    assert "bgnbd_churn_probability" in features and "bgnbd_p_alive" in features
+    raw = contributions(model, rows, "path")
+    assert (top_reasons(raw)[:, 0] == features.index("bgnbd_churn_probability")).any()  # the prior would lead
+    folded = behaviour_contributions(raw, features)
+    names = reason_codes(top_reasons(folded), features)
+    used = {n for slot in names for n in slot if n is not None}
+    assert used and not {n for n in used if n.startswith("bgnbd_")}
+    np.testing.assert_allclose(folded.sum(axis=1), raw.sum(axis=1), rtol=1e-5, atol=1e-4)
+
+
+def test_first_reasons_push_the_riskiest_customers_towards_churn(churn_model, rows):
+    model = _with_prior(churn_model)
+    folded = behaviour_contributions(contributions(model, rows, "path"), model.features_)
+    first = top_reasons(folded)[:, 0]
+    riskiest = np.argsort(-model.predict_margin(rows))[: len(rows) // 5]
+    assert (first[riskiest] >= 0).all()  # every one of them has a reason ...
+    assert (folded[riskiest, first[riskiest]] > 0).all()  # ... that raises their risk
+    # ... and for most of them it is the rhythm the prior came from.
+    assert (first[riskiest] == model.features_.index("recency_days")).mean() > 0.5
+
+
 def test_reason_codes_name_real_model_features(churn_model, rows):
     idx = top_reasons(contributions(churn_model, rows, "path"))
     names = reason_codes(idx, churn_model.features_)
@@ -82,6 +114,42 @@ def test_every_feature_of_the_model_gets_a_readable_sentence(churn_model, rows):
         sentences = reason_sentences(codes, rows, features)[0]
         assert all(isinstance(s, str) and s for s in sentences), name
         assert template_for(name)[0] is not None or name in ("country", "acquisition_channel"), name
+
+
+# ------------------------------------------------------------------ behaviours, not model summaries
+SUMMARIES = ["recency_days", "bgnbd_churn_probability", "monetary_value", "bgnbd_order_value", "bgnbd_p_alive", "x"]
+
+
+def test_bgnbd_contributions_are_credited_to_the_behaviour_they_summarise():
+    contrib = np.array([[0.5, 1.0, 0.1, 0.2, -0.25, 0.3]], dtype=np.float32)
+    folded = behaviour_contributions(contrib, SUMMARIES)
+    # recency 0.5 + prior 1.0 + P(alive) -0.25; monetary value 0.1 + Gamma-Gamma order value 0.2.
+    np.testing.assert_allclose(folded, [[1.25, 0.0, 0.3, 0.0, 0.0, 0.3]], rtol=1e-6)
+    assert folded.sum() == pytest.approx(contrib.sum())
+    assert top_reasons(folded).tolist() == [[0, 2, 5]]
+
+
+def test_a_prior_that_lowers_the_risk_lowers_the_recency_reason():
+    contrib = np.array([[0.5, -0.75, 0.0, 0.0, 0.0, 0.1]], dtype=np.float32)
+    folded = behaviour_contributions(contrib, SUMMARIES)
+    assert folded[0, 0] == pytest.approx(-0.25) and top_reasons(folded).tolist() == [[5, -1, -1]]
+
+
+def test_without_the_behaviour_a_summary_goes_to_recency_and_without_recency_it_is_dropped():
+    contrib = np.array([[0.2, 0.4, 0.3]], dtype=np.float32)
+    np.testing.assert_allclose(
+        behaviour_contributions(contrib, ["recency_days", "bgnbd_order_value", "x"]), [[0.6, 0.0, 0.3]], rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        behaviour_contributions(contrib, ["orders_90d", "bgnbd_churn_probability", "x"]), [[0.2, 0.0, 0.3]], rtol=1e-6
+    )
+
+
+def test_crediting_behaviours_leaves_the_callers_contributions_untouched():
+    contrib = np.array([[0.5, 1.0, 0.1, 0.2, -0.25, 0.3]], dtype=np.float32)
+    before = contrib.copy()
+    behaviour_contributions(contrib, SUMMARIES)
+    np.testing.assert_array_equal(contrib, before)
 
 
 # ------------------------------------------------------------------ top reasons

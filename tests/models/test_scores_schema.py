@@ -1,4 +1,4 @@
-"""Scores schema v1: fixed column order, documented columns, and the rules a scores table must keep."""
+"""Scores schema v1.1: fixed column order, documented columns, and the rules a scores table must keep."""
 
 from pathlib import Path
 
@@ -19,6 +19,8 @@ ORDER = [
     "predicted_clv",
     "clv_percentile",
     "expected_orders",
+    "value_if_retained",
+    "value_percentile",
     "value_at_risk",
     "reason_1",
     "reason_2",
@@ -35,7 +37,8 @@ ORDER = [
 
 
 def scores_frame() -> pd.DataFrame:
-    p, clv = np.array([0.9, 0.2]), np.array([10.0, 250.0])
+    # Value if retained = CLV / max(1 - p, 0.05): 10 / 0.1 = 100 and 250 / 0.8 = 312.5.
+    p, clv, retained = np.array([0.9, 0.2]), np.array([10.0, 250.0]), np.array([100.0, 312.5])
     return pd.DataFrame(
         {
             "customer_id": ["A1", "B2"],
@@ -46,7 +49,9 @@ def scores_frame() -> pd.DataFrame:
             "predicted_clv": clv,
             "clv_percentile": np.array([50, 100], dtype=np.int16),
             "expected_orders": [0.1, 3.0],
-            "value_at_risk": p * clv,
+            "value_if_retained": retained,
+            "value_percentile": np.array([50, 100], dtype=np.int16),
+            "value_at_risk": p * retained,
             "reason_1": ["no order for 120 days; usually orders every 30 days", None],
             "reason_2": ["2 orders in the last 90 days", None],
             "reason_3": [None, None],
@@ -84,7 +89,8 @@ def test_a_well_formed_table_passes():
         ("risk_tier", "urgent", "risk_tier"),
         ("predicted_clv", -1.0, "predicted_clv"),
         ("schema_version", "2", "schema_version"),
-        ("value_at_risk", 123.0, "value_at_risk = churn_probability x predicted_clv"),
+        ("value_at_risk", 123.0, "value_at_risk = churn_probability x value_if_retained"),
+        ("value_percentile", 101, "value_percentile"),
         ("recommended_action", "winback_email_coupon", "control_group customers"),
     ],
 )
@@ -92,16 +98,38 @@ def test_a_broken_rule_is_named(column, value, rule):
     frame = scores_frame()
     frame.loc[0, column] = value
     if column in ("churn_probability", "predicted_clv"):
-        frame["value_at_risk"] = frame["churn_probability"] * frame["predicted_clv"]
+        frame["value_at_risk"] = frame["churn_probability"] * frame["value_if_retained"]
     with pytest.raises(ValueError, match=rule):
         validate_scores(frame)
 
 
+def test_value_at_risk_of_v1_probability_times_predicted_clv_is_refused():
+    frame = scores_frame()
+    frame["value_at_risk"] = frame["churn_probability"] * frame["predicted_clv"]
+    with pytest.raises(ValueError, match="value_at_risk = churn_probability x value_if_retained"):
+        validate_scores(frame)
+
+
+@pytest.mark.parametrize("retained", [9.0, 101.0])
+def test_a_value_if_retained_below_the_clv_or_above_clv_over_stay_probability_is_refused(retained):
+    # Customer A1: CLV 10 at p 0.9, so the value if retained lies in [10, 10 / 0.1 = 100].
+    frame = scores_frame()
+    frame.loc[0, "value_if_retained"] = retained
+    frame["value_at_risk"] = frame["churn_probability"] * frame["value_if_retained"]
+    with pytest.raises(ValueError, match="predicted_clv <= value_if_retained"):
+        validate_scores(frame)
+
+
+def test_the_schema_version_is_1_1():
+    assert SCHEMA_VERSION == "1.1"
+    assert "`1.1`" in DOC.read_text(encoding="utf-8")  # the docs list what the version changed
+
+
 def test_reordered_or_extra_columns_are_refused():
     frame = scores_frame()
-    with pytest.raises(ValueError, match="schema v1"):
+    with pytest.raises(ValueError, match=r"schema v1\.1"):
         validate_scores(frame[ORDER[::-1]])
-    with pytest.raises(ValueError, match="schema v1"):
+    with pytest.raises(ValueError, match=r"schema v1\.1"):
         validate_scores(frame.assign(extra=1))
 
 

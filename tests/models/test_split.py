@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.split import TimeSplit, split_frame, time_split
+from models.split import TimeSplit, deployment_split, plan_schedule, split_frame, time_split
 
 T = pd.Timestamp
 MONTHLY = list(pd.date_range("2024-11-01", "2025-10-01", freq="MS"))  # the default 12 monthly cutoffs
@@ -130,3 +130,55 @@ def test_fixture_panel_splits_are_time_ordered(churn_split, clv_split, churn_fra
     train, valid, test = churn_frames
     assert train["cutoff"].max() < valid["cutoff"].min() and valid["cutoff"].max() < test["cutoff"].min()
     assert (test["cutoff"] == test["cutoff"].iloc[0]).all()
+
+
+# ------------------------------------------------------------------ deployment split and the auto schedule
+def test_the_deployed_split_validates_on_the_latest_cutoffs_and_trains_on_purged_earlier_ones():
+    split = deployment_split(MONTHLY, label_horizon_days=90, n_validation=2)
+    # validation: the two latest labelled cutoffs, the held-out test cutoff among them
+    assert split.validation == dates("2025-09-01", "2025-10-01")
+    # train: c + 90 d <= 2025-09-01 -> up to June (Jun 1 + 90 d = Aug 30)
+    assert split.train == tuple(MONTHLY[: MONTHLY.index(T("2025-06-01")) + 1])
+    assert split.purged == dates("2025-07-01", "2025-08-01")
+    assert split.test == ()
+    held_out = time_split(MONTHLY, 90, 2)
+    assert set(held_out.train) < set(split.train) and max(split.train) == held_out.validation[0]
+
+
+def test_the_deployed_split_without_purge_trains_on_every_earlier_cutoff():
+    split = deployment_split(MONTHLY, 90, 1, purge=False)
+    assert split.validation == (MONTHLY[-1],) and split.train == tuple(MONTHLY[:-1]) and split.purged == ()
+
+
+def test_a_three_year_shop_gets_monthly_cutoffs_with_two_purged_validation_cutoffs():
+    plan = plan_schedule(T("2023-01-01"), T("2025-12-31"), (90, 180), span_months=24)
+    assert (plan.frequency, plan.n_validation, plan.purge) == ("monthly", 2, True)
+    assert len(plan.cutoffs) == 24 and plan.cutoffs[-1] == T("2025-10-01")
+    assert "coarsest grid" in plan.reason
+
+
+def test_eighteen_months_with_half_year_horizons_need_weekly_cutoffs_and_say_why():
+    # Online Retail II up to 2011-06-09: monthly and semi-monthly leave no purged training cutoff.
+    plan = plan_schedule(T("2009-12-01 07:45"), T("2011-06-09 17:00"), (182, 182), span_months=24)
+    assert (plan.frequency, plan.n_validation, plan.purge) == ("weekly", 1, True)
+    assert all(c.weekday() == 0 for c in plan.cutoffs)
+    assert "rejected: monthly purged" in plan.reason and "semimonthly purged" in plan.reason
+    split = time_split(plan.cutoffs, 182, plan.n_validation, plan.purge)
+    assert_ordered_and_purged(split, 182)
+
+
+def test_a_year_of_history_with_half_year_horizons_falls_back_to_an_unpurged_split_and_warns():
+    plan = plan_schedule(T("2010-06-10"), T("2011-06-09"), (182, 182), span_months=24)
+    assert plan.purge is False and plan.frequency == "monthly" and plan.n_validation == 2
+    assert "NOT purged" in plan.reason and "optimistic" in plan.reason
+    assert_ordered_and_purged(time_split(plan.cutoffs, 182, 2, purge=False), 182, purge=False)
+
+
+def test_no_schedule_fits_five_months_of_data_with_half_year_horizons():
+    with pytest.raises(ValueError, match=r"no cutoff schedule fits data from 2011-01-01 to 2011-06-09"):
+        plan_schedule(T("2011-01-01"), T("2011-06-09"), (182, 182), span_months=24)
+
+
+def test_the_schedule_plan_reads_back_as_json():
+    plan = plan_schedule(T("2023-01-01"), T("2025-12-31"), (90, 180), span_months=24)
+    assert plan.as_dict() == {"frequency": "monthly", "n_validation": 2, "purge": True, "reason": plan.reason}

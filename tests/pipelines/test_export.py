@@ -1,6 +1,6 @@
 """The export stage: a CRM-ready CSV or Parquet file with a manifest, safe text, stable bytes.
 
-Works on a small hand-made scores file (schema v1), so every expected cell can be read off the fixture.
+Works on a small hand-made scores file (schema v1.1), so every expected cell can be read off the fixture.
 """
 
 import csv
@@ -37,7 +37,9 @@ def _scores() -> pd.DataFrame:
             "predicted_clv": clv,
             "clv_percentile": np.full(n, 50, dtype=np.int16),
             "expected_orders": np.linspace(0, 2, n),
-            "value_at_risk": p * clv,
+            "value_if_retained": clv / np.maximum(1 - p, 0.05),
+            "value_percentile": np.full(n, 50, dtype=np.int16),
+            "value_at_risk": p * clv / np.maximum(1 - p, 0.05),
             "reason_1": ["no order for 120 days; usually orders every 30 days", "-3 in trend", None, *["x"] * 5],
             "reason_2": [None, "=1+1", None, *["y"] * 5],
             "reason_3": [None] * n,
@@ -101,6 +103,24 @@ def test_dates_are_iso_and_numbers_have_dot_decimals_with_fixed_places(scores, t
     assert row["reason_1"] == "no order for 120 days; usually orders every 30 days"
     assert row["reason_2"] == ""  # missing
     assert dict(zip(header, second, strict=True))["predicted_clv"] == "12.50"
+
+
+def test_value_if_retained_and_value_at_risk_are_money_with_two_decimals(scores, tmp_path):
+    stage.run(scores, "csv", tmp_path / "out.csv", _params(tmp_path))
+    header, _, second = _rows(tmp_path / "out.csv")[:3]
+    row = dict(zip(header, second, strict=True))
+    # p = 0.05 + 0.9 / 7 = 0.178571, CLV 12.50: if retained 12.5 / (1 - p) = 15.2174, at risk p x that = 2.7174.
+    assert row["value_if_retained"] == "15.22" and row["value_at_risk"] == "2.72"
+    assert row["value_percentile"] == "50"
+    assert stage.DECIMALS["value_if_retained"] == 2
+
+
+def test_a_scores_file_of_schema_v1_is_refused_naming_the_new_columns(tmp_path):
+    old = score_stage.to_arrow(_scores(), SUMMARY).drop_columns(["value_if_retained", "value_percentile"])
+    pq.write_table(old, tmp_path / "v1.parquet")
+    with pytest.raises(DataContractError, match="missing value_if_retained; missing value_percentile"):
+        stage.run(tmp_path / "v1.parquet", "csv", tmp_path / "out.csv", _params(tmp_path))
+    assert not (tmp_path / "out.csv").exists()
 
 
 @pytest.mark.parametrize("position", range(1, 7))

@@ -21,6 +21,7 @@ import yaml
 
 from models.actions import control_group
 from models.scores_schema import COLUMNS, HOLD_OUT, SCHEMA_VERSION
+from models.tiers import RiskTiers
 from pipelines import features as features_stage
 from pipelines import generate as generate_stage
 from pipelines import score as stage
@@ -72,7 +73,7 @@ def _nothing_written(directory: Path) -> bool:
 
 
 # ------------------------------------------------------------------ output
-def test_scores_have_schema_v1_columns_in_order(shop):
+def test_scores_have_the_schema_columns_in_order(shop):
     root, _ = shop
     table = pq.read_table(root / "scores.parquet")
     assert table.column_names == [c.name for c in COLUMNS]
@@ -106,7 +107,9 @@ def test_the_as_of_date_defaults_to_the_end_of_the_data(shop):
 def test_scores_are_consistent_with_each_other(shop):
     root, _ = shop
     s = _scores(root)
-    np.testing.assert_allclose(s["value_at_risk"], s["churn_probability"] * s["predicted_clv"])
+    np.testing.assert_allclose(s["value_at_risk"], s["churn_probability"] * s["value_if_retained"])
+    assert (s["value_percentile"].to_numpy() == stage.percentile_1_100(s["value_if_retained"].to_numpy())).all()
+    assert (s["clv_percentile"].to_numpy() == stage.percentile_1_100(s["predicted_clv"].to_numpy())).all()
     # Higher probability never gets a lower percentile.
     ordered = s.sort_values("churn_probability")
     assert ordered["churn_percentile"].is_monotonic_increasing
@@ -115,6 +118,66 @@ def test_scores_are_consistent_with_each_other(shop):
     assert (s.loc[s["risk_tier"] == "lapsed", "recommended_action"].isin(["winback_email_coupon", HOLD_OUT])).all()
 
 
+# ------------------------------------------------------------------ value if retained, value at risk
+def test_value_if_retained_is_the_clv_over_the_stay_probability_floored_at_5_percent(shop):
+    root, _ = shop
+    s = _scores(root)
+    stay = np.maximum(1.0 - s["churn_probability"], 0.05)
+    np.testing.assert_allclose(s["value_if_retained"], s["predicted_clv"] / stay, rtol=1e-12)
+    assert stage.read_summary(root / "scores.parquet")["min_stay_probability"] == 0.05
+
+
+def test_the_high_tier_carries_more_value_at_risk_per_customer_than_the_low_tier(shop):
+    # p x predicted_clv counted the risk twice (the CLV already discounts for leaving): the low tier came out ahead.
+    per_customer = _scores(shop[0]).groupby("risk_tier")["value_at_risk"].mean()
+    assert per_customer["high"] > per_customer["low"], per_customer
+
+
+def test_the_valuable_high_risk_rule_ranks_value_if_retained_not_predicted_clv(shop):
+    root, params = shop
+    frame, cutoff, _, _ = stage.build_features(root / "validated", None, params)
+    models = stage.load_models([], "champion")
+    rows = frame.head(2).assign(is_lapsed=False, tenure_days=400.0)
+    # Both high risk. A: CLV 10 at p 0.9 is worth 10 / 0.1 = 100 if kept, the top value percentile although its
+    # CLV percentile is 1; B the other way round. Only A is "valuable" for the personal-outreach rule.
+    predictions = {
+        "churn_probability": np.array([0.9, 0.85]),
+        "predicted_clv": np.array([10.0, 30.0]),
+        "expected_orders": np.array([0.1, 0.5]),
+        "value_if_retained": np.array([100.0, 30.0 / 0.15]),
+    }
+    percentiles = {
+        "churn_percentile": np.array([100, 99], dtype=np.int16),
+        "clv_percentile": np.array([1, 100], dtype=np.int16),
+        "value_percentile": np.array([100, 1], dtype=np.int16),
+    }
+    out = stage.decide(rows, predictions, percentiles, cutoff, models, stage.ScoreParams(), RiskTiers(), "shap")
+    assert out["intended_action"].tolist() == ["personal_outreach", "winback_email_coupon"]
+    np.testing.assert_allclose(out["value_at_risk"], [0.9 * 100.0, 0.85 * 200.0])
+    assert out["value_percentile"].tolist() == [100, 1] and out["clv_percentile"].tolist() == [1, 100]
+
+
+def test_personal_outreach_goes_only_to_high_risk_customers_in_the_top_40_percent_of_value_if_retained(shop):
+    s = _scores(shop[0])
+    chosen = s[s["intended_action"] == "personal_outreach"]
+    assert len(chosen) > 0
+    assert (chosen["risk_tier"] == "high").all() and (chosen["value_percentile"] >= 60).all()
+
+
+def test_without_a_customers_table_the_left_out_count_counts_customers_not_orders(shop, tmp_path):
+    root, params = shop
+    data = tmp_path / "no_customers"
+    shutil.copytree(root / "validated", data)
+    (data / "customers.parquet").unlink()
+    as_of = pd.Timestamp("2025-06-01")
+    frame, _, left_out, _ = stage.build_features(data, str(as_of.date()), params)
+    orders = pd.read_parquet(data / "orders.parquet", columns=["customer_id", "order_ts"])
+    first = orders.groupby("customer_id")["order_ts"].min()
+    assert left_out == int((first >= as_of).sum()) > 0  # each customer once, however many orders
+    assert left_out + len(frame) == orders["customer_id"].nunique()
+
+
+# ------------------------------------------------------------------ reasons
 def test_reason_codes_name_features_of_the_churn_model(shop):
     root, _ = shop
     mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
@@ -123,6 +186,8 @@ def test_reason_codes_name_features_of_the_churn_model(shop):
     codes = pd.concat([s[f"reason_code_{j}"] for j in (1, 2, 3)]).dropna()
     assert len(codes) > 0 and set(codes) <= set(model.features_)
     assert not set(codes) & {"cutoff_month", "cutoff_day_of_year"}
+    assert not {c for c in codes if c.startswith("bgnbd_")}  # behaviours, never the BG/NBD prior
+    assert not s["reason_1"].str.contains("purchase rhythm", na=False).any()
     assert (s["reason_1"].notna() == s["reason_code_1"].notna()).all()
     # Sentences carry the customer's own values, checked against the validated tables: days since the last
     # order (recency_days) and since the last site visit (days_since_last_session).
@@ -273,7 +338,8 @@ def test_a_missing_mlflow_store_is_not_created(shop, tmp_path, monkeypatch):
         ([{"action": "call", "tier": ["high"]}, {"action": "no_action"}], r"score\.actions\[0\] has unknown key"),
         ([{"action": "call", "tiers": ["urgent"]}, {"action": "no_action"}], r"score\.actions\[0\].*unknown tier"),
         ([{"action": "call", "tiers": ["high"]}], "last action rule"),
-        ([{"action": "call", "reason_features": ["nosuchfeat"]}, {"action": "no_action"}], "matches no feature"),
+        ([], "empty"),
+        ([{"action": "call", "reason_features": []}, {"action": "no_action"}], "reason_features must list"),
     ],
 )
 def test_a_bad_rule_table_is_a_params_error_naming_the_rule(shop, tmp_path, actions, message):
@@ -283,6 +349,46 @@ def test_a_bad_rule_table_is_a_params_error_naming_the_rule(shop, tmp_path, acti
     with pytest.raises(ParamsError, match=message):
         stage.run(data=root / "validated", out=tmp_path / "out.parquet", params_path=bad)
     assert not (tmp_path / "out.parquet").exists()
+
+
+def test_a_rule_whose_reason_features_the_model_lacks_is_skipped_with_one_warning_line(shop, tmp_path, capsys):
+    root, _ = shop
+    rules = [
+        {"name": "typo", "tiers": ["high", "medium", "low"], "reason_features": ["nosuchfeat"], "action": "call"},
+        {"name": "everyone else", "action": "no_action"},
+    ]
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({**PARAMS, "score": {"actions": rules}}))
+    capsys.readouterr()
+    stage.run(data=root / "validated", out=tmp_path / "out.parquet", params_path=params)
+    err = capsys.readouterr().err
+    warnings = [line for line in err.splitlines() if "skipped" in line]
+    assert len(warnings) == 1 and "actions[0] (rule 'typo') skipped" in warnings[0] and "['nosuchfeat']" in warnings[0]
+    assert set(pd.read_parquet(tmp_path / "out.parquet")["intended_action"]) == {"no_action"}
+
+
+def test_a_bad_stay_probability_floor_is_a_params_error(shop, tmp_path):
+    root, _ = shop
+    bad = tmp_path / "params.yaml"
+    bad.write_text(yaml.safe_dump({**PARAMS, "score": {"min_stay_probability": 0}}))
+    with pytest.raises(ParamsError, match="min_stay_probability"):
+        stage.run(data=root / "validated", out=tmp_path / "out.parquet", params_path=bad)
+
+
+@pytest.mark.parametrize("kind", ["missing", "raw"])
+def test_the_fix_for_unvalidated_data_never_validates_a_directory_into_itself(shop, tmp_path, kind):
+    root, params = shop
+    data = tmp_path / "shop"
+    if kind == "raw":
+        shutil.copytree(root / "raw", data)
+    with pytest.raises(DataContractError) as info:
+        stage.run(data=data, out=tmp_path / "out.parquet", params_path=params)
+    message = str(info.value)
+    assert f"--data {data} --out {data}`" not in message
+    if kind == "missing":  # the missing directory itself is a fine --out, for raw data kept elsewhere
+        assert f"`churn validate --data RAW_DIR --out {data}`" in message
+    else:
+        assert f"`churn validate --data {data} --out {data}_validated`" in message
 
 
 def test_the_cli_exits_4_for_an_unknown_alias_and_writes_nothing(shop, tmp_path):

@@ -187,3 +187,78 @@ def test_mlflow_models_predict_cli_scores_a_feature_file(trained):
     predictions = json.loads(proc.stdout.strip().splitlines()[-1])["predictions"]
     assert len(predictions) == 40
     assert all(0 < row["churn_probability"] < 1 for row in predictions)
+
+
+def test_the_deployed_models_see_the_newest_labels_and_travel_with_their_held_out_twins(trained):
+    workspace, uri = trained
+    first = json.loads((workspace / "first.json").read_text())
+    mlflow.set_tracking_uri(uri)
+    for kind in ("churn", "clv"):
+        served = mlflow.pyfunc.load_model(f"models:/{kind}/1").unwrap_python_model()
+        deployed, held_out = served.estimator, served.holdout_estimator
+        # The deployed model's validation ends at the held-out test cutoff, so it trained on more rows.
+        assert first[kind]["deployed_validation"].endswith(first[kind]["test_cutoff"])
+        assert deployed.n_train_rows_ > held_out.n_train_rows_
+        # The reported test metrics are the held-out twin's, on rows it never saw.
+        panel = pd.read_parquet(workspace / "features" / "panel.parquet")
+        label = "churned" if kind == "churn" else "future_revenue"
+        test = panel[(panel["cutoff"] == pd.Timestamp(first[kind]["test_cutoff"])) & panel[label].notna()]
+        metrics = stage.test_metrics(kind, held_out, test)
+        key = "roc_auc" if kind == "churn" else "normalized_gini"
+        assert metrics[key] == pytest.approx(first[kind][key], abs=1e-6)
+
+
+def test_auto_split_settings_follow_the_features_schedule_and_params_win():
+    planned = {"schedule": {"frequency": "weekly", "n_validation": 1, "purge": False, "reason": "..."}}
+    assert stage.TrainParams().split_settings(planned) == (1, False)
+    assert stage.TrainParams().split_settings({"schedule": {"n_validation": None, "purge": None}}) == (2, True)
+    assert stage.TrainParams().split_settings({}) == (2, True)
+    assert stage.TrainParams(n_validation=3, purge=True).split_settings(planned) == (3, True)
+    with pytest.raises(ValueError, match="n_validation"):
+        stage.TrainParams(n_validation=0)
+    with pytest.raises(ValueError, match="purge"):
+        stage.TrainParams(purge="sometimes")
+
+
+def test_a_champion_needing_features_the_table_lacks_is_kept_with_one_readable_line(trained):
+    workspace, uri = trained
+    mlflow.set_tracking_uri(uri)
+    champion = mlflow.pyfunc.load_model("models:/churn/1").unwrap_python_model().holdout_estimator
+    first = json.loads((workspace / "first.json").read_text())
+    panel = pd.read_parquet(workspace / "features" / "panel.parquet")
+    test = panel[(panel["cutoff"] == pd.Timestamp(first["churn"]["test_cutoff"])) & panel["churned"].notna()]
+    # The events feed went missing: the new table has no session features, and the challenger looks great.
+    without_events = test.drop(columns=[c for c in test.columns if c.startswith("sessions_")])
+    great = {"roc_auc": 0.99, "brier": 0.01}
+    decision = stage.champion_decision("churn", champion, "1", great, without_events, stage.GateParams())
+    assert not decision.promote
+    assert len(decision.reasons) == 1 and len(decision.summary()) < 500
+    assert "sessions_30d" in decision.summary() and "churn promote churn" in decision.summary()
+    # With every feature there, the same challenger is compared on the same rows and promoted.
+    decision = stage.champion_decision("churn", champion, "1", great, test, stage.GateParams())
+    assert decision.promote and decision.reasons[0] == "against champion v1"
+
+
+def _churn_cli(workspace: Path, uri: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("churn")), *args],
+        capture_output=True,
+        text=True,
+        cwd=workspace,
+        env={**os.environ, "MLFLOW_TRACKING_URI": uri},
+        timeout=120,
+    )
+
+
+def test_churn_promote_moves_the_champion_alias_by_hand(trained):
+    workspace, uri = trained
+    client = MlflowClient(tracking_uri=uri)
+    before = str(client.get_model_version_by_alias("churn", "champion").version)
+    proc = _churn_cli(workspace, uri, "promote", "churn", "2")
+    try:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert str(client.get_model_version_by_alias("churn", "champion").version) == "2"
+        missing = _churn_cli(workspace, uri, "promote", "churn", "99")
+        assert missing.returncode == 3 and "cannot promote churn v99" in missing.stdout + missing.stderr
+    finally:
+        client.set_registered_model_alias("churn", "champion", before)

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from pipelines import validate as stage
 from pipelines.cli import app
 from pipelines.console import console
-from pipelines.errors import DataContractError
+from pipelines.errors import DataContractError, ParamsError
 
 CUSTOMERS = """customer_id,signup_ts,country,email_opt_in
 007,2023-01-01,DE,true
@@ -292,6 +292,62 @@ def test_cli_exit_code_and_one_paragraph(tmp_path, params):
     assert proc.returncode == 3
     assert "lacks required column(s) amount" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "o").exists()
+
+
+# ---- --out apart from --data: validate replaces --out whole ---------------------------------------------
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    ("out", "why"),
+    [
+        ("shop", "is the data directory itself"),
+        ("shop/./", "is the data directory itself"),
+        ("elsewhere/../shop", "is the data directory itself"),
+        ("link", "is the data directory itself"),
+        ("shop/validated", "is inside the data directory"),
+        ("link/validated", "is inside the data directory"),
+        (".", "contains the data directory"),
+    ],
+)
+def test_an_out_that_is_inside_or_around_the_data_is_refused_and_the_raw_data_kept(
+    tmp_path, params, monkeypatch, out, why
+):
+    monkeypatch.chdir(tmp_path)  # relative paths as a user types them
+    write_csvs(tmp_path / "shop", {"orders": ORDERS, "customers": CUSTOMERS})
+    (tmp_path / "link").symlink_to(tmp_path / "shop", target_is_directory=True)
+    before = _tree(tmp_path)
+    result = CliRunner().invoke(app, ["validate", "--data", "shop", "--out", out, "--params", str(params)])
+    assert isinstance(result.exception, ParamsError), (result.output, result.exception)
+    message = str(result.exception)
+    assert why in message and "--out shop_validated" in message and "Nothing was written" in message
+    assert _tree(tmp_path) == before  # orders.csv is still there, nothing was added
+
+
+def test_an_out_that_contains_the_data_through_a_symlink_is_refused(tmp_path, params):
+    write_csvs(tmp_path / "root" / "shop", {"orders": ORDERS})
+    (tmp_path / "alias").symlink_to(tmp_path / "root", target_is_directory=True)
+    with pytest.raises(ParamsError, match="contains the data directory"):
+        stage.run(data=tmp_path / "root" / "shop", out=tmp_path / "alias", params_path=params)
+    assert (tmp_path / "root" / "shop" / "orders.csv").read_text() == ORDERS
+
+
+def test_an_out_beside_the_data_with_a_similar_name_is_fine(tmp_path, params):
+    # "shop_validated" starts with "shop" but is not inside it: paths are compared by parts, not as text.
+    ok(write_csvs(tmp_path / "shop", {"orders": ORDERS}), tmp_path / "shop_validated", params)
+    assert (tmp_path / "shop" / "orders.csv").read_text() == ORDERS
+
+
+def test_the_cli_exits_4_when_out_is_the_data_directory(tmp_path, params):
+    data = write_csvs(tmp_path / "shop", {"orders": ORDERS})
+    cmd = [sys.executable, "-m", "pipelines.cli", "validate", "--data", str(data), "--out", str(data)]
+    proc = subprocess.run([*cmd, "--params", str(params)], capture_output=True, text=True, check=False)
+    assert proc.returncode == ParamsError.exit_code == 4
+    assert "is the data directory itself" in proc.stderr and "Traceback" not in proc.stderr
+    assert (data / "orders.csv").read_text() == ORDERS
 
 
 # ---- row problems: quarantined, the rest goes on ---------------------------------------------------------
