@@ -345,25 +345,40 @@ def _eligible_rows(
     keeps), already thinned to the evenly spaced ``MAX_FIT_ROWS`` in customer order a capped fit takes."""
     everyone, cut_days = np.arange(n_cust), layout.cut_days
     columns = row_columns(measures)
-    wanted = {"n_orders", "last_order_us", *BGNBD_INPUTS}
+    by_name = {m.name: m for m in measures}
+    # One buffer for these running arrays: each is read before the next is made (page faults of fresh arrays
+    # cost more than the roll-up itself at 1M customers).
+    scratch = _Scratch()
+
+    def running(name: str) -> tuple[_Running, np.ndarray]:
+        m = by_name[name]
+        return _Running(orders[0], m, columns, slots_of(m), n_cust, scratch), np.searchsorted(
+            slots_of(m).edges, layout.reads[0]
+        )
+
     now = {}
-    for m in measures:
-        if m.name in wanted:
-            run = _Running(orders[0], m, columns, slots_of(m), n_cust)
-            rows = np.searchsorted(slots_of(m).edges, layout.reads[0])
-            now[m.name] = [run.read(everyone, [(0, n_cust)], rows[k : k + 1]) for k in range(len(cut_days))]
-            del run
+    for name in ("n_orders", "last_order_us"):
+        run, rows = running(name)
+        now[name] = [run.read(everyone, [(0, n_cust)], rows[k : k + 1]) for k in range(len(cut_days))]
     picks, fit_rows = [], []
     for k, c in enumerate(cut_days):
         drop = training and int(c) not in keep_days
         ok = eligible(now["n_orders"][k], now["last_order_us"][k], np.full(n_cust, c), config, drop_lapsed=drop)
         picks.append(np.flatnonzero(ok))
         customers = np.flatnonzero(now["n_orders"][k] > 0)
-        fit_rows.append((k, customers[fit_sample_positions(len(customers), MAX_FIT_ROWS)]))
+        fit_rows.append(customers[fit_sample_positions(len(customers), MAX_FIT_ROWS)])
     stops = np.cumsum([len(p) for p in picks])
     blocks = [(int(stop - len(p)), int(stop)) for p, stop in zip(picks, stops, strict=True)]
-    fit = {name: np.concatenate([now[name][k][idx] for k, idx in fit_rows]) for name in BGNBD_INPUTS}
-    fit["c_day"] = np.concatenate([np.full(len(idx), cut_days[k], dtype=np.int64) for k, idx in fit_rows])
+    # The fit-only inputs are read at the fit rows alone.
+    fit_rc = np.concatenate(fit_rows)
+    fit_stops = np.cumsum([len(r) for r in fit_rows])
+    fit_blocks = [(int(stop - len(r)), int(stop)) for r, stop in zip(fit_rows, fit_stops, strict=True)]
+    fit = {"last_order_us": np.concatenate([now["last_order_us"][k][r] for k, r in enumerate(fit_rows)])}
+    for name in BGNBD_INPUTS:
+        if name not in fit:
+            run, rows = running(name)
+            fit[name] = run.read(fit_rc, fit_blocks, rows)
+    fit["c_day"] = np.repeat(cut_days.astype(np.int64), [len(r) for r in fit_rows])
     return np.concatenate(picks), blocks, fit
 
 
