@@ -226,6 +226,17 @@ def _fit_clv_on(model: CLVRegressor, train: pd.DataFrame, valid: pd.DataFrame) -
     )
 
 
+def _fit_deployed(
+    panel: Path, columns: list[str], label: str, deployed: TimeSplit, fit_on: Any, estimator: Any, rows: dict
+) -> Any:
+    """The deployed model: ``estimator`` fitted by ``fit_on`` on the deployed split's rows (counted in ``rows``),
+    read only once the held-out fit's rows are released."""
+    train = _read_rows(panel, columns, label, deployed.train)
+    valid = _read_rows(panel, columns, label, deployed.validation)
+    rows |= {"deployed_train": len(train), "deployed_validation": len(valid)}
+    return fit_on(estimator, train, valid)
+
+
 def fit_churn(panel: Path, manifest: dict, params: TrainParams) -> dict[str, Any]:
     """Held-out churn model (test metrics) and the deployed one (same recipe, split moved forward)."""
     columns = ["customer_id", "cutoff", *manifest["features"], "churned"]
@@ -239,22 +250,10 @@ def fit_churn(panel: Path, manifest: dict, params: TrainParams) -> dict[str, Any
     metrics = churn_metrics(y, p)
     metrics["brier_uncalibrated"] = mx.brier(y, holdout.predict_uncalibrated(test))
     metrics["best_iteration"] = float(holdout.best_iteration_)
-    train = _read_rows(panel, columns, "churned", deployed.train)
-    valid = _read_rows(panel, columns, "churned", deployed.validation)
-    rows |= {"deployed_train": len(train), "deployed_validation": len(valid)}
-    model = _fit_churn_on(churn_estimator(manifest, params), train, valid)
+    model = _fit_deployed(panel, columns, "churned", deployed, _fit_churn_on, churn_estimator(manifest, params), rows)
     metrics["deployed_best_iteration"] = float(model.best_iteration_)
-    return {
-        "model": model,
-        "holdout": holdout,
-        "split": split,
-        "deployed": deployed,
-        "test": test,
-        "metrics": metrics,
-        "y": y,
-        "p": p,
-        "rows": rows,
-    }
+    parts = {"split": split, "deployed": deployed, "test": test, "metrics": metrics, "rows": rows}
+    return {"model": model, "holdout": holdout, **parts, "y": y, "p": p}
 
 
 def fit_clv(panel: Path, manifest: dict, params: TrainParams) -> dict[str, Any]:
@@ -270,19 +269,11 @@ def fit_clv(panel: Path, manifest: dict, params: TrainParams) -> dict[str, Any]:
     y = test["future_revenue"].astype(float).to_numpy()
     orders = test["future_orders"].astype(float).to_numpy()
     metrics = clv_metrics(y, holdout.predict(test), orders, holdout.predict_orders(test))
-    train = _read_rows(panel, columns, "future_revenue", deployed.train)
-    valid = _read_rows(panel, columns, "future_revenue", deployed.validation)
-    rows |= {"deployed_train": len(train), "deployed_validation": len(valid)}
-    model = _fit_clv_on(clv_estimator(manifest, params), train, valid)
-    return {
-        "model": model,
-        "holdout": holdout,
-        "split": split,
-        "deployed": deployed,
-        "test": test,
-        "metrics": metrics,
-        "rows": rows,
-    }
+    model = _fit_deployed(
+        panel, columns, "future_revenue", deployed, _fit_clv_on, clv_estimator(manifest, params), rows
+    )
+    parts = {"split": split, "deployed": deployed, "test": test, "metrics": metrics, "rows": rows}
+    return {"model": model, "holdout": holdout, **parts}
 
 
 def test_metrics(kind: str, estimator: Any, test: pd.DataFrame) -> dict[str, float]:
