@@ -276,7 +276,7 @@ def fit_clv(panel: Path, manifest: dict, params: TrainParams) -> dict[str, Any]:
     return {"model": model, "holdout": holdout, **parts}
 
 
-def test_metrics(kind: str, estimator: Any, test: pd.DataFrame) -> dict[str, float]:
+def held_out_metrics(kind: str, estimator: Any, test: pd.DataFrame) -> dict[str, float]:
     """The gated metrics of a fitted churn or CLV estimator on labelled test rows."""
     if kind == "churn":
         return churn_metrics(test["churned"].astype(bool).to_numpy(), estimator.predict_proba(test)[:, 1])
@@ -425,7 +425,7 @@ def champion_decision(
                 f"If the feature set changed on purpose, promote by hand: `churn promote {kind} VERSION`",
             ),
         )
-    decision = decide(challenger, test_metrics(kind, champion, test), gated)
+    decision = decide(challenger, held_out_metrics(kind, champion, test), gated)
     return Decision(decision.promote, (f"against champion v{champion_version}", *decision.reasons))
 
 
@@ -446,9 +446,11 @@ def _load_champion(client: Any, kind: str) -> tuple[Any, str | None, str | None]
     return getattr(served, "holdout_estimator", None) or served.estimator, str(version), None
 
 
-def _gate(kind: str, version: str, test: pd.DataFrame, challenger: dict[str, float], gate: GateParams) -> Decision:
+def _gate(
+    kind: str, version: str, test: pd.DataFrame, challenger: dict[str, float], gate: GateParams
+) -> tuple[Decision, str | None]:
     """Ask the gate about registered ``version`` and move the aliases: ``challenger`` always, ``champion`` when
-    promoted."""
+    promoted. Returns the decision and the champion's version after it."""
     from mlflow import MlflowClient
 
     client = MlflowClient()
@@ -466,17 +468,7 @@ def _gate(kind: str, version: str, test: pd.DataFrame, challenger: dict[str, flo
     client.set_registered_model_alias(kind, "challenger", version)
     if decision.promote:
         client.set_registered_model_alias(kind, "champion", version)
-    return decision
-
-
-def _champion_version(kind: str) -> str | None:
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return str(MlflowClient().get_model_version_by_alias(kind, "champion").version)
-    except MlflowException:
-        return None
+    return decision, version if decision.promote else champion_version
 
 
 def promote(kind: str, version: str) -> None:
@@ -563,7 +555,7 @@ def run(panel_path: Path, metrics_path: Path, params_path: Path, registered_path
                 result["drift_reference"] = _drift_reference(kind, result, panel_path, label)
                 info = _log_model(kind, result, tmp)
                 version = str(info.registered_model_version)
-                decision = _gate(kind, version, result["test"], result["metrics"], params.gate)
+                decision, champion = _gate(kind, version, result["test"], result["metrics"], params.gate)
                 mlflow.set_tag(f"{kind}.gate", decision.summary()[:4900])
                 mlflow.log_metric(f"{kind}.promoted", float(decision.promote))
                 console.print(f"{kind} v{version}: {decision.summary()}", soft_wrap=True)
@@ -571,7 +563,7 @@ def run(panel_path: Path, metrics_path: Path, params_path: Path, registered_path
                     "version": version,
                     "promoted": decision.promote,
                     "gate": list(decision.reasons),
-                    "champion": version if decision.promote else _champion_version(kind),
+                    "champion": champion,
                     "test_cutoff": str(result["split"].test_cutoff.date()),
                     "deployed_validation": _span(result["deployed"].validation),
                     **{k: round(float(v), 6) for k, v in result["metrics"].items()},
