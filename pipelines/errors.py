@@ -56,3 +56,10 @@ class ParamsError(ChurnError):
     """A params.yaml section that is missing or holds a wrong value."""
 
     exit_code = 4
+
+
+class UsageError(ChurnError):
+    """A wrong command-line argument or environment: a malformed date, an output path that is a directory, a
+    registered model whose files are gone. Same exit code as ParamsError: the data is fine, the run is not."""
+
+    exit_code = 4
