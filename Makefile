@@ -26,11 +26,12 @@ run: setup
 	@echo "  models (MLflow, SQLite store) : mlflow.db + mlruns/; registered 'churn' and 'clv' with aliases champion/challenger"
 	@echo "  test metrics, gate decisions  : metrics/train.json"
 	@echo "  evaluation report (HTML)      : reports/evaluation.html (models vs baselines, money, backtest)"
-	@echo "  evaluation metrics, plots     : metrics/evaluate.json, plots/ ($(BIN)/dvc plots show -> dvc_plots/index.html)"
+	@echo "  headline metrics (10 numbers) : metrics/headline.json ($(BIN)/dvc metrics show); every number: metrics/evaluate.json"
+	@echo "  plots (images, work offline)  : plots/images/ ($(BIN)/dvc plots show -> dvc_plots/index.html)"
 	@echo "  scores, reasons, actions      : data/scores/scores.parquet, drift check data/scores/scores.drift.json"
 	@echo "  CRM export + manifest         : data/export/scores.csv, data/export/scores.csv.manifest.json"
 	@echo "  browse runs                   : $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db"
-	@echo "  show metrics                  : $(BIN)/dvc metrics show"
+	@echo "  compare experiments           : $(BIN)/dvc exp show --only-changed"
 
 test: setup
 	$(BIN)/ruff check .

@@ -19,6 +19,7 @@ No I/O here.
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 
 import numpy as np
@@ -33,10 +34,20 @@ from features.contract import EVENT_VALUE_RANGES, TABLES, ColumnKind, ColumnSpec
 # 10:00Z), silently, in this process and every child process; the second would bind a Spark driver to
 # loopback, which a cluster's executors cannot reach. Only pandas-on-Spark needs them, and nothing here uses
 # it: both are put back as they were, and the warning is not shown.
+# pyspark itself is kept out of the import: a None entry in sys.modules makes pandera's `import pyspark.pandas`
+# fail at once (pandera then treats pyspark as absent), so DuckDB runs never load it (0.1 s, and its warning);
+# the spark engine imports it later as usual. When it is already loaded, the warning is silenced instead.
 _SPARK_ENV = {name: os.environ.get(name) for name in ("PYARROW_IGNORE_TIMEZONE", "SPARK_LOCAL_IP")}
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
-    import pandera.pandas as pa
+_BLOCK_PYSPARK = "pyspark" not in sys.modules
+if _BLOCK_PYSPARK:
+    sys.modules["pyspark"] = None  # type: ignore[assignment]
+try:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
+        import pandera.pandas as pa
+finally:
+    if _BLOCK_PYSPARK:
+        del sys.modules["pyspark"]
 for _name, _value in _SPARK_ENV.items():
     if _value is None:
         os.environ.pop(_name, None)

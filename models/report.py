@@ -26,6 +26,7 @@ __all__ = [
     "Section",
     "Table",
     "build_report",
+    "evaluation_figures",
     "render_page",
 ]
 
@@ -276,6 +277,8 @@ def wide_figure(frame: pd.DataFrame, x: str, title: str, xlabel: str, ylabel: st
         ax.plot(frame[x], frame[name], label=RANKING_LABELS.get(name, name), **STYLES.get(name, {}))
     if percent_x:
         ax.xaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
+    else:
+        ax.set_xticks(frame[x].to_numpy())
     ax.legend(fontsize=8.5, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, frameon=False)
     return _png(fig)
 
@@ -337,6 +340,82 @@ def _money(value: float) -> str:
     return f"{value:,.0f}"
 
 
+def evaluation_figures(details: Mapping[str, Any], backtest: pd.DataFrame, calibration_bins: int) -> dict[str, Figure]:
+    """The evaluation's charts at the test cutoff and over the backtest folds, by plot name (the names of the
+    PNG files under ``plots/images/`` that ``dvc plots show`` renders without a network, and the report's
+    figures). ``details``: the test fold's details (pipelines.evaluate.Fold.details); ``backtest``: one row per
+    fold and ranking with ``fold``, ``ranking`` and ``roc_auc``."""
+    wide_auc = backtest.pivot_table(index="fold", columns="ranking", values="roc_auc")
+    wide_auc = wide_auc[[n for n in backtest["ranking"].unique() if n != "model_by_value"]].reset_index()
+    return {
+        "roc": Figure(
+            curve_figure(
+                details["roc"], "fpr", "tpr", "ROC", "false positive rate", "true positive rate", diagonal=True
+            ),
+            "ROC: churners found (y) against stayers wrongly flagged (x).",
+        ),
+        "precision_recall": Figure(
+            curve_figure(
+                details["pr"],
+                "recall",
+                "precision",
+                "Precision-recall",
+                "recall (churners found)",
+                "precision (share of flagged who churn)",
+            ),
+            "Precision-recall: how pure the contact list stays as it grows.",
+        ),
+        "calibration": Figure(
+            curve_figure(
+                details["reliability"],
+                "mean_predicted",
+                "observed_rate",
+                "Reliability",
+                "mean predicted churn probability",
+                "observed churn rate",
+                diagonal=True,
+                markers=True,
+            ),
+            f"Reliability: {calibration_bins} probability bins; on the diagonal = calibrated.",
+        ),
+        "gains": Figure(
+            wide_figure(
+                details["gains"],
+                "share",
+                "Cumulative gains",
+                "share of customers contacted (by risk)",
+                "share of all churners reached",
+            ),
+            "Gains: churners reached when contacting the riskiest share first.",
+        ),
+        "profit_curve": Figure(
+            wide_figure(
+                details["profit_curve"],
+                "share",
+                "Campaign profit",
+                "share of customers contacted",
+                "profit (shop currency)",
+            ),
+            "Expected profit against campaign size; the peak is the profit-maximising share.",
+        ),
+        "clv_deciles": Figure(
+            clv_decile_figure(details["clv_deciles"]["model"], "CLV by decile of prediction"),
+            "Mean predicted against mean actual revenue per decile of predicted CLV.",
+        ),
+        "backtest_roc_auc": Figure(
+            wide_figure(
+                wide_auc,
+                "fold",
+                "Backtest ROC AUC by fold",
+                "fold (1 = test cutoff, 2 = the cutoff before, ...)",
+                "ROC AUC",
+                percent_x=False,
+            ),
+            "Churn ROC AUC of the model and the baselines at each backtest cutoff.",
+        ),
+    }
+
+
 def build_report(
     folds: Sequence[Any],
     backtest: pd.DataFrame,
@@ -345,13 +424,17 @@ def build_report(
     tiers: Mapping[str, Any],
     facts: Mapping[str, str],
     importance: Mapping[str, pd.DataFrame],
+    figures: Mapping[str, Figure] | None = None,
 ) -> str:
     """The evaluation report. ``folds``: ``pipelines.evaluate.Fold`` objects, the test fold first (with its
     ``details``); ``backtest`` / ``backtest_summary``: per-fold rows and their mean/std; ``params`` /
     ``tiers``: the ``evaluate`` and ``risk_tiers`` sections; ``facts``: run facts shown as they are;
-    ``importance``: ``{"churn": frame, "clv": frame}`` with ``feature`` and ``gain``."""
+    ``importance``: ``{"churn": frame, "clv": frame}`` with ``feature`` and ``gain``; ``figures``: the charts
+    of ``evaluation_figures`` when the caller has drawn them already (also written as DVC plot images)."""
     test = folds[0]
     d = test.details
+    if figures is None:
+        figures = evaluation_figures(d, backtest, params["calibration_bins"])
     churn, clv, profit = test.churn, test.clv, test.profit
     baselines = [n for n in churn if n != "model"]
     best_base = max(baselines, key=lambda n: churn[n]["roc_auc"]) if baselines else None
@@ -406,46 +489,7 @@ def build_report(
             "buy-till-you-die model's P(no order in the horizon), fitted on the customers' histories before the cutoff."
         ],
         tables=[churn_table],
-        figures=[
-            Figure(
-                curve_figure(d["roc"], "fpr", "tpr", "ROC", "false positive rate", "true positive rate", diagonal=True),
-                "ROC: churners found (y) against stayers wrongly flagged (x).",
-            ),
-            Figure(
-                curve_figure(
-                    d["pr"],
-                    "recall",
-                    "precision",
-                    "Precision-recall",
-                    "recall (churners found)",
-                    "precision (share of flagged who churn)",
-                ),
-                "Precision-recall: how pure the contact list stays as it grows.",
-            ),
-            Figure(
-                curve_figure(
-                    d["reliability"],
-                    "mean_predicted",
-                    "observed_rate",
-                    "Reliability",
-                    "mean predicted churn probability",
-                    "observed churn rate",
-                    diagonal=True,
-                    markers=True,
-                ),
-                f"Reliability: {params['calibration_bins']} probability bins; on the diagonal = calibrated.",
-            ),
-            Figure(
-                wide_figure(
-                    d["gains"],
-                    "share",
-                    "Cumulative gains",
-                    "share of customers contacted (by risk)",
-                    "share of all churners reached",
-                ),
-                "Gains: churners reached when contacting the riskiest share first.",
-            ),
-        ],
+        figures=[figures[name] for name in ("roc", "precision_recall", "calibration", "gains")],
     )
 
     lift_frames = []
@@ -532,18 +576,7 @@ def build_report(
                 },
             )
         ],
-        figures=[
-            Figure(
-                wide_figure(
-                    d["profit_curve"],
-                    "share",
-                    "Campaign profit",
-                    "share of customers contacted",
-                    "profit (shop currency)",
-                ),
-                "Expected profit against campaign size; the peak is the profit-maximising share.",
-            )
-        ],
+        figures=[figures["profit_curve"]],
     )
 
     clv_deciles = d["clv_deciles"]["model"]
@@ -580,12 +613,7 @@ def build_report(
                 },
             ),
         ],
-        figures=[
-            Figure(
-                clv_decile_figure(clv_deciles, "CLV by decile of prediction"),
-                "Mean predicted against mean actual revenue per decile of predicted CLV.",
-            )
-        ],
+        figures=[figures["clv_deciles"]],
     )
 
     summary_rows = []
@@ -613,6 +641,7 @@ def build_report(
                 formats={"max_profit_per_customer": ".2f", "emp_per_customer": ".2f"},
             ),
         ],
+        figures=[figures["backtest_roc_auc"]],
     )
     importance_section = Section(
         "Feature importance",

@@ -170,9 +170,12 @@ def evaluate(
     train_metrics: Annotated[
         Path, typer.Option(help="metrics/train.json from `churn train`: model versions, test cutoffs, run id.")
     ],
-    metrics: Annotated[Path, typer.Option(help="JSON file for the evaluation metrics (DVC metrics).")],
+    metrics: Annotated[Path, typer.Option(help="JSON file for every evaluation metric (also logged to MLflow).")],
     plots_dir: Annotated[Path, typer.Option(help="Directory for the plot data files (DVC plots).")],
     report: Annotated[Path, typer.Option(help="The self-contained HTML report to write.")],
+    headline: Annotated[
+        Path | None, typer.Option(help="JSON file for the ten headline numbers (DVC metrics: `dvc metrics show`).")
+    ] = None,
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Evaluate the trained models against baselines: metrics, money, backtest, DVC plots and an HTML report.
@@ -188,6 +191,7 @@ def evaluate(
         plots_dir=plots_dir,
         report_path=report,
         params_path=params,
+        headline_path=headline,
     )
 
 

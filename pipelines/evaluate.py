@@ -24,6 +24,7 @@ churn-labelled cutoff ``Ck`` and refits both models on earlier data only, exactl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -339,7 +340,27 @@ def metrics_document(folds: list[Fold], summary: pd.DataFrame, tiers_table: pd.D
     return _clean(doc)
 
 
-def write_plots(details: dict, backtest: pd.DataFrame, out: Path) -> None:
+def headline_metrics(test: Fold) -> dict:
+    """The DVC ``metrics:`` file: ten numbers of the test fold, so ``dvc metrics show`` and ``dvc exp show`` stay
+    readable (the full document is ``metrics_document``). Churn at the test cutoff: ROC AUC, Brier, ECE, lift in
+    the top 10 %; CLV at the CLV test cutoff: normalised Gini, Spearman, total bias in %; the campaign's expected
+    maximum profit per customer (shop currency); the best baseline's churn AUC and CLV Gini."""
+    churn, clv = test.churn[MODEL], test.clv[MODEL]
+    baselines = [name for name in test.churn if name not in (MODEL, MODEL_BY_VALUE)]
+    clv_baselines = [name for name in test.clv if name not in (MODEL, MODEL_BY_VALUE)]
+    doc = {
+        "churn": {k: churn[k] for k in ("roc_auc", "brier", "ece", "lift_top10")},
+        "clv": {"gini": clv["normalized_gini"], "spearman": clv["spearman"], "bias_pct": clv["total_bias_pct"]},
+        "profit": {"emp_per_customer": test.profit[MODEL]["emp_per_customer"]},
+        "baseline": {
+            "auc": max((test.churn[n]["roc_auc"] for n in baselines), default=None),
+            "gini": max((test.clv[n]["normalized_gini"] for n in clv_baselines), default=None),
+        },
+    }
+    return _clean(doc)
+
+
+def write_plots(details: dict, backtest: pd.DataFrame, out: Path, figures: dict | None = None) -> None:
     """The DVC plot data files (CSV) under ``out``; dvc.yaml's top-level ``plots`` say how to draw them."""
     for kind, x, y in (("roc", "fpr", "tpr"), ("pr", "recall", "precision"),
                        ("calibration", "mean_predicted", "observed_rate")):  # fmt: skip
@@ -355,6 +376,11 @@ def write_plots(details: dict, backtest: pd.DataFrame, out: Path) -> None:
     wide = backtest.pivot_table(index="fold", columns="ranking", values="roc_auc")
     wide = wide[[name for name in backtest["ranking"].unique() if name != MODEL_BY_VALUE]]
     wide.round(6).reset_index().to_csv(out / "backtest_roc_auc.csv", index=False)
+    if figures:
+        # The images dvc.yaml's plots show: DVC draws the CSVs above with Vega loaded from a CDN, blank offline.
+        (out / "images").mkdir()
+        for name, figure in figures.items():
+            (out / "images" / f"{name}.png").write_bytes(figure.png)
 
 
 # ---------------------------------------------------------------------------------------------- stage
@@ -400,10 +426,13 @@ def run(
     plots_dir: Path,
     report_path: Path,
     params_path: Path,
+    headline_path: Path | None = None,
 ) -> None:
+    """Evaluate the registered models (module docstring). ``metrics_path``: every number (a plain JSON, logged to
+    MLflow); ``headline_path``: the ten headline numbers (``headline_metrics``), DVC's ``metrics:`` file."""
     import mlflow
 
-    from models.report import build_report
+    from models.report import build_report, evaluation_figures
 
     params = load_section(EvaluateParams, "evaluate", params_path)
     tiers = load_section(RiskTiers, "risk_tiers", params_path)
@@ -465,6 +494,7 @@ def run(
     bt_summary = backtest_summary(backtest)
     document = metrics_document(folds, bt_summary, test.details["tiers"])
     with step("evaluate: report, metrics, plots, MLflow") as s:
+        figures = evaluation_figures(test.details, backtest, params.calibration_bins)
         html = build_report(
             folds=folds,
             backtest=backtest,
@@ -482,17 +512,23 @@ def run(
                 "git commit": tags.get("git_commit", "unknown"),
             },
             importance={"churn": churn_model.feature_importance(), "clv": clv_model.feature_importance()},
+            figures=figures,
         )
         with (
             atomic_path(plots_dir) as plots_tmp,
             atomic_path(report_path) as report_tmp,
             atomic_path(metrics_path) as metrics_tmp,
+            contextlib.ExitStack() as stack,
             tempfile.TemporaryDirectory() as scratch,
         ):
             plots_tmp.mkdir(parents=True)
-            write_plots(test.details, backtest, plots_tmp)
+            write_plots(test.details, backtest, plots_tmp, figures)
             report_tmp.write_text(html, encoding="utf-8")
             metrics_tmp.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+            if headline_path is not None:
+                headline_tmp = stack.enter_context(atomic_path(headline_path))
+                headline = json.dumps(headline_metrics(test), indent=2, sort_keys=True)
+                headline_tmp.write_text(headline + "\n", encoding="utf-8")
             backtest.to_csv(Path(scratch) / "backtest_folds.csv", index=False)
             with mlflow.start_run(run_id=summary["run_id"]):
                 flat = {f"eval.{k}": v for k, v in flatten(document).items() if isinstance(v, int | float)}
@@ -522,6 +558,7 @@ __all__ = [
     "baseline_predictions",
     "evaluate_fold",
     "fold_cutoffs",
+    "headline_metrics",
     "labelled_cutoffs",
     "metrics_document",
     "refit_churn",

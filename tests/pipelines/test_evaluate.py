@@ -5,7 +5,11 @@ own), then `evaluate` with a two-fold backtest.
 """
 
 import json
+import os
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +38,7 @@ PARAMS = {
     "risk_tiers": {"method": "probability", "high": 0.8, "medium": 0.5},
 }
 BASELINE_NAMES = ("recency_rule", "rfm", "bgnbd")
+DVC_YAML = Path(__file__).resolve().parents[2] / "dvc.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +62,7 @@ def evaluated(tmp_path_factory):
         plots_dir=root / "plots",
         report_path=root / "reports" / "evaluation.html",
         params_path=root / "params.yaml",
+        headline_path=root / "metrics" / "headline.json",
     )
     yield root
     mp.undo()
@@ -109,19 +115,78 @@ def test_plot_files_hold_the_columns_the_dvc_plot_definitions_name(evaluated):
     assert list(pd.read_csv(plots / "backtest_roc_auc.csv")["fold"]) == [1, 2]
 
 
-def test_every_plot_file_named_in_dvc_yaml_is_written(evaluated):
-    spec = yaml.safe_load((Path(__file__).resolve().parents[2] / "dvc.yaml").read_text())
-    files = {f for plot in spec["plots"] for definition in plot.values() for f in definition["y"]}
-    assert files and all(f.startswith("plots/") for f in files)
-    missing = [f for f in files if not (evaluated / f).is_file()]
-    assert not missing
+def test_every_plot_image_named_in_dvc_yaml_is_written_as_a_png(evaluated):
+    spec = yaml.safe_load(DVC_YAML.read_text())
+    files = list(spec["plots"])
+    assert files and all(isinstance(f, str) and f.startswith("plots/images/") for f in files)
+    for f in files:
+        assert (evaluated / f).read_bytes().startswith(b"\x89PNG"), f
+
+
+def test_the_headline_metrics_are_ten_numbers_equal_to_the_full_document(evaluated):
+    headline = json.loads((evaluated / "metrics" / "headline.json").read_text())
+    full = json.loads((evaluated / "metrics" / "evaluate.json").read_text())
+    flat = {f"{group}.{key}": value for group, values in headline.items() for key, value in values.items()}
+    assert len(flat) == 10 and all(isinstance(v, float) for v in flat.values())
+    assert flat["churn.roc_auc"] == full["churn"]["model"]["roc_auc"]
+    assert flat["clv.gini"] == full["clv"]["model"]["normalized_gini"]
+    assert flat["profit.emp_per_customer"] == full["profit"]["model"]["emp_per_customer"]
+    assert flat["baseline.auc"] == max(full["churn"][n]["roc_auc"] for n in BASELINE_NAMES)
+    assert flat["baseline.gini"] == max(full["clv"][n]["normalized_gini"] for n in BASELINE_NAMES)
+
+
+def _dvc_view_of(evaluated: Path) -> Path:
+    """A DVC repository holding the evaluation's outputs and dvc.yaml's own plots and metrics definitions."""
+    spec = yaml.safe_load(DVC_YAML.read_text())
+    def names(entries: list) -> list[str]:
+        return [next(iter(m)) if isinstance(m, dict) else m for m in entries]
+
+    metrics = names(spec["stages"]["evaluate"]["metrics"])
+    declared = [m for stage in spec["stages"].values() for m in names(stage.get("metrics", []))]
+    assert declared == metrics == ["metrics/headline.json"]  # the only DVC metrics file
+    view = evaluated / "dvc_view"
+    if not view.exists():
+        view.mkdir()
+        subprocess.run(["dvc", "init", "--no-scm", "-q"], cwd=view, check=True, env=_path_env())
+        shutil.copytree(evaluated / "plots", view / "plots")
+        shutil.copytree(evaluated / "metrics", view / "metrics")
+        (view / "dvc.yaml").write_text(yaml.safe_dump({"metrics": metrics, "plots": spec["plots"]}))
+    return view
+
+
+def _path_env() -> dict:
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "COLUMNS": "200"}
+
+
+def test_dvc_metrics_show_fits_a_200_column_terminal(evaluated):
+    view = _dvc_view_of(evaluated)
+    shown = subprocess.run(["dvc", "metrics", "show"], cwd=view, capture_output=True, text=True, env=_path_env())
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert "churn.roc_auc" in lines[0] and "…" not in shown.stdout
+    assert max(len(line) for line in lines) <= 200
+
+
+def test_dvc_plots_show_renders_every_plot_as_an_image_without_a_network(evaluated):
+    view = _dvc_view_of(evaluated)
+    out = view / "rendered"
+    shown = subprocess.run(["dvc", "plots", "show", "-o", str(out)], cwd=view, capture_output=True, text=True,
+                           env=_path_env())  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    page = (out / "index.html").read_text()
+    images = re.findall(r"<img[^>]*src=\"([^\"]+)\"", page)
+    assert len(images) == 7
+    for src in images:  # local files (or inline data), nothing fetched
+        assert not src.startswith(("http:", "https:", "//"))
+        assert src.startswith("data:") or (out / src).is_file()
 
 
 def test_the_report_is_self_contained_and_holds_every_section(evaluated):
     report = (evaluated / "reports" / "evaluation.html").read_text(encoding="utf-8")
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", report)
     assert "<script" not in report and "<link" not in report
-    assert report.count("data:image/png;base64,") == 8  # ROC, PR, reliability, gains, profit, CLV, 2 importance
+    # ROC, PR, reliability, gains, profit, CLV, backtest AUC, 2 importance
+    assert report.count("data:image/png;base64,") == 9
     for heading in ("Headline", "Churn: model against baselines", "Lift, capture and gains", "Risk tiers",
                     "Money", "Customer lifetime value", "Backtest", "Feature importance", "Run facts"):  # fmt: skip
         assert heading in report

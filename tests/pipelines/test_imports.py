@@ -1,0 +1,30 @@
+"""What the stages load: a DuckDB run never imports PySpark (its import costs time and prints a FutureWarning)."""
+
+import subprocess
+import sys
+
+STAGES = ("validate", "features", "train", "evaluate", "score", "export", "cli")
+
+
+def test_no_stage_imports_pyspark_unless_the_engine_is_spark():
+    code = (
+        "import sys, importlib\n"
+        f"for stage in {STAGES!r}:\n"
+        "    importlib.import_module('pipelines.' + stage)\n"
+        "loaded = sorted(m for m in sys.modules if m == 'pyspark' or m.startswith('pyspark.'))\n"
+        "assert not loaded, loaded\n"
+    )
+    run = subprocess.run([sys.executable, "-W", "error::FutureWarning", "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+
+
+def test_pyspark_still_imports_after_the_schemas_module_when_installed():
+    code = (
+        "import importlib.util, sys\n"
+        "import features.schemas\n"
+        "if importlib.util.find_spec('pyspark') is not None:\n"
+        "    import pyspark.sql\n"
+        "    assert sys.modules['pyspark'] is not None\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
