@@ -39,7 +39,7 @@ integer ids, guessed timestamp formats, mixed time zones, orders of customers ab
 from __future__ import annotations
 
 import dataclasses
-import difflib
+import re
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -78,12 +78,23 @@ UNKNOWN_CUSTOMER_RULE = "customer_id not in customers (kept)"
 RETURN_UNKNOWN_ORDER_RULE = "order_id not among the clean orders (unknown or quarantined)"
 RETURN_BEFORE_ORDER_RULE = "return_ts before its order's order_ts"
 RETURN_OTHER_CUSTOMER_RULE = "customer_id differs from its order's customer_id"
+EMPTY_OPTIONAL_RULE = "column empty in every row: dropped, as if absent (fill it in the export to use it)"
+# Column names shown in a message at most, each cut to this many characters: a header-less or broken file's
+# "column names" are data.
+MAX_LISTED_COLUMNS = 10
+MAX_NAME_CHARS = 40
+# Values of these columns are never shown in a problem's examples (report, console): ids say who a customer is.
+# Values that look like an e-mail address are hidden in every column (a shifted CSV puts them anywhere).
+_EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+HIDDEN_VALUE = "<hidden: id or personal data>"
 
 # An offset only counts when it follows a time of day; "2024-01-05" must not read as offset "-05".
 _ZONE_PATTERN = r"\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(Z|z|UTC|[+-]\d{2}(?::?\d{2})?)$"
 # Only text that looks like a date is handed to the guessing parser: dateutil reads "5" as "the 5th of this
 # month", which would turn a misplaced number into a plausible timestamp.
 _DATE_LIKE_PATTERN = r"\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}"
+# Fractional seconds past the sixth digit (nanoseconds): group 1 keeps the time up to the microsecond.
+_SUB_MICROSECOND_PATTERN = r"(\d{2}:\d{2}:\d{2}[.,]\d{6})\d+"
 
 FAILURE_COLUMNS = ("_row", "column", "rule", "value")
 
@@ -141,6 +152,8 @@ class TableResult:
     columns: tuple[str, ...]
     dropped_columns: tuple[str, ...] = ()
     zone_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Rows with a value (parsed or not) per contract column present: 0 means the column is empty throughout.
+    present: dict[str, int] = field(default_factory=dict)
 
     @property
     def rows_clean(self) -> int:
@@ -171,20 +184,70 @@ def missing_columns(table: str | TableSpec, columns: Iterable[str]) -> list[str]
     return [c for c in spec.required_columns if c not in have]
 
 
+def _normalised(name: object) -> str:
+    return str(name).strip().lower()
+
+
 def column_hints(missing: Iterable[str], columns: Iterable[str]) -> dict[str, str]:
-    """For each missing column, the closest existing column name (case-insensitive), when one is close."""
-    by_lower = {str(c).strip().lower(): str(c) for c in columns}
-    hints = {}
-    for name in missing:
-        match = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.75)
-        if match:
-            hints[name] = by_lower[match[0]]
-    return hints
+    """For each missing column, the existing column that is the same name but for case and surrounding spaces
+    (``' Customer_ID '`` for ``customer_id``). Never a fuzzy match: ``order_id`` is not ``order_ts``."""
+    by_name: dict[str, str] = {}
+    for c in columns:
+        by_name.setdefault(_normalised(c), str(c))
+    return {name: by_name[name] for name in missing if name in by_name}
+
+
+def looks_like_data(table: str | TableSpec, columns: Sequence[object]) -> bool:
+    """True when no column name of a file is a contract column of ``table`` (case and spaces ignored): the
+    first row is most likely data, i.e. the file has no header row."""
+    spec = TABLES[table] if isinstance(table, str) else table
+    names = set(spec.column_names)
+    return bool(len(columns)) and not any(_normalised(c) in names for c in columns)
+
+
+def column_listing(columns: Sequence[object], limit: int = MAX_LISTED_COLUMNS) -> str:
+    """At most ``limit`` column names, each cut to :data:`MAX_NAME_CHARS`, and how many more there are."""
+    shown = [repr(str(c)[:MAX_NAME_CHARS]) for c in list(columns)[:limit]]
+    more = len(columns) - len(shown)
+    return ", ".join(shown) + (f" and {more:,} more" if more > 0 else "") if shown else "no columns"
+
+
+def shown_value(table: str, column: str, value: str) -> str:
+    """``value`` as a problem example may show it: nothing for id columns (the example is the row number only),
+    :data:`HIDDEN_VALUE` for anything that looks like an e-mail address."""
+    spec = TABLES.get(table)
+    if spec is not None and column in spec.column_names and spec.column(column).kind == "id":
+        return ""
+    return HIDDEN_VALUE if _EMAIL_PATTERN.search(value) else value
 
 
 def extra_columns_problem(table: str, extras: Sequence[str], rows: int) -> Problem:
     """The warning for columns outside the contract (they are dropped, every row is kept)."""
-    return Problem(table, ", ".join(extras), EXTRA_COLUMNS_RULE, rows, tuple(extras[:MAX_EXAMPLES]), "warning")
+    named = ", ".join(extras) if len(extras) <= MAX_LISTED_COLUMNS else column_listing(extras)
+    examples = tuple(str(c)[:MAX_NAME_CHARS] for c in extras[:MAX_EXAMPLES])
+    return Problem(table, named, EXTRA_COLUMNS_RULE, rows, examples, "warning")
+
+
+def empty_columns(table: str | TableSpec, present: dict[str, int]) -> tuple[list[str], list[str]]:
+    """Contract columns without a single value (``present`` from :class:`TableResult`, summed over batches):
+    (required ones, optional ones), contract order. A table without rows has no empty columns."""
+    spec = TABLES[table] if isinstance(table, str) else table
+    empty = [c for c in spec.columns if c.name in present and present[c.name] == 0]
+    return [c.name for c in empty if c.required], [c.name for c in empty if not c.required]
+
+
+def empty_required_message(where: str, table: str, columns: Sequence[str], rows: int) -> str:
+    """The fatal error for required columns that hold no value in any row."""
+    return (
+        f"{where} (table {table}): required column(s) {', '.join(columns)} empty in all {rows:,} rows (every "
+        f"value blank or a null spelling such as NULL/NaN): the table cannot be used without them. Fix the export "
+        f"so that it fills them (check the column mapping, the delimiter and the header row) and run again."
+    )
+
+
+def empty_optional_problem(table: str, column: str, rows: int) -> Problem:
+    """The warning for an optional column without a value: it is dropped, so features treat it as absent."""
+    return Problem(table, column, EMPTY_OPTIONAL_RULE, rows, (), "warning")
 
 
 def _failures(rows: pd.Index | np.ndarray, column: str, rule: str, values: pd.Series | str = "") -> pd.DataFrame:
@@ -213,12 +276,19 @@ def _concat_failures(parts: list[pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else _no_failures()
 
 
-def _examples(rows: pd.Index | np.ndarray, values: pd.Series | None = None) -> tuple[str, ...]:
+def _example(row: object, value: str) -> str:
+    return f"row {row}: {value}" if value else f"row {row}"
+
+
+def _examples(
+    rows: pd.Index | np.ndarray, values: pd.Series | None = None, table: str = "", column: str = ""
+) -> tuple[str, ...]:
+    """The first few ``row N: value`` examples; values as :func:`shown_value` lets them be shown."""
     rows = np.asarray(rows)[:MAX_EXAMPLES]
     if values is None:
         return tuple(f"row {r}" for r in rows)
     text = _as_text(values.iloc[:MAX_EXAMPLES]).fillna("<missing>").str.slice(0, MAX_VALUE_CHARS)
-    return tuple(f"row {r}: {v}" for r, v in zip(rows, text, strict=True))
+    return tuple(_example(r, shown_value(table, column, v)) for r, v in zip(rows, text, strict=True))
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -268,7 +338,7 @@ def _parse_id(table: str, col: ColumnSpec, s: pd.Series) -> _Parsed:
         col.name,
         INTEGER_ID_RULE,
         int(present.sum()),
-        _examples(s.index[present], s[present]),
+        _examples(s.index[present]),
         "warning",
     )
     if pd.api.types.is_integer_dtype(s.dtype):
@@ -311,12 +381,23 @@ def _parse_timestamp(table: str, col: ColumnSpec, s: pd.Series) -> _Parsed:
 
     text = _clean_text(s, null_tokens=True)
     parsed = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
+    digits = text
+    if parsed.dt.unit == "ns":
+        # Nanosecond digits make pandas parse at ns, whose range (1677..2262) turns a 9999-12-31 into NaT (or
+        # an OutOfBoundsDatetime when guessed values are put in): cut the digits past the microsecond, as the
+        # stored datetime64[us] would, and parse again, so such dates are quarantined as out of bounds.
+        digits = text.str.replace(_SUB_MICROSECOND_PATTERN, r"\1", regex=True)
+        parsed = pd.to_datetime(digits, utc=True, format="ISO8601", errors="coerce")
+    if parsed.dt.unit == "ns":  # still (nothing else makes it so): microseconds before guessed values go in
+        parsed = parsed.astype("datetime64[us, UTC]")
     problems = []
     guess = text.notna() & parsed.isna() & text.str.contains(_DATE_LIKE_PATTERN, regex=True)
     if guess.any():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pandas warns that it parses element by element; we report it
-            guessed = pd.to_datetime(text[guess], utc=True, format="mixed", errors="coerce")
+            guessed = pd.to_datetime(digits[guess], utc=True, format="mixed", errors="coerce")
+        if guessed.dt.unit == "ns":
+            guessed = guessed.astype("datetime64[us, UTC]")
         parsed = parsed.copy()
         parsed[guess] = guessed
         ok = guess & parsed.notna()
@@ -327,7 +408,7 @@ def _parse_timestamp(table: str, col: ColumnSpec, s: pd.Series) -> _Parsed:
                     col.name,
                     GUESSED_FORMAT_RULE,
                     int(ok.sum()),
-                    _examples(s.index[ok], text[ok]),
+                    _examples(s.index[ok], text[ok], table, col.name),
                     "warning",
                 )
             )
@@ -397,6 +478,7 @@ class ParsedTable:
     problems: list[Problem]
     dropped_columns: tuple[str, ...]
     zone_counts: dict[str, dict[str, int]]
+    present: dict[str, int] = field(default_factory=dict)
 
 
 def parse_table(table: str, raw: pd.DataFrame, first_row: int = 0) -> ParsedTable:
@@ -410,21 +492,23 @@ def parse_table(table: str, raw: pd.DataFrame, first_row: int = 0) -> ParsedTabl
     if missing:
         raise ValueError(f"table {table!r} lacks required column(s) {missing}")
     raw = raw.set_axis(pd.RangeIndex(first_row, first_row + len(raw)), axis=0)
-    present = [c for c in spec.column_names if c in raw.columns]
     extras = [str(c) for c in raw.columns if c not in spec.column_names]
     problems = [extra_columns_problem(table, extras, len(raw))] if extras else []
     columns, failures, zones = {}, [], {}
-    for name in present:
+    present = {}
+    for name in [c for c in spec.column_names if c in raw.columns]:
         col = spec.column(name)
         parsed = _parse_column(table, col, raw[name])
         columns[name] = parsed.values
+        # A value is present when it parsed or is there but unparseable: null spellings and blanks are not.
+        present[name] = int((parsed.values.notna() | parsed.bad).sum())
         problems += parsed.problems
         if parsed.zones is not None:
             zones[name] = parsed.zones
         if parsed.bad.any():
             failures.append(_failures(raw.index[parsed.bad], name, f"unparseable {name}", raw[name][parsed.bad]))
     typed = pd.DataFrame(columns, index=raw.index)
-    return ParsedTable(table, typed, _concat_failures(failures), problems, tuple(extras), zones)
+    return ParsedTable(table, typed, _concat_failures(failures), problems, tuple(extras), zones, present)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -596,7 +680,7 @@ def unknown_customers_problem(orders: pd.DataFrame, customers: pd.DataFrame) -> 
         "customer_id",
         UNKNOWN_CUSTOMER_RULE,
         int(unknown.sum()),
-        _examples(np.flatnonzero(unknown.to_numpy()), orders["customer_id"][unknown]),
+        _examples(np.flatnonzero(unknown.to_numpy())),
         "warning",
     )
 
@@ -630,11 +714,15 @@ def _problems(table: str, failures: pd.DataFrame) -> list[Problem]:
     if not len(failures):
         return []
     firsts = failures.drop_duplicates(["column", "rule", "_row"])
-    firsts = firsts.assign(
-        example="row " + firsts["_row"].astype(str) + (": " + firsts["value"]).where(firsts["value"] != "", "")
-    )
     counts = firsts.groupby(["column", "rule"], sort=False).size()
     shown = firsts.groupby(["column", "rule"], sort=False).head(MAX_EXAMPLES)
+    # At most five examples per rule: ids and e-mail-like values are hidden (shown_value).
+    shown = shown.assign(
+        example=[
+            _example(r, shown_value(table, str(c), str(v)))
+            for r, c, v in zip(shown["_row"], shown["column"], shown["value"], strict=True)
+        ]
+    )
     examples = shown.groupby(["column", "rule"], sort=False)["example"].agg(tuple)
     # One Problem per rule: a handful of groups, not rows.
     return [
@@ -695,6 +783,7 @@ def validate_table(
         columns=tuple(typed.columns),
         dropped_columns=parsed.dropped_columns,
         zone_counts=parsed.zone_counts,
+        present=parsed.present,
     )
     result.problems += zone_problems(table, result.zone_counts)
     return result

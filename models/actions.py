@@ -9,6 +9,14 @@ customer gets the ``action`` of the first rule whose every condition holds. Cond
   (models.evaluation.value_if_retained), the value a retention action can save, so a risky customer is not ranked
   low merely because the CLV model already discounts them for leaving;
 - ``min_clv``: ``predicted_clv`` (shop currency, expected revenue over the CLV horizon) is at least this;
+- ``min_value_if_retained``: ``value_if_retained`` (shop currency, revenue over the CLV horizon if the customer
+  stays) is at least this: a **value floor** below which an action with a cost loses money. For a contact that
+  costs ``f``, offers an incentive ``d`` and wins back a share ``gamma`` of the would-be churners, worth the
+  margin ``m`` of their value ``v`` (the evaluate stage's campaign, models.evaluation), contacting a customer
+  with churn probability ``p`` pays on average ``p * (gamma * (m * v - d) - f) - (1 - p) * (d + f)``, so it
+  breaks even at :func:`break_even_value`, ``v = (d * (1 - p + p * gamma) + f) / (p * gamma * m)``: lowest for a
+  sure churner (``p = 1``: ``(d + f / gamma) / m``) and higher the likelier the customer stays anyway. A rule's
+  floor is that value at the lowest churn probability of its tiers (params.yaml ``score.actions`` comments);
 - ``max_tenure_days`` / ``min_tenure_days``: days since the first order are below / at least this ("new
   customers": ``max_tenure_days: 60``);
 - ``reason_features``: one of the customer's reason codes starts with one of these feature-name prefixes
@@ -40,7 +48,15 @@ import pandas as pd
 from models.crm import keyed_hash
 from models.tiers import TIER_ORDER
 
-__all__ = ["DEFAULT_ACTION", "ActionRule", "applicable_rules", "control_group", "recommend", "validate_rules"]
+__all__ = [
+    "DEFAULT_ACTION",
+    "ActionRule",
+    "applicable_rules",
+    "break_even_value",
+    "control_group",
+    "recommend",
+    "validate_rules",
+]
 
 DEFAULT_ACTION = "no_action"
 _ACTION_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -58,6 +74,7 @@ class ActionRule:
     min_value_percentile: int | None = None
     max_value_percentile: int | None = None
     min_clv: float | None = None
+    min_value_if_retained: float | None = None
     max_tenure_days: float | None = None
     min_tenure_days: float | None = None
     reason_features: tuple[str, ...] | None = None
@@ -82,6 +99,8 @@ class ActionRule:
             and self.min_value_percentile > self.max_value_percentile
         ):
             raise ValueError(f"{label}: min_value_percentile is above max_value_percentile, so it never matches")
+        if self.min_value_if_retained is not None and not np.isfinite(self.min_value_if_retained):
+            raise ValueError(f"{label}: min_value_if_retained must be finite, got {self.min_value_if_retained}")
         for key in ("max_tenure_days", "min_tenure_days"):
             value = getattr(self, key)
             if value is not None and value < 0:
@@ -99,6 +118,26 @@ class ActionRule:
     def is_default(self) -> bool:
         """True when the rule has no condition (it matches everyone)."""
         return all(getattr(self, f.name) is None for f in fields(self) if f.name not in ("action", "name"))
+
+
+def break_even_value(
+    contact_cost: float,
+    incentive_cost: float,
+    acceptance_rate: float,
+    value_margin: float,
+    churn_probability: float = 1.0,
+) -> float:
+    """The value if retained (shop currency) at which contacting a customer with ``churn_probability`` breaks
+    even (module docstring, ``min_value_if_retained``): ``(d * (1 - p + p * gamma) + f) / (p * gamma * m)``.
+
+    With the shop's costs (params.yaml ``evaluate``: f = 1, d = 10, gamma = 0.3, m = 0.3) it is 44.44 for a sure
+    churner (p = 1), 75.00 at p = 0.8 and 166.67 at p = 0.5. Infinite when the action can never pay
+    (``p * gamma * m == 0``)."""
+    p, f, d, gamma, m = churn_probability, contact_cost, incentive_cost, acceptance_rate, value_margin
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"churn_probability must lie in [0, 1], got {p}")
+    gain = p * gamma * m
+    return float("inf") if gain <= 0 else (d * (1.0 - p + p * gamma) + f) / gain
 
 
 def validate_rules(rules: Sequence[ActionRule]) -> None:
@@ -156,15 +195,20 @@ def recommend(
     predicted_clv: np.ndarray,
     tenure_days: np.ndarray,
     reason_codes: Sequence[np.ndarray],
+    value_if_retained: np.ndarray | None = None,
 ) -> np.ndarray:
     """The action of the first matching rule for every customer (object array of names).
 
     All inputs are row-aligned arrays: ``value_percentile`` 1-100 (rank of value if retained, module docstring),
     ``predicted_clv`` in shop currency, ``tenure_days`` in days (NaN = unknown, matches no tenure condition);
-    ``reason_codes`` holds one array of feature names (None = no reason) per reason slot.
+    ``reason_codes`` holds one array of feature names (None = no reason) per reason slot; ``value_if_retained``
+    in shop currency (NaN matches no value floor), required when a rule has ``min_value_if_retained``.
     """
     validate_rules(rules)
     n = len(risk_tier)
+    if value_if_retained is None and any(r.min_value_if_retained is not None for r in rules):
+        raise ValueError("a rule has min_value_if_retained: pass value_if_retained")
+    retained = np.full(n, np.nan) if value_if_retained is None else np.asarray(value_if_retained, dtype=np.float64)
     tier = np.asarray(risk_tier, dtype=object)
     value_pct = np.asarray(value_percentile)
     clv = np.asarray(predicted_clv, dtype=np.float64)
@@ -181,6 +225,8 @@ def recommend(
             ok &= value_pct <= rule.max_value_percentile
         if rule.min_clv is not None:
             ok &= clv >= rule.min_clv
+        if rule.min_value_if_retained is not None:
+            ok &= retained >= rule.min_value_if_retained
         if rule.max_tenure_days is not None:
             ok &= tenure < rule.max_tenure_days
         if rule.min_tenure_days is not None:

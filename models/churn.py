@@ -305,6 +305,7 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         features: Sequence[str] | None = None,
         categorical: Sequence[str] | None = None,
         min_category_count: int = 20,
+        max_category_levels: int = 50,
         imbalance: str = "none",
         scale_pos_weight: float | None = None,
         calibration: str = "auto",
@@ -327,6 +328,7 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         self.features = features
         self.categorical = categorical
         self.min_category_count = min_category_count
+        self.max_category_levels = max_category_levels
         self.imbalance = imbalance
         self.scale_pos_weight = scale_pos_weight
         self.calibration = calibration
@@ -371,7 +373,9 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         if yt.min() == yt.max() or yv.min() == yv.max():
             raise ValueError("training and validation labels must each contain both classes")
 
-        self.preprocessor_ = FeaturePreprocessor(self.features, self.categorical, self.min_category_count)
+        self.preprocessor_ = FeaturePreprocessor(
+            self.features, self.categorical, self.min_category_count, self.max_category_levels
+        )
         Xt = self.preprocessor_.fit_transform(X_train)
         Xv = self.preprocessor_.transform(X_valid)
         self.offset_fill_ = 0.0

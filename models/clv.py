@@ -109,6 +109,7 @@ class CLVRegressor(RegressorMixin, BaseEstimator):
         features: Sequence[str] | None = None,
         categorical: Sequence[str] | None = None,
         min_category_count: int = 20,
+        max_category_levels: int = 50,
         objective: str = "tweedie",
         tweedie_variance_power: float = 1.3,
         offset: str | None = None,
@@ -129,6 +130,7 @@ class CLVRegressor(RegressorMixin, BaseEstimator):
         self.features = features
         self.categorical = categorical
         self.min_category_count = min_category_count
+        self.max_category_levels = max_category_levels
         self.objective = objective
         self.tweedie_variance_power = tweedie_variance_power
         self.offset = offset
@@ -200,7 +202,9 @@ class CLVRegressor(RegressorMixin, BaseEstimator):
         if not (len(yt) == len(ot) == len(X_train) and len(yv) == len(ov) == len(X_valid)):
             raise ValueError("X, y and orders must have the same number of rows")
 
-        self.preprocessor_ = FeaturePreprocessor(self.features, self.categorical, self.min_category_count)
+        self.preprocessor_ = FeaturePreprocessor(
+            self.features, self.categorical, self.min_category_count, self.max_category_levels
+        )
         Xt = self.preprocessor_.fit_transform(X_train)
         Xv = self.preprocessor_.transform(X_valid)
         self.offset_fill_ = 0.0

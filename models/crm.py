@@ -12,6 +12,8 @@ Grain: one row per scored customer; every function here is vectorised (Arrow com
   recovered or tested. (64 bits: the chance of any collision among a million ids is about 3e-8.)
 - **Fixed decimals**: :func:`fixed_decimals` rounds to a fixed number of places and makes the value a decimal,
   so a CSV shows ``0.250000`` rather than ``0.25`` or ``2.5e-01``: the same number always has the same text.
+  A NaN, an infinity or a number too large for the decimal raises ``ValueError``; it is never written as
+  another number.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ __all__ = ["FORMULA_PREFIXES", "fixed_decimals", "keyed_hash", "neutralise_formu
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 _FORMULA_START = "^[=+\\-@\t\r]"
+# Digits of the export's decimals (decimal128(18, places)): up to 10 ** (18 - places), exclusive.
+DECIMAL_DIGITS = 18
 
 
 def neutralise_formulas(values: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, int]:
@@ -66,6 +70,22 @@ def pseudonymise(ids: Sequence[str] | np.ndarray | pd.Series, secret: str) -> np
 
 
 def fixed_decimals(values: pa.Array | pa.ChunkedArray, places: int) -> pa.Array:
-    """Numbers rounded half to even to ``places`` decimals, as an Arrow decimal (printed with exactly that many)."""
-    rounded = pc.round(pc.cast(values, pa.float64()), ndigits=places, round_mode="half_to_even")
-    return pc.cast(rounded, pa.decimal128(18, places), safe=False)
+    """Numbers rounded half to even to ``places`` decimals, as an Arrow decimal (printed with exactly that many).
+
+    Raises ``ValueError`` (with the count, never a value) when a number is NaN, infinite or too large for the
+    decimal (``abs >= 10 ** (18 - places)``): a cast that cannot hold a value must never write another one
+    (an unchecked cast printed 1.5e17 and NaN as ``0.00``). Nulls stay null."""
+    numbers = pc.cast(values, pa.float64())
+    limit = 10.0 ** (DECIMAL_DIGITS - places)
+    fits = pc.and_(pc.is_finite(numbers), pc.less(pc.abs(numbers), limit))
+    bad = len(numbers) - numbers.null_count - int(pc.sum(fits).as_py() or 0)
+    if bad:
+        raise ValueError(
+            f"{bad:,} of {len(numbers):,} values are NaN, infinite or beyond +-{limit:g}, which a decimal with "
+            f"{places} places cannot hold"
+        )
+    rounded = pc.round(numbers, ndigits=places, round_mode="half_to_even")
+    try:
+        return pc.cast(rounded, pa.decimal128(DECIMAL_DIGITS, places), safe=True)
+    except pa.ArrowInvalid as exc:  # rounding pushed a value just below the limit onto it
+        raise ValueError(f"a value cannot be written with {places} decimal places: {exc}") from None

@@ -20,6 +20,12 @@ The scored population must be the one the model was trained on: ``churn score`` 
 customers, since training rows leave out customers lapsed for more than ``features.max_recency_days``.
 
 Usual reading: below 0.1 stable, 0.1-0.2 moderate shift, above 0.2 a shift worth investigating.
+
+**Unseen levels** (:func:`level_counts`, :func:`unseen_levels`): a categorical value the model's preprocessor
+did not keep at training (``categories_``: never seen, or too rare there and folded) is scored silently as
+``"__other__"``. PSI shows it only for the ten reference features and only as a share; the scoring run counts,
+for every categorical feature, the scored customers (all of them, lapsed included) whose value is not a fitted
+level, and lists the most common such levels, so a new country or channel is named rather than absorbed.
 """
 
 from __future__ import annotations
@@ -28,21 +34,27 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 __all__ = [
     "CALENDAR_FEATURES",
     "EPSILON",
     "N_BINS",
+    "UNSEEN_TOP",
     "bin_reference",
+    "level_counts",
     "population_stability_index",
     "psi_against",
     "reference_for",
+    "unseen_levels",
 ]
 
 EPSILON = 1e-4
 N_BINS = 10
 # Properties of the cutoff, not of the customers: never part of a drift reference.
 CALENDAR_FEATURES = ("cutoff_month", "cutoff_day_of_year")
+# Unseen levels listed by name per column (the most common first); the counts cover all of them.
+UNSEEN_TOP = 5
 
 
 def _proportions(counts: np.ndarray) -> np.ndarray:
@@ -127,4 +139,30 @@ def reference_for(
         "n_bins": N_BINS,
         "features": {f: bin_reference(matrix[:, col[f]], categorical=f in cats) for f in ranked},
         "scores": {name: bin_reference(values) for name, values in scores.items()},
+    }
+
+
+# ------------------------------------------------------------------ unseen levels
+def level_counts(values: pd.Series) -> pd.Series:
+    """Customers per level of a categorical column (index: the level as text, as the preprocessor reads it;
+    missing values left out: they stay missing, not a level)."""
+    return values.dropna().astype(str).value_counts(sort=False)
+
+
+def unseen_levels(
+    counts: pd.Series | Mapping[str, int], fitted: Sequence[str], top: int = UNSEEN_TOP
+) -> dict[str, Any]:
+    """The levels of ``counts`` (level -> customers, e.g. :func:`level_counts`) that are not in ``fitted`` (a
+    preprocessor's ``categories_[column]``): ``{"customers", "levels", "top": [{"level", "customers"}, ...]}``,
+    ``top`` the ``top`` most common (ties by level), JSON-ready. Zeros and an empty list when every level is known.
+    """
+    counts = pd.Series(counts, dtype="int64") if not isinstance(counts, pd.Series) else counts.astype("int64")
+    counts.index = counts.index.astype(str)
+    counts = counts.groupby(level=0).sum()  # one entry per level, whatever the caller passed
+    unseen = counts[~counts.index.isin(list(fitted)) & (counts.to_numpy() > 0)]
+    ordered = unseen.sort_index().sort_values(ascending=False, kind="stable")
+    return {
+        "customers": int(ordered.sum()),
+        "levels": int(ordered.size),
+        "top": [{"level": str(k), "customers": int(v)} for k, v in ordered.head(top).items()],
     }

@@ -2,11 +2,22 @@
 
 Both are scored on the same rows: the challenger's test cutoff. The challenger is promoted when it is at
 least as good as the champion on every gated metric, within the tolerances (a tolerance is how much worse
-it may be, in the metric's own units). The first model of a name is promoted without a comparison.
+it may be, in the metric's own units).
+
+The first model of a name has no champion to beat, so it must clear a minimum-quality bar instead
+(:func:`clears_baseline_bar`): on its test cutoff it must rank customers no worse than the best baseline the
+panel carries, within the gate's tolerance (churn: the point-in-time BG/NBD churn probability and the recency
+rule, by ROC AUC; CLV: the BG/NBD + Gamma-Gamma value, by normalised Gini). A first version that does not is
+registered but not promoted: a model worse than a counting rule (say trained on 25 churners) must not score
+customers.
+
+Two models trained on different label horizons (or feature sets) predict different things: they are never
+compared, the champion stays (:func:`same_target`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -60,3 +71,55 @@ def decide(
         verdict = "ok" if ok else f"worse by {worse_by:.4g} > tolerance {g.tolerance:g}"
         reasons.append(f"{g.name} ({direction} is better) challenger {new:.4f} vs champion {old:.4f}: {verdict}")
     return Decision(promote, tuple(reasons))
+
+
+def clears_baseline_bar(
+    challenger: Mapping[str, float],
+    baselines: Mapping[str, Mapping[str, float]],
+    tolerances: Mapping[str, float],
+) -> Decision:
+    """The minimum-quality bar of a first version: on each metric of ``tolerances`` (higher is better), the
+    ``challenger`` must be no worse than the best of ``baselines`` (name -> metrics on the same test rows) by more
+    than its tolerance, the gate's own for a challenger against a champion.
+
+    The bar stops a broken model (a 25-churner panel gave test AUC 0.158 against the baselines' 0.7), not one that
+    ties the counting model it starts from: on a small orders-only shop the boosters add a few trees to the
+    BG/NBD offset and land within a few thousandths of it, either side. No usable baseline (none in the panel,
+    or every value NaN) passes, saying so."""
+    promote = True
+    reasons = ["first version of this model: no champion to compare with, so it must not lose to the baselines"]
+    for name, tolerance in tolerances.items():
+        scored = [(float(m[name]), b) for b, m in baselines.items() if name in m and math.isfinite(float(m[name]))]
+        new = float(challenger[name])
+        if not scored:
+            reasons.append(f"{name}: no baseline in the panel to compare with")
+            continue
+        best, which = max(scored)
+        ok = math.isfinite(new) and new >= best - tolerance
+        promote &= ok
+        verdict = "ok" if ok else f"worse than it by more than {tolerance:g}"
+        reasons.append(f"{name} challenger {new:.4f} vs best baseline {which} {best:.4f}: {verdict}")
+    return Decision(promote, tuple(reasons))
+
+
+def same_target(
+    challenger: Mapping[str, object], champion: Mapping[str, object], champion_version: str | None, kind: str
+) -> Decision | None:
+    """``None`` when the two versions predict the same thing (same value of every key both carry, e.g.
+    ``label_horizon_days``), else a refusal naming the difference: the champion stays. A key the champion does
+    not carry (a version logged before it was recorded) is not compared."""
+    differ = [
+        f"{key} {champion[key]} (champion) vs {value} (challenger)"
+        for key, value in challenger.items()
+        if champion.get(key) is not None and str(champion[key]) != str(value)
+    ]
+    if not differ:
+        return None
+    return Decision(
+        False,
+        (
+            f"champion v{champion_version} was trained for another target ({'; '.join(differ)}): the two predict "
+            f"different things and are not compared; the champion stays. If the change is meant for production, "
+            f"promote by hand: `churn promote {kind} VERSION`",
+        ),
+    )

@@ -15,6 +15,13 @@ or row order. ``fit`` freezes
   which LightGBM treats as missing. Codes are only meaningful to a model told that these columns are
   categorical: pass ``categorical_indices_`` as LightGBM's ``categorical_feature`` (numbers passed as
   plain numerics would be split on as if ``"FR" < "NL"`` meant something).
+- high-cardinality guards, with one warning each (``warnings_``, also raised as ``HighCardinalityWarning``): a
+  categorical column keeps at most ``max_category_levels`` levels (the most frequent; ties by name), the rest are folded
+  into ``"__other__"`` too (a ``country`` column holding the customer id would otherwise be the top feature
+  with hundreds of levels); a categorical column with more distinct values than half the training rows is an
+  identifier, not a category, and is dropped from ``features_`` (``dropped_``) — folding would leave one
+  ``"__other__"`` level that says nothing. The shipped shop's categoricals (``country``, ``acquisition_channel``,
+  a handful of levels each) are below both limits and unchanged.
 
 Output: a float32 numpy array (n_rows, n_features), Fortran-ordered (LightGBM reads it without a copy);
 numerics are cast to float32 (nullable integers' and booleans' nulls become NaN).
@@ -22,6 +29,7 @@ numerics are cast to float32 (nullable integers' and booleans' nulls become NaN)
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -29,9 +37,13 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-__all__ = ["OTHER", "FeaturePreprocessor", "check_columns"]
+__all__ = ["OTHER", "FeaturePreprocessor", "HighCardinalityWarning", "check_columns"]
 
 OTHER = "__other__"
+
+
+class HighCardinalityWarning(UserWarning):
+    """A categorical column with too many levels was folded, or one that looks like an identifier dropped."""
 
 
 def check_columns(X: pd.DataFrame, required: Sequence[str], what: str = "feature") -> None:
@@ -68,10 +80,17 @@ class FeaturePreprocessor(TransformerMixin, BaseEstimator):
         columns among ``features``. Must be a subset of ``features``.
     min_category_count:
         Levels with fewer training rows than this are folded into ``"__other__"``.
+    max_category_levels:
+        At most this many levels (``"__other__"`` not counted) are kept per categorical column: the most
+        frequent ones; the rest are folded into ``"__other__"`` with a warning.
+    identifier_share:
+        A categorical column with more distinct values than this share of the training rows is an identifier:
+        dropped from the features with a warning.
 
     Fitted attributes: ``features_`` (list), ``categorical_`` (list), ``categories_`` (dict column ->
     level list, ``"__other__"`` last), ``categorical_indices_`` (positions of ``categorical_`` in
-    ``features_``), ``n_features_in_``.
+    ``features_``), ``n_features_in_``, ``dropped_`` (identifier columns left out), ``warnings_`` (the
+    high-cardinality warnings, one line each).
     """
 
     def __init__(
@@ -79,10 +98,14 @@ class FeaturePreprocessor(TransformerMixin, BaseEstimator):
         features: Sequence[str] | None = None,
         categorical: Sequence[str] | None = None,
         min_category_count: int = 20,
+        max_category_levels: int = 50,
+        identifier_share: float = 0.5,
     ):
         self.features = features
         self.categorical = categorical
         self.min_category_count = min_category_count
+        self.max_category_levels = max_category_levels
+        self.identifier_share = identifier_share
 
     def fit(self, X: pd.DataFrame, y=None) -> FeaturePreprocessor:
         """Freeze the feature order and the categorical levels from the training rows ``X``."""
@@ -100,13 +123,39 @@ class FeaturePreprocessor(TransformerMixin, BaseEstimator):
                 raise ValueError(f"categorical column(s) not among the features: {unknown}")
         if self.min_category_count < 1:
             raise ValueError(f"min_category_count must be >= 1, got {self.min_category_count}")
+        max_levels, share = self.max_category_levels, self.identifier_share
+        if isinstance(max_levels, bool) or not isinstance(max_levels, int) or max_levels < 1:
+            raise ValueError(f"max_category_levels must be a whole number >= 1, got {max_levels!r}")
         categories: dict[str, list[str]] = {}
+        notes: list[str] = []
+        dropped: list[str] = []
         for c in categorical:
             counts = X[c].dropna().astype(str).value_counts()
-            kept = sorted(counts.index[counts.to_numpy() >= self.min_category_count].tolist())
-            categories[c] = [v for v in kept if v != OTHER] + [OTHER]
+            if len(counts) > share * len(X) and len(counts) > max_levels:
+                dropped.append(c)
+                notes.append(
+                    f"categorical feature {c!r} has {len(counts):,} distinct values in {len(X):,} training rows "
+                    f"(more than {share:.0%}): an identifier, not a category; dropped from the features"
+                )
+                continue
+            frequent = counts[(counts.to_numpy() >= self.min_category_count) & (counts.index != OTHER)]
+            if len(frequent) > max_levels:
+                # the most frequent, ties broken by name, so the kept set does not depend on row order
+                top = frequent.sort_index().sort_values(ascending=False, kind="stable").index[:max_levels]
+                notes.append(
+                    f"categorical feature {c!r} has {len(frequent):,} levels seen at least {self.min_category_count} "
+                    f"times ({len(counts):,} distinct): kept the {max_levels} most frequent, folded the other "
+                    f"{len(frequent) - max_levels:,} into {OTHER!r} (train.max_category_levels)"
+                )
+                frequent = frequent[frequent.index.isin(top)]
+            categories[c] = [*sorted(frequent.index.tolist()), OTHER]
+        for note in notes:
+            warnings.warn(note, HighCardinalityWarning, stacklevel=2)
+        features = [c for c in features if c not in set(dropped)]
+        self.dropped_ = dropped
+        self.warnings_ = notes
         self.features_ = features
-        self.categorical_ = [c for c in features if c in set(categorical)]
+        self.categorical_ = [c for c in features if c in set(categorical) - set(dropped)]
         self.categories_ = categories
         self.categorical_indices_ = [features.index(c) for c in self.categorical_]
         self.n_features_in_ = len(features)

@@ -34,13 +34,21 @@ Grain: one row per scored customer (one cutoff). Three steps, all vectorised ove
    Moving a contribution keeps each row's sum, so they still add up to the raw score minus the same constant.
 
 3. **Top reasons**: the (up to) three features with the largest *positive* contributions, i.e. pushing towards
-   churn; a customer with fewer positive contributions gets fewer reasons (missing = None).
+   churn, **at most one per behaviour** (:data:`FAMILIES`: recency, tenure, frequency, spend, returns, site
+   visits, e-mail, support, reviews, loyalty, ...; :func:`feature_families`): "2 orders in the last 90 days"
+   and "3 orders in the last 180 days" say the same thing twice, so a behaviour is represented by its feature
+   with the largest contribution and the next reason comes from another behaviour. A customer with fewer
+   positive contributions gets fewer reasons (missing = None). The reason code stays the feature's name.
 
 4. **Sentences** from a template table keyed by feature name (windowed families by prefix) that uses the
-   customer's own values, e.g. ``recency_days`` -> "no order for 120 days; usually orders every 30 days",
-   ``orders_90d`` -> "2 orders in the last 90 days", ``email_opens_trend_90d`` -> "opens fewer e-mails than
-   before (3 fewer in the last 90 days than in the 90 before)". Features without a template fall back to
-   ``"<feature> = <value>"``. Durations are whole days, money whole currency units, rates whole percent.
+   customer's own values, with units and windows in words, e.g. ``recency_days`` -> "no order for 120 days;
+   usually orders every 30 days", ``orders_90d`` (with ``orders_trend_90d``) -> "2 orders in the last 90 days,
+   down from 6 in the 90 days before", ``email_opens_trend_90d`` -> "opened 1 e-mail in the last 90 days, down
+   from 4 in the 90 days before". Codes are spelt out: countries by name (a small ISO table,
+   :data:`COUNTRY_NAMES`; other values as given), acquisition channels in words (:data:`CHANNEL_LABELS`,
+   ``paid_social`` -> "paid social ads"). Features without a template fall back to ``"<feature> = <value>"``.
+   Durations are whole days, money whole currency units, rates whole percent. Reasons are clauses that start
+   in lower case (a CRM template puts them after "Why: " or in a list) and never end with a full stop.
 """
 
 from __future__ import annotations
@@ -56,9 +64,13 @@ import pandas as pd
 import scipy.sparse as sp
 
 __all__ = [
+    "CHANNEL_LABELS",
+    "COUNTRY_NAMES",
+    "FAMILIES",
     "METHODS",
     "behaviour_contributions",
     "contributions",
+    "feature_families",
     "path_contributions",
     "reason_codes",
     "reason_sentences",
@@ -73,6 +85,23 @@ METHODS = ("auto", "shap", "path")
 SUMMARY_PREFIX = "bgnbd_"
 SUMMARY_BEHAVIOUR = {"bgnbd_order_value": "monetary_value"}
 RHYTHM = "recency_days"
+# Behaviour families (first matching pattern wins): at most one reason per family (module docstring, step 3).
+# A feature matching none is a family of its own.
+FAMILIES: tuple[tuple[str, str], ...] = (
+    ("spend", r"^bgnbd_order_value$"),
+    ("recency", r"^(recency_days|overdue_ratio|gap_mean_days|gap_std_days|bgnbd_.*)$"),
+    ("tenure", r"^(tenure_days|signup_age_days)$"),
+    ("frequency", r"^(orders_.*|frequency)$"),
+    ("spend", r"^(revenue_.*|monetary_value|aov_\d+d|discount_share|items_per_order)$"),
+    ("returns", r"^(returns_.*|return_rate)$"),
+    ("site visits", r"^(sessions_.*|page_views_.*|add_to_cart_.*|days_since_last_session)$"),
+    ("e-mail", r"^(emails?_.*|days_since_last_email_.*|unsubscribes_.*)$"),
+    ("support", r"^support_tickets_.*$"),
+    ("reviews", r"^(review_.*|nps_.*)$"),
+    ("loyalty", r"^(loyalty_.*|points_.*|coupons_redeemed_.*)$"),
+    ("other events", r"^other_events_.*$"),
+    ("calendar", r"^cutoff_.*$"),
+)
 
 
 # ------------------------------------------------------------------ contributions
@@ -187,6 +216,19 @@ def behaviour_contributions(contrib: np.ndarray, features: Sequence[str]) -> np.
     return out
 
 
+def family_of(feature: str) -> str:
+    """The behaviour family of ``feature`` (:data:`FAMILIES`; the feature's own name when none matches)."""
+    for family, pattern in FAMILIES:
+        if re.match(pattern, feature):
+            return family
+    return feature
+
+
+def feature_families(features: Sequence[str]) -> list[str]:
+    """The behaviour family of each feature, in ``features`` order (for :func:`top_reasons`)."""
+    return [family_of(f) for f in features]
+
+
 def resolved_method(method: str, n_rows: int, shap_max_rows: int) -> str:
     """The method ``contributions`` uses for ``n_rows`` rows (``"auto"`` resolved)."""
     if method == "auto":
@@ -195,10 +237,15 @@ def resolved_method(method: str, n_rows: int, shap_max_rows: int) -> str:
 
 
 # ------------------------------------------------------------------ top reasons
-def top_reasons(contrib: np.ndarray, k: int = 3, ignore: Sequence[int] = ()) -> np.ndarray:
+def top_reasons(
+    contrib: np.ndarray, k: int = 3, ignore: Sequence[int] = (), families: Sequence[str] | None = None
+) -> np.ndarray:
     """Column indices of each row's ``k`` largest *positive* contributions, largest first; -1 where a row has
     fewer than ``k`` positive contributions. Columns in ``ignore`` are never reasons (e.g. calendar features,
-    the same for every customer). Shape (n_rows, k), int32."""
+    the same for every customer). ``families`` (one label per column, e.g. :func:`feature_families`): at most
+    one reason per family, the family's column with the largest contribution. Shape (n_rows, k), int32."""
+    if families is not None:
+        return _top_by_family(contrib, k, ignore, families)
     n, f = contrib.shape
     k_eff = min(k, f)
     neg = -contrib  # a new array: the caller's contributions stay as they are
@@ -213,6 +260,32 @@ def top_reasons(contrib: np.ndarray, k: int = 3, ignore: Sequence[int] = ()) -> 
     if k_eff < k:
         idx = np.hstack([idx, np.full((n, k - k_eff), -1, dtype=np.int32)])
     return idx
+
+
+def _top_by_family(contrib: np.ndarray, k: int, ignore: Sequence[int], families: Sequence[str]) -> np.ndarray:
+    """:func:`top_reasons` with at most one column per family: each family's best column per row (a loop over
+    families, never over customers), then the ``k`` best families; equal values by column position."""
+    n, f = contrib.shape
+    if len(families) != f:
+        raise ValueError(f"families has {len(families)} labels for {f} columns")
+    ignored = set(int(j) for j in ignore)
+    groups: dict[str, list[int]] = {}
+    for j, family in enumerate(families):
+        if j not in ignored:
+            groups.setdefault(family, []).append(j)
+    if not groups:
+        return np.full((n, k), -1, dtype=np.int32)
+    best = np.empty((n, len(groups)), dtype=np.float32)
+    where = np.empty((n, len(groups)), dtype=np.int64)
+    for g, columns in enumerate(sorted(groups.values())):  # families in order of their first column
+        cols = np.asarray(columns, dtype=np.int64)
+        sub = contrib[:, cols]
+        arg = np.argmax(sub, axis=1)  # the first of equal maxima: the lower column position
+        best[:, g] = np.take_along_axis(sub, arg[:, None], axis=1)[:, 0]
+        where[:, g] = cols[arg]
+    top = top_reasons(best, k)  # family positions, largest first (ties by the family's first column)
+    out = np.where(top >= 0, np.take_along_axis(where, np.maximum(top, 0), axis=1), -1)
+    return out.astype(np.int32)
 
 
 # ------------------------------------------------------------------ sentences
@@ -257,7 +330,7 @@ class Template:
 
     ``render(v, w, get)`` gets the customers' values of the feature (float64, never NaN), the window as text
     (or None) and ``get(column)`` for other columns of the same customers; ``missing`` is the sentence for a
-    customer whose value is missing.
+    customer whose value is missing (``{w}`` for the window).
     """
 
     pattern: str
@@ -276,15 +349,57 @@ def _overdue(v: np.ndarray, w: str | None, get: Get) -> np.ndarray:
     return "last order " + _days(recency) + " ago, " + _one_dp(v) + " times the usual gap of " + _days(gap)
 
 
-def _trend(noun_fewer: str, noun_more: str, unit_fmt: Callable[[np.ndarray], np.ndarray]) -> Callable:
+def _trend(fewer: str, more: str) -> Callable:
+    """A change against the window before (``fewer`` / ``more`` with ``{n}`` for the amount), when the window's
+    own value is not at hand."""
+
     def render(v: np.ndarray, w: str | None, get: Get) -> np.ndarray:
-        body = unit_fmt(np.abs(v))
-        tail = f" in the last {w} days than in the {w} before"
+        n = _ints(np.abs(v))
+        tail = f" in the last {w} days than in the {w} days before"
+        down, _, down_end = fewer.partition("{n}")
+        up, _, up_end = more.partition("{n}")
         return _where(
             v < 0,
-            body + f" {noun_fewer}" + tail,
-            _where(v > 0, body + f" {noun_more}" + tail, f"no change in the last {w} days against the {w} before"),
+            down + n + down_end + tail,
+            _where(v > 0, up + n + up_end + tail, f"no change in the last {w} days against the {w} days before"),
         )
+
+    return render
+
+
+def _against_before(prefix: str, v: np.ndarray, w: str | None, get: Get) -> np.ndarray:
+    """``", down from 6 in the 90 days before"`` (or up from, or the same as) where the trend of ``prefix`` (this
+    window minus the one before, features.definitions TRENDED) is at hand; ``""`` where it is not."""
+    trend = get(f"{prefix}_trend_{w}d")
+    have = ~np.isnan(trend)
+    if not have.any():
+        return np.full(v.size, "", dtype=object)
+    before = np.nan_to_num(v - trend)
+    word = _where(before > v, ", down from ", ", up from ")
+    changed = word + _ints(before) + f" in the {w} days before"
+    return _where(~have, "", _where(np.round(before) == np.round(v), f", the same as in the {w} days before", changed))
+
+
+def _compared(prefix: str, now: Callable[[np.ndarray, str | None], np.ndarray]) -> Callable:
+    """A windowed value in words (``now``) and, where the trend is known, against the window before."""
+    return lambda v, w, get: now(v, w) + _against_before(prefix, v, w, get)
+
+
+def _trend_of(prefix: str, windowed: Callable, plain: Callable) -> Callable:
+    """A trend feature told as its window's value against the window before (``windowed``, the same sentence as
+    the window's own feature), or as a plain change (``plain``) where the window's value is not at hand."""
+
+    def render(v: np.ndarray, w: str | None, get: Get) -> np.ndarray:
+        now = get(f"{prefix}_{w}d")
+        known = ~np.isnan(now)
+        out = plain(v, w, get)
+        if known.any():
+
+            def with_trend(name: str) -> np.ndarray:
+                return v if name == f"{prefix}_trend_{w}d" else get(name)
+
+            out = _where(known, windowed(np.nan_to_num(now), w, with_trend), out)
+        return out
 
     return render
 
@@ -305,63 +420,86 @@ def _counted(verb: str, singular: str, plural: str, window: bool = True) -> Call
     return render
 
 
+def _orders_now(v: np.ndarray, w: str | None) -> np.ndarray:
+    return _where(v == 0, "no order", _count(v, "order", "orders")) + f" in the last {w} days"
+
+
+def _revenue_now(v: np.ndarray, w: str | None) -> np.ndarray:
+    return _where(v == 0, "spent nothing", "spent " + _ints(v)) + f" in the last {w} days"
+
+
+def _sessions_now(v: np.ndarray, w: str | None) -> np.ndarray:
+    return _where(v == 0, "no site visit", _count(v, "site visit", "site visits")) + f" in the last {w} days"
+
+
+def _opens_now(v: np.ndarray, w: str | None) -> np.ndarray:
+    return "opened " + _where(v == 0, "no e-mail", _count(v, "e-mail", "e-mails")) + f" in the last {w} days"
+
+
+ORDERS_W = _compared("orders", _orders_now)
+REVENUE_W = _compared("revenue", _revenue_now)
+SESSIONS_W = _compared("sessions", _sessions_now)
+OPENS_W = _compared("email_opens", _opens_now)
+
 TEMPLATES: tuple[Template, ...] = (
     Template(r"^recency_days$", _recency),
     Template(r"^overdue_ratio$", _overdue, "no usual gap between orders yet (one order)"),
-    Template(r"^gap_mean_days$", _simple("usually orders only ", _every), "only one order so far, no rhythm"),
-    Template(r"^gap_std_days$", _simple("orders irregularly (gaps vary by about ", _days, ")"), "few orders"),
-    Template(r"^tenure_days$", _simple("first order ", _days, " ago")),
+    Template(r"^gap_mean_days$", _simple("usually orders only ", _every), "only one order so far, no rhythm yet"),
+    Template(r"^gap_std_days$", _simple("orders irregularly (gaps vary by about ", _days, ")"), "too few orders"),
+    Template(r"^tenure_days$", _simple("first ordered ", _days, " ago")),
     Template(r"^orders_total$", lambda v, w, get: _count(v, "order", "orders") + " in total"),
     Template(
         r"^frequency$",
         lambda v, w, get: _where(v == 0, "no repeat order yet", _count(v, "repeat order", "repeat orders") + " so far"),
     ),
     Template(r"^revenue_total$", _simple("spent ", _ints, " in total")),
-    Template(r"^monetary_value$", _simple("average order value ", _ints)),
-    Template(r"^orders_trend_(?P<w>\d+)d$", _trend("fewer orders", "more orders", _ints)),
-    Template(r"^revenue_trend_(?P<w>\d+)d$", _trend("less spent", "more spent", _ints)),
-    Template(r"^sessions_trend_(?P<w>\d+)d$", _trend("fewer site visits", "more site visits", _ints)),
+    Template(r"^monetary_value$", _simple("spends ", _ints, " per order on average")),
+    Template(
+        r"^orders_trend_(?P<w>\d+)d$", _trend_of("orders", ORDERS_W, _trend("{n} fewer orders", "{n} more orders"))
+    ),
+    Template(
+        r"^revenue_trend_(?P<w>\d+)d$", _trend_of("revenue", REVENUE_W, _trend("spent {n} less", "spent {n} more"))
+    ),
+    Template(
+        r"^sessions_trend_(?P<w>\d+)d$",
+        _trend_of("sessions", SESSIONS_W, _trend("{n} fewer site visits", "{n} more site visits")),
+    ),
     Template(
         r"^email_opens_trend_(?P<w>\d+)d$",
-        lambda v, w, get: _where(
-            v < 0,
-            "opens fewer e-mails than before (" + _ints(-v) + f" fewer in the last {w} days than in the {w} before)",
-            _where(
-                v > 0,
-                "opens more e-mails than before (" + _ints(v) + f" more in the last {w} days than in the {w} before)",
-                f"opens as many e-mails in the last {w} days as in the {w} before",
-            ),
-        ),
+        _trend_of("email_opens", OPENS_W, _trend("opened {n} fewer e-mails", "opened {n} more e-mails")),
     ),
-    _windowed(
-        "orders",
-        lambda v, w, get: _where(
-            v == 0, f"no order in the last {w} days", _count(v, "order", "orders") + f" in the last {w} days"
-        ),
+    _windowed("orders", ORDERS_W),
+    _windowed("revenue", REVENUE_W),
+    Template(
+        r"^aov_(?P<w>\d+)d$",
+        lambda v, w, get: "spent " + _ints(v) + f" per order in the last {w} days",
+        "no order in the last {w} days",
     ),
-    _windowed("revenue", lambda v, w, get: "spent " + _ints(v) + f" in the last {w} days"),
-    Template(r"^aov_(?P<w>\d+)d$", lambda v, w, get: "average order value " + _ints(v) + f" in the last {w} days"),
-    _windowed("returns", _counted("", "return", "returns")),
-    Template(r"^returns_total$", _counted("", "return", "returns", window=False)),
+    _windowed("returns", _counted("made", "return", "returns")),
+    Template(r"^returns_total$", _counted("made", "return", "returns", window=False)),
     _windowed("returns_value", lambda v, w, get: "returned goods worth " + _ints(v) + f" in the last {w} days"),
     Template(r"^returns_value_total$", _simple("returned goods worth ", _ints, " in total")),
     Template(r"^return_rate$", _simple("returned ", _pct, " of what they bought"), "nothing bought yet"),
-    Template(r"^discount_share$", _simple("", _pct, " of the order value was discount")),
-    Template(r"^items_per_order$", _simple("", _one_dp, " items per order")),
-    _windowed("sessions", _counted("", "site visit", "site visits")),
-    _windowed("page_views", _counted("", "page view", "page views")),
-    _windowed("add_to_cart", _counted("", "add-to-cart", "add-to-carts")),
+    Template(r"^discount_share$", _simple("discounts made up ", _pct, " of their order value")),
+    Template(r"^items_per_order$", _simple("buys ", _one_dp, " items per order on average")),
+    _windowed("sessions", SESSIONS_W),
+    _windowed("page_views", _counted("viewed", "page", "pages")),
+    _windowed(
+        "add_to_cart",
+        lambda v, w, get: _where(v == 0, "added nothing to the cart", "added to the cart " + _count(v, "time", "times"))
+        + f" in the last {w} days",
+    ),
     _windowed("emails_sent", _counted("received", "e-mail", "e-mails")),
-    _windowed("email_opens", _counted("opened", "e-mail", "e-mails")),
+    _windowed("email_opens", OPENS_W),
     _windowed("email_clicks", _counted("clicked", "e-mail", "e-mails")),
     Template(
         r"^email_open_rate_(?P<w>\d+)d$",
-        lambda v, w, get: "opened " + _pct(v) + f" of e-mails in the last {w} days",
+        lambda v, w, get: "opened " + _pct(v) + f" of the e-mails sent in the last {w} days",
         "received no e-mail in the window",
     ),
     Template(
         r"^email_click_rate_(?P<w>\d+)d$",
-        lambda v, w, get: "clicked " + _pct(v) + f" of e-mails in the last {w} days",
+        lambda v, w, get: "clicked " + _pct(v) + f" of the e-mails sent in the last {w} days",
         "received no e-mail in the window",
     ),
     Template(r"^days_since_last_session$", _simple("no site visit for ", _days), "no site visit on record"),
@@ -371,20 +509,21 @@ TEMPLATES: tuple[Template, ...] = (
         r"^unsubscribes_total$",
         lambda v, w, get: _where(v > 0, "unsubscribed from e-mails", "still subscribed to e-mails"),
     ),
-    _windowed("support_tickets", _counted("", "support ticket", "support tickets")),
-    Template(r"^support_tickets_total$", _counted("", "support ticket", "support tickets", window=False)),
-    Template(r"^review_last$", _simple("last review ", _ints, " of 5 stars"), "no review written"),
-    Template(r"^review_avg$", _simple("average review ", _one_dp, " of 5 stars"), "no review written"),
-    Template(r"^nps_last$", _simple("last NPS answer ", _ints, " of 10"), "no NPS answer"),
-    Template(r"^nps_avg$", _simple("average NPS answer ", _one_dp, " of 10"), "no NPS answer"),
+    _windowed("support_tickets", _counted("opened", "support ticket", "support tickets")),
+    Template(r"^support_tickets_total$", _counted("opened", "support ticket", "support tickets", window=False)),
+    Template(r"^review_last$", _simple("gave ", _ints, " of 5 stars in their last review"), "no review written"),
+    Template(r"^review_avg$", _simple("gives ", _one_dp, " of 5 stars on average in reviews"), "no review written"),
+    Template(r"^nps_last$", _simple("answered ", _ints, " of 10 in their last NPS survey"), "no NPS answer"),
+    Template(r"^nps_avg$", _simple("answers ", _one_dp, " of 10 on average in NPS surveys"), "no NPS answer"),
     Template(
         r"^loyalty_tier_level$",
-        lambda v, w, get: _where(v == 0, "not in the loyalty programme", "loyalty tier level " + _ints(v)),
+        lambda v, w, get: _where(v == 0, "not in the loyalty programme", "in loyalty tier " + _ints(v)),
     ),
-    Template(r"^loyalty_points_balance$", _simple("", _ints, " loyalty points unspent")),
+    Template(r"^loyalty_points_balance$", _simple("has ", _ints, " loyalty points unspent")),
     _windowed("points_earned", lambda v, w, get: "earned " + _ints(v) + f" loyalty points in the last {w} days"),
     _windowed("points_redeemed", lambda v, w, get: "redeemed " + _ints(v) + f" loyalty points in the last {w} days"),
     _windowed("coupons_redeemed", _counted("redeemed", "coupon", "coupons")),
+    _windowed("other_events", _counted("", "event of the shop's own types", "events of the shop's own types")),
     # BG/NBD + Gamma-Gamma quantities (features.build): the purchase-rhythm model's own view.
     Template(r"^bgnbd_p_alive$", _simple("purchase rhythm: ", _pct, " likely still an active customer")),
     Template(r"^bgnbd_churn_probability$", _simple("purchase rhythm alone gives a ", _pct, " churn risk")),
@@ -395,8 +534,44 @@ TEMPLATES: tuple[Template, ...] = (
     Template(r"^cutoff_month$", _simple("time of year (month ", _ints, ")")),
     Template(r"^cutoff_day_of_year$", _simple("time of year (day ", _ints, ")")),
 )
-# Text-valued (categorical) features: the level itself goes into the sentence.
-TEXT_TEMPLATES: dict[str, str] = {"country": "customer in {}", "acquisition_channel": "acquired through {}"}
+# Country codes (ISO 3166-1 alpha-2) the shops use most, by name; any other value is shown as it is.
+COUNTRY_NAMES: dict[str, str] = {
+    "AT": "Austria", "AU": "Australia", "BE": "Belgium", "BG": "Bulgaria", "CA": "Canada", "CH": "Switzerland",
+    "CY": "Cyprus", "CZ": "Czechia", "DE": "Germany", "DK": "Denmark", "EE": "Estonia", "ES": "Spain",
+    "FI": "Finland", "FR": "France", "GB": "the United Kingdom", "GR": "Greece", "HR": "Croatia", "HU": "Hungary",
+    "IE": "Ireland", "IS": "Iceland", "IT": "Italy", "JP": "Japan", "LI": "Liechtenstein", "LT": "Lithuania",
+    "LU": "Luxembourg", "LV": "Latvia", "MT": "Malta", "NL": "the Netherlands", "NO": "Norway", "NZ": "New Zealand",
+    "PL": "Poland", "PT": "Portugal", "RO": "Romania", "SE": "Sweden", "SI": "Slovenia", "SK": "Slovakia",
+    "TR": "Turkey", "UK": "the United Kingdom", "US": "the United States",
+}  # fmt: skip
+# Acquisition channel codes in words ("came through ..."); any other code is shown with spaces for underscores.
+CHANNEL_LABELS: dict[str, str] = {
+    "affiliate": "an affiliate site",
+    "direct": "a direct visit",
+    "display": "display ads",
+    "email": "e-mail marketing",
+    "marketplace": "a marketplace",
+    "offline": "an offline channel",
+    "organic": "organic search",
+    "paid_search": "paid search ads",
+    "paid_social": "paid social ads",
+    "referral": "a referral",
+    "social": "social media",
+}
+# Text-valued (categorical) features: (label of the value, sentence with {} for it, sentence when missing). A
+# positive contribution means the model rates customers with this value riskier than its average customer.
+TEXT_TEMPLATES: dict[str, tuple[Callable[[pd.Series], pd.Series], str, str]] = {
+    "country": (
+        lambda v: v.map(lambda c: f"{COUNTRY_NAMES[c]} ({c})" if c in COUNTRY_NAMES else c),
+        "based in {}, where customers leave more often than on average",
+        "country not recorded",
+    ),
+    "acquisition_channel": (
+        lambda v: v.map(lambda c: CHANNEL_LABELS.get(c, c.replace("_", " "))),
+        "came through {}, a channel whose customers leave more often than on average",
+        "acquisition channel not recorded",
+    ),
+}
 
 
 def template_for(feature: str) -> tuple[Template | None, str | None]:
@@ -414,11 +589,16 @@ def _sentences(feature: str, rows: np.ndarray, frame: pd.DataFrame) -> np.ndarra
     if feature in TEXT_TEMPLATES or not (
         pd.api.types.is_numeric_dtype(column.dtype) or pd.api.types.is_bool_dtype(column.dtype)
     ):
-        text = column.iloc[rows].astype(object).to_numpy()
-        missing = pd.isna(text)
-        pattern = TEXT_TEMPLATES.get(feature, feature + " = {}")
+        values = column.iloc[rows].astype(object)
+        missing = values.isna().to_numpy()
+        fallback = (lambda v: v, feature + " = {}", feature.replace("_", " ") + " not recorded")
+        label, pattern, unknown = TEXT_TEMPLATES.get(feature, fallback)
+        # Labels per distinct value (a handful), then spread over the customers: no loop over customers.
+        levels = pd.Series(pd.unique(values.dropna().astype(str)), dtype=object)
+        named = pd.Series(label(levels).to_numpy(dtype=object), index=levels.to_numpy(), dtype=object)
+        text = values.dropna().astype(str).map(named).reindex(values.index).to_numpy(dtype=object)
         head, _, tail = pattern.partition("{}")
-        return _where(missing, f"{feature} not known", head + np.where(missing, "", text).astype(object) + tail)
+        return _where(missing, unknown, head + np.where(missing, "", text).astype(object) + tail)
     v = column.iloc[rows].to_numpy(dtype=np.float64, na_value=np.nan)
 
     def get(name: str) -> np.ndarray:
@@ -429,7 +609,10 @@ def _sentences(feature: str, rows: np.ndarray, frame: pd.DataFrame) -> np.ndarra
     template, window = template_for(feature)
     missing = np.isnan(v)
     out = np.empty(rows.size, dtype=object)
-    out[missing] = template.missing if template and template.missing else f"{feature} not known"
+    if template and template.missing:
+        out[missing] = template.missing.format(w=window)
+    else:
+        out[missing] = feature.replace("_", " ") + " not recorded"
     present = ~missing
     if present.any():
         if template is None:

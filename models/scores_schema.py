@@ -3,7 +3,9 @@
 Written by ``churn score`` (Parquet) and turned into the CRM file by ``churn export``. Every column's meaning
 and unit is listed in :data:`COLUMNS` (and in ``docs/scores_schema.md``, which a test keeps in step); the order
 of :data:`COLUMNS` is the file's fixed column order. :func:`validate_scores` checks a table against it with
-pandera before anything is written. A change to a column's name, type or meaning is a new ``SCHEMA_VERSION``.
+pandera before anything is written; :func:`value_problems` checks the same value rules (:data:`RANGES`,
+:data:`VOCABULARIES`) on an Arrow table, for ``churn export`` reading a scores file. A change to a column's name,
+type or meaning is a new ``SCHEMA_VERSION``.
 
 Versions (``docs/scores_schema.md`` keeps the list for CRM users):
 
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 # pandera.pandas, imported by features.schemas so that its import-time side effects are undone.
 from features.schemas import pa as pandera
@@ -44,7 +47,20 @@ def summary_path(out: str) -> str:
     return str(out).rstrip("/").removesuffix(".parquet") + ".summary.json"
 
 
-__all__ = ["COLUMNS", "HOLD_OUT", "SCHEMA_VERSION", "Column", "arrow_schema", "columns_markdown", "validate_scores"]
+__all__ = [
+    "COLUMNS",
+    "HOLD_OUT",
+    "MAX_MONEY",
+    "MAX_ORDERS",
+    "RANGES",
+    "SCHEMA_VERSION",
+    "VOCABULARIES",
+    "Column",
+    "arrow_schema",
+    "columns_markdown",
+    "validate_scores",
+    "value_problems",
+]
 
 SCHEMA_VERSION = "1.1"
 # The recommended_action of control-group customers: never act on them.
@@ -165,6 +181,26 @@ COLUMNS: tuple[Column, ...] = (
 
 TEXT_COLUMNS = tuple(c.name for c in COLUMNS if pa.types.is_string(c.arrow_type))
 
+# The value rules of the numeric columns, one source for validate_scores (pandera, before `churn score` writes)
+# and value_problems (Arrow, when `churn export` reads a scores file): every value finite and within
+# [low, high], bounds included. Money is net revenue of one customer over the CLV horizon: MAX_MONEY (ten
+# trillion in any currency) is far beyond any real customer and far below what the export's decimal(18, 2)
+# holds (1e16), so a broken model or a damaged file can never be printed as a wrong number.
+MAX_MONEY = 1e13
+MAX_ORDERS = 1e9
+RANGES: dict[str, tuple[float, float]] = {
+    "churn_probability": (0.0, 1.0),
+    "churn_percentile": (1, 100),
+    "predicted_clv": (0.0, MAX_MONEY),
+    "clv_percentile": (1, 100),
+    "expected_orders": (0.0, MAX_ORDERS),
+    "value_if_retained": (0.0, MAX_MONEY),
+    "value_percentile": (1, 100),
+    "value_at_risk": (0.0, MAX_MONEY),
+}
+# Text columns whose values come from a fixed list.
+VOCABULARIES: dict[str, tuple[str, ...]] = {"risk_tier": tuple(TIER_ORDER), "schema_version": (SCHEMA_VERSION,)}
+
 
 def arrow_schema(metadata: dict[str, str] | None = None) -> pa.Schema:
     """The scores table's Arrow schema, columns in the fixed order."""
@@ -172,17 +208,9 @@ def arrow_schema(metadata: dict[str, str] | None = None) -> pa.Schema:
 
 
 def _pandera_schema() -> pandera.DataFrameSchema:
-    between = {
-        "churn_probability": (0.0, 1.0),
-        "churn_percentile": (1, 100),
-        "clv_percentile": (1, 100),
-        "value_percentile": (1, 100),
-    }
-    checks: dict[str, list] = {name: [pandera.Check.in_range(lo, hi)] for name, (lo, hi) in between.items()}
-    for name in ("predicted_clv", "expected_orders", "value_if_retained", "value_at_risk"):
-        checks[name] = [pandera.Check.ge(0.0)]
-    checks["risk_tier"] = [pandera.Check.isin(TIER_ORDER)]
-    checks["schema_version"] = [pandera.Check.eq(SCHEMA_VERSION)]
+    checks: dict[str, list] = {name: [pandera.Check.in_range(lo, hi)] for name, (lo, hi) in RANGES.items()}
+    for name, allowed in VOCABULARIES.items():
+        checks[name] = [pandera.Check.isin(allowed)]
     columns = {
         c.name: pandera.Column(
             nullable=c.nullable,
@@ -223,15 +251,52 @@ def _pandera_schema() -> pandera.DataFrameSchema:
 
 def validate_scores(frame: pd.DataFrame) -> pd.DataFrame:
     """Check a scores table against the schema (columns, order, ranges, rules); raises ``ValueError`` listing
-    every broken rule with a few failing customers."""
+    every broken rule with its number of rows and a few failing values (never customer ids)."""
     try:
         return _pandera_schema().validate(frame, lazy=True)
     except pandera.errors.SchemaErrors as exc:
         cases = exc.failure_cases
         lines = []
-        for (column, check), group in cases.groupby(["column", "check"], dropna=False, sort=True):
-            lines.append(f"{column}: {check} ({len(group)} rows, e.g. {group['failure_case'].head(3).tolist()})")
+        # A rule over several columns fails once per row, whatever the number of columns it reports.
+        whole = cases["schema_context"].eq("DataFrameSchema") & cases["index"].notna()
+        for check, group in cases[whole].groupby("check", sort=True):
+            lines.append(f"{check} ({group['index'].nunique()} rows)")
+        for (column, check), group in cases[~whole].groupby(["column", "check"], dropna=False, sort=True):
+            examples = "" if column == "customer_id" else f", e.g. {group['failure_case'].head(3).tolist()}"
+            lines.append(f"{column}: {check} ({len(group)} rows{examples})")
         raise ValueError(f"scores table breaks schema v{SCHEMA_VERSION}: " + "; ".join(lines)) from exc
+
+
+def value_problems(table: pa.Table) -> list[str]:
+    """What a scores table of the right columns and types breaks of the value rules (:data:`RANGES`,
+    :data:`VOCABULARIES`, no empty cell in a column that may not be empty, control-group rows held out), as
+    ``"column: N rows ..."`` lines; counts only, never a value. Vectorised (Arrow compute)."""
+    rows = table.num_rows
+    problems = []
+    for col in COLUMNS:
+        empty = table.column(col.name).null_count
+        if empty and not col.nullable:
+            problems.append(f"{col.name}: {empty:,} rows empty")
+    for name, (low, high) in RANGES.items():
+        values = table.column(name)
+        ok = pc.and_(pc.greater_equal(values, low), pc.less_equal(values, high))
+        if pa.types.is_floating(values.type):
+            ok = pc.and_(ok, pc.is_finite(values))
+        bad = rows - values.null_count - int(pc.sum(ok).as_py() or 0)
+        if bad:
+            what = "NaN, infinite or " if pa.types.is_floating(values.type) else ""
+            problems.append(f"{name}: {bad:,} rows {what}outside [{low:g}, {high:g}]")
+    for name, allowed in VOCABULARIES.items():
+        values = table.column(name)
+        known = int(pc.sum(pc.is_in(values, value_set=pa.array(allowed, pa.string()))).as_py() or 0)
+        bad = rows - values.null_count - known
+        if bad:
+            problems.append(f"{name}: {bad:,} rows not one of {', '.join(allowed)}")
+    acted_on = pc.and_(table.column("control_group"), pc.not_equal(table.column("recommended_action"), HOLD_OUT))
+    bad = int(pc.sum(pc.fill_null(acted_on, False)).as_py() or 0)
+    if bad:
+        problems.append(f"recommended_action: {bad:,} control_group rows not {HOLD_OUT!r} (never act on them)")
+    return problems
 
 
 def columns_markdown() -> str:

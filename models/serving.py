@@ -7,8 +7,13 @@ One class serves both models; ``model_config["kind"]`` says which:
 - ``clv``: returns ``predicted_clv`` (net revenue over the CLV horizon, shop currency) and
   ``expected_orders``.
 
-A feature table lacking a column the model was trained on is rejected with an error naming every missing
-column; extra columns (keys, labels) are ignored and columns are matched by name, never by position.
+A feature table lacking a column the model was trained on is rejected with an error naming how many are
+missing and the first few of them (never a value: feature tables carry customer ids); extra columns (keys,
+labels) are ignored and columns are matched by name, never by position. MLflow checks the input against the
+logged signature before this class sees it, and by default its error quotes the input table itself (customer
+ids and any personal column, thousands of characters): loading this model sets ``MLFLOW_DISABLE_SCHEMA_DETAILS``
+(unless already set), so MLflow says only that the input does not fit the schema; call
+``unwrap_python_model().predict`` (or :func:`missing_columns_message`) to see which columns are missing.
 
 ``estimator`` is the deployed model (fitted with the newest labels); ``holdout_estimator`` its held-out twin,
 fitted before the test cutoff, on which the gate and ``churn evaluate`` judge the version.
@@ -24,19 +29,40 @@ load models only from your own tracking store / registry, never from an untruste
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import joblib
 import mlflow
 import pandas as pd
 
-from models.preprocess import check_columns
+MAX_LISTED = 10
+
+
+def missing_columns_message(model_input: pd.DataFrame, features: Sequence[str]) -> str | None:
+    """``3 of 114 feature columns missing: a, b, c`` (at most :data:`MAX_LISTED` names; never a value), or None
+    when every feature column is there."""
+    have = {str(c) for c in model_input.columns}
+    missing = [f for f in features if f not in have]
+    if not missing:
+        return None
+    more = len(missing) - MAX_LISTED
+    shown = ", ".join(missing[:MAX_LISTED]) + (f" and {more:,} more" if more > 0 else "")
+    return (
+        f"{len(missing):,} of {len(features):,} feature column(s) the model was trained on are missing from the "
+        f"input ({len(model_input.columns):,} columns, {len(model_input):,} rows): {shown}. Build the input with "
+        f"`churn features` and the params the model was trained with."
+    )
 
 
 class ServingModel(mlflow.pyfunc.PythonModel):
     """Calibrated churn probabilities or CLV predictions for a feature table (one row per customer)."""
 
     def load_context(self, context) -> None:
+        # MLflow's schema error would print the input rows (ids, e-mail addresses): from the moment a model is
+        # loaded, ask it for its short message instead (unless the user chose otherwise).
+        os.environ.setdefault("MLFLOW_DISABLE_SCHEMA_DETAILS", "true")
         self.kind = context.model_config["kind"]
         self.estimator = joblib.load(context.artifacts["estimator"])
         # The held-out twin (fitted before the test cutoff) judges the version in the gate and `evaluate`;
@@ -47,7 +73,11 @@ class ServingModel(mlflow.pyfunc.PythonModel):
         self.drift_reference = json.loads(Path(reference).read_text(encoding="utf-8")) if reference else None
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        check_columns(model_input, self.estimator.features_)
+        if not isinstance(model_input, pd.DataFrame):
+            raise TypeError(f"expected a pandas DataFrame with named columns, got {type(model_input).__name__}")
+        message = missing_columns_message(model_input, self.estimator.features_)
+        if message is not None:
+            raise ValueError(message)
         if self.kind == "churn":
             return pd.DataFrame({"churn_probability": self.estimator.predict_proba(model_input)[:, 1]})
         return pd.DataFrame(

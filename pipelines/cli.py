@@ -123,6 +123,8 @@ def features(
     """
     from pipelines import features as stage
 
+    if as_of is not None:
+        stage.parse_day(as_of, "--as-of")  # UsageError (exit 4) before any data is read
     if (out is None) == (out_dir is None):
         raise typer.BadParameter("give exactly one of --out (one cutoff) or --out-dir (training panel + scoring).")
     if out_dir is not None:
@@ -248,10 +250,13 @@ def score(
 
     Models come from the MLflow registry at MLFLOW_TRACKING_URI (default sqlite:///mlflow.db). Exit codes:
     3 = the data is unusable (not validated, empty, as-of date before the data, features the model needs are
-    missing), 4 = params or model URI wrong (unknown model, alias or version).
+    missing), 4 = params or model URI wrong (unknown model, alias or version) or --as-of not YYYY-MM-DD.
     """
+    from pipelines import features as feature_stage
     from pipelines import score as stage
 
+    if as_of is not None:
+        feature_stage.parse_day(as_of, "--as-of")  # UsageError (exit 4) before models or data are loaded
     stage.run(data=data, out=out, params_path=params, as_of=as_of, model_uris=model_uri, engine=engine)
 
 

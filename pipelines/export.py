@@ -10,13 +10,27 @@ Output ``--out`` and ``<out>.manifest.json``:
   a fixed number of places (probabilities 6, money 2, expected orders 3), ``true``/``false``, empty = missing;
 - every text cell made safe from spreadsheet formula injection (models.crm), in CSV and Parquet alike;
 - the same scores and params give a byte-identical file (no timestamps anywhere, also not in the manifest);
-- the file is written to a temporary name and renamed, then the manifest likewise: a manifest whose ``sha256``
-  matches the file means the export is complete (the CRM job should check it before importing).
+- at most ``export.max_rows_per_file`` rows per file (default 1,000,000, below HubSpot's 1,048,576 rows per
+  import file). More rows are split into parts beside ``--out``: ``scores.csv`` -> ``scores.part-0001.csv``,
+  ``scores.part-0002.csv``, ... (each with the header; Parquet likewise), listed in the manifest under ``parts``
+  (file, rows, bytes, sha256 each; the top-level ``file`` and ``sha256`` are then null, ``rows`` and ``bytes``
+  the totals). An export that fits is one file, exactly as without the limit (no ``parts`` key);
+- every file is staged in ``.<out name>.tmp`` beside ``--out`` (a killed run's leftovers there are removed by the
+  next run); once all are staged, the old manifest is deleted, the files are renamed into place, files of a
+  previous run the new set does not replace (``--out`` itself or parts beyond the new count) are deleted, and
+  the manifest is written last: a manifest whose ``sha256`` (per part when split) matches the files means the
+  export is complete (the CRM job should check it before importing);
+- refused, before anything is written or deleted: an ``--out`` (or manifest path) that is a directory
+  (UsageError, exit 4), and a scores file whose values break the rules of models.scores_schema (probabilities
+  NaN or outside [0, 1], money NaN, infinite, negative or above ``MAX_MONEY``, unknown tiers, control-group rows
+  not held out, ...: DataContractError, exit 3, naming each column and its number of bad rows, never a value).
 """
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,14 +49,25 @@ from models.scores_schema import (
     arrow_schema,
     summary_from_metadata,
     summary_path,
+    value_problems,
 )
 from pipelines.console import step
 from pipelines.errors import DataContractError, ParamsError
-from pipelines.io import atomic_path, write_json
+from pipelines.io import atomic_files, check_file_target, write_json
 from pipelines.params import load_section
 from pipelines.tracking import file_fingerprint
 
-__all__ = ["DECIMALS", "FORMATS", "ExportParams", "crm_table", "manifest_path", "read_scores", "run"]
+__all__ = [
+    "DECIMALS",
+    "FORMATS",
+    "ExportParams",
+    "crm_table",
+    "existing_parts",
+    "manifest_path",
+    "part_paths",
+    "read_scores",
+    "run",
+]
 
 FORMATS = ("csv", "parquet")
 # Decimal places of the numeric columns in the export.
@@ -62,6 +87,8 @@ class ExportParams:
     column_names: dict[str, str] = field(default_factory=dict)
     pseudonymise_ids: bool = False
     pseudonym_key_env: str = "CHURN_PSEUDONYM_KEY"
+    # Rows per file at most (HubSpot imports at most 1,048,576 rows per file); more are split into parts.
+    max_rows_per_file: int = 1_000_000
 
     def __post_init__(self) -> None:
         known = [c.name for c in COLUMNS]
@@ -76,11 +103,34 @@ class ExportParams:
             raise ValueError(f"column_names gives several columns the same name: {duplicates}")
         if not self.pseudonym_key_env:
             raise ValueError("pseudonym_key_env must name an environment variable")
+        rows = self.max_rows_per_file
+        if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
+            raise ValueError(
+                f"max_rows_per_file must be a positive whole number of rows per file (default 1000000, below "
+                f"HubSpot's 1,048,576), got {rows!r}"
+            )
 
 
 def manifest_path(out: Path) -> Path:
     """``scores.csv`` -> ``scores.csv.manifest.json``."""
     return Path(out).with_name(Path(out).name + ".manifest.json")
+
+
+def part_paths(out: Path, parts: int) -> list[Path]:
+    """The files of an export split into ``parts``: ``scores.csv`` -> ``scores.part-0001.csv``, ... (at least four
+    digits, so the names sort in order)."""
+    out = Path(out)
+    width = max(4, len(str(parts)))
+    return [out.with_name(f"{out.stem}.part-{i:0{width}d}{out.suffix}") for i in range(1, parts + 1)]
+
+
+def existing_parts(out: Path) -> list[Path]:
+    """Part files of an earlier split export to ``out`` (names as :func:`part_paths`), in name order."""
+    out = Path(out)
+    if not out.parent.is_dir():
+        return []
+    pattern = re.compile(rf"{re.escape(out.stem)}\.part-\d{{4,}}{re.escape(out.suffix)}")
+    return sorted(p for p in out.parent.iterdir() if pattern.fullmatch(p.name) and p.is_file())
 
 
 def read_scores(path: Path) -> pa.Table:
@@ -111,6 +161,13 @@ def read_scores(path: Path) -> pa.Table:
         raise DataContractError(
             f"{path}: column customer_id repeats {repeated:,} of {table.num_rows:,} rows; a scores file has one row "
             f"per customer. Export only files written by `churn score`."
+        )
+    problems = value_problems(table)
+    if problems:
+        raise DataContractError(
+            f"{path} ({table.num_rows:,} rows) holds values a scores file of `churn score` never has: "
+            f"{'; '.join(problems)}. The file is damaged or was changed after scoring: run `churn score` again "
+            f"and export its output. Nothing was exported."
         )
     return table
 
@@ -148,7 +205,10 @@ def crm_table(table: pa.Table, params: ExportParams, fmt: str, key: str | None) 
         elif col.name in DECIMALS:
             places = DECIMALS[col.name]
             if fmt == "csv":
-                values = fixed_decimals(values, places)
+                try:
+                    values = fixed_decimals(values, places)
+                except ValueError as exc:  # read_scores refuses such values first
+                    raise DataContractError(f"column {col.name}: {exc}. Run `churn score` again.") from exc
             else:
                 values = pc.round(values, ndigits=places, round_mode="half_to_even")
         columns.append(values)
@@ -169,24 +229,24 @@ def run(scores: Path, fmt: str, out: Path, params_path: Path) -> None:
                 f"export.pseudonymise_ids is true but the environment variable {params.pseudonym_key_env} is not "
                 f"set: export the secret key there (keep it out of the repository), or set pseudonymise_ids: false."
             )
+    out = Path(out)
+    # Before any work: a directory there would otherwise be found only after reading and converting the scores.
+    check_file_target(out, "--out", f"scores.{fmt}")
+    check_file_target(manifest_path(out), "the manifest path (--out + .manifest.json)", "manifest.json")
     with step(f"export ({fmt})") as s:
         table = read_scores(scores)
         summary = summary_from_metadata(table.schema.metadata)
         crm, neutralised = crm_table(table, params, fmt, key)
-        out = Path(out)
-        with atomic_path(out) as tmp:
-            if fmt == "csv":
-                pacsv.write_csv(crm, tmp, pacsv.WriteOptions(include_header=True, delimiter=","))
-            else:
-                pq.write_table(crm, tmp, compression="zstd")
-            digest, size = file_fingerprint(tmp), tmp.stat().st_size
+        files = _write_files(crm, fmt, out, params.max_rows_per_file)
+        size = sum(f["bytes"] for f in files)
+        single = files[0] if len(files) == 1 else {"file": None, "sha256": None}
         manifest: dict[str, Any] = {
-            "file": out.name,
+            "file": single["file"],
             "format": fmt,
             "encoding": "utf-8" if fmt == "csv" else None,
             "rows": crm.num_rows,
             "bytes": size,
-            "sha256": digest,
+            "sha256": single["sha256"],
             "schema_version": SCHEMA_VERSION,
             "as_of_date": summary.get("as_of_date"),
             "model_version": summary.get("model_version"),
@@ -201,6 +261,35 @@ def run(scores: Path, fmt: str, out: Path, params_path: Path) -> None:
             "tiers": summary.get("tiers"),
             "source": Path(scores).name,
         }
+        if len(files) > 1:
+            manifest["parts"] = files
         write_json(manifest, manifest_path(out))
         s.rows = crm.num_rows
-        s.detail = f"{size / 1e6:.1f} MB, sha256 {digest[:12]}..., {neutralised} text cells neutralised -> {out}"
+        where = f"sha256 {files[0]['sha256'][:12]}..." if len(files) == 1 else f"{len(files)} parts"
+        written = out if len(files) == 1 else f"{files[0]['file']} .. {files[-1]['file']}"
+        s.detail = f"{size / 1e6:.1f} MB, {where}, {neutralised} text cells neutralised -> {written}"
+
+
+def _write_files(crm: pa.Table, fmt: str, out: Path, max_rows: int) -> list[dict[str, Any]]:
+    """Write ``crm`` to ``out``, or to parts of at most ``max_rows`` rows each (module docstring), all staged and
+    then renamed together; returns file name, rows, bytes and sha256 of each file."""
+    count = max(1, math.ceil(crm.num_rows / max_rows))
+    targets = [out] if count == 1 else part_paths(out, count)
+    stale = [p for p in [*existing_parts(out), out] if p not in targets]
+    files = []
+    with atomic_files(targets, retire=[manifest_path(out)], remove=stale, staging=out) as staged:
+        for i, (tmp, target) in enumerate(zip(staged, targets, strict=True)):
+            chunk = crm.slice(i * max_rows, max_rows) if count > 1 else crm
+            if fmt == "csv":
+                pacsv.write_csv(chunk, tmp, pacsv.WriteOptions(include_header=True, delimiter=","))
+            else:
+                pq.write_table(chunk, tmp, compression="zstd")
+            files.append(
+                {
+                    "file": target.name,
+                    "rows": chunk.num_rows,
+                    "bytes": tmp.stat().st_size,
+                    "sha256": file_fingerprint(tmp),
+                }
+            )
+    return files

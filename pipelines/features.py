@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
+import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -19,10 +22,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.build import FeatureConfig, build_feature_blocks, build_feature_table
+from features.contract import TABLES
 from features.cutoffs import CutoffSchedule, data_end, scoring_cutoff, training_cutoffs
 from models.split import plan_schedule
-from pipelines.console import console, step
-from pipelines.errors import DataContractError, ParamsError, repeated_customers, validate_first
+from pipelines.console import console, format_seconds, step
+from pipelines.errors import DataContractError, ParamsError, UsageError, repeated_customers, validate_first
 from pipelines.io import atomic_path, write_json
 from pipelines.params import load_section
 
@@ -52,8 +56,31 @@ class LabelsParams:
     clv_horizon_days: int = 180
 
 
+_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def parse_day(value: str, what: str, error: type[Exception] = UsageError) -> pd.Timestamp:
+    """A calendar day written ``YYYY-MM-DD`` (nothing else: ``01/06/2025`` could be January or June) as a naive
+    timestamp at 00:00; ``error`` (UsageError, or ParamsError for params) names ``what`` (the option or key)."""
+    text = str(value).strip()
+    try:
+        if not _ISO_DAY.fullmatch(text):
+            raise ValueError("not YYYY-MM-DD")
+        return pd.Timestamp(date.fromisoformat(text))
+    except ValueError as exc:
+        raise error(
+            f"{what} {value!r} is not a date in the form YYYY-MM-DD (year-month-day, e.g. 2025-06-01); other "
+            f"spellings such as 01/06/2025 are refused, since the order of day and month would be a guess."
+        ) from exc
+
+
 def load_params(params_path: Path) -> tuple[FeaturesParams, FeatureConfig]:
     feats = load_section(FeaturesParams, "features", params_path)
+    where = f"{Path(params_path).name}:features.cutoffs"
+    if feats.cutoffs.scoring_date is not None:
+        parse_day(feats.cutoffs.scoring_date, f"{where}.scoring_date", ParamsError)
+    for i, day in enumerate(feats.cutoffs.dates):
+        parse_day(day, f"{where}.dates[{i}]", ParamsError)
     labels = load_section(LabelsParams, "labels", params_path)
     try:
         config = FeatureConfig(
@@ -67,8 +94,75 @@ def load_params(params_path: Path) -> tuple[FeaturesParams, FeatureConfig]:
     return feats, config
 
 
+@dataclass(frozen=True)
+class TableCheck:
+    """What :func:`check_tables` found in a validated table: its rows and its optional columns without a value."""
+
+    path: Path
+    rows: int
+    empty_optional: tuple[str, ...] = ()
+
+
+def _null_counts(pf: pq.ParquetFile, columns: list[str]) -> dict[str, int]:
+    """Nulls per column from the row groups' statistics (no data read); a column without them is counted."""
+    counts = {}
+    meta = pf.metadata
+    for name in columns:
+        index = pf.schema_arrow.get_field_index(name)
+        stats = [meta.row_group(g).column(index).statistics for g in range(meta.num_row_groups)]
+        if all(st is not None and st.has_null_count for st in stats):
+            counts[name] = sum(st.null_count for st in stats)
+        else:
+            counts[name] = pf.read(columns=[name]).column(0).null_count
+    return counts
+
+
+def check_tables(data: Path) -> dict[str, TableCheck]:
+    """Every contract table of a validated directory against the contract, from the Parquet footers (fast, no
+    data scanned): DataContractError naming the file, the columns, the rows and the fix when a table lacks a
+    required column or a required column holds no value in any row (``churn validate`` refuses both). Optional
+    columns without a value are returned (``connect`` treats them as absent, as validate does)."""
+    found, errors = {}, []
+    for name, spec in TABLES.items():
+        path = data / f"{name}.parquet"
+        if not path.is_file():
+            continue
+        try:
+            pf = pq.ParquetFile(path)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise DataContractError(
+                f"{data} cannot be read ({path.name}: {str(exc).splitlines()[0]}). Re-run `churn validate` into a "
+                f"fresh directory."
+            ) from exc
+        names = set(pf.schema_arrow.names)
+        rows = pf.metadata.num_rows
+        missing = [c for c in spec.required_columns if c not in names]
+        if missing:
+            errors.append(f"{path} (table {name}, {rows:,} rows) lacks required column(s) {', '.join(missing)}.")
+            continue
+        present = [c for c in spec.column_names if c in names]
+        nulls = _null_counts(pf, present) if rows else {}
+        empty = [c for c in present if rows and nulls[c] == rows]
+        required = [c for c in empty if spec.column(c).required]
+        if required:
+            errors.append(
+                f"{path} (table {name}): required column(s) {', '.join(required)} empty (null) in all {rows:,} rows."
+            )
+        found[name] = TableCheck(path, rows, tuple(c for c in empty if c not in required))
+    if errors:
+        raise DataContractError(
+            " ".join(errors) + f" This is not what `churn validate` writes: {validate_first(data)} Validate refuses "
+            f"such data with the fix; nothing was written."
+        )
+    return found
+
+
+_warned_empty: set[tuple[str, str]] = set()
+
+
 def connect(data: Path) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with one view per contract table found in ``data`` (Parquet only)."""
+    """An in-memory DuckDB with one view per contract table found in ``data`` (Parquet only), after
+    :func:`check_tables`; an optional column without any value is left out of its view, with a warning."""
     data = Path(data)
     if not data.is_dir():
         raise DataContractError(f"data directory {data} does not exist: {validate_first(data)}")
@@ -77,6 +171,7 @@ def connect(data: Path) -> duckdb.DuckDBPyConnection:
             f"{data} has no orders.parquet. `churn features` reads validated data; if it holds the raw tables, "
             f"{validate_first(data, raw=True)}"
         )
+    checks = check_tables(data)
     con = duckdb.connect()
     con.execute(f"SET threads = {max(1, os.cpu_count() or 1)}")
     con.execute("SET preserve_insertion_order = false")
@@ -89,7 +184,18 @@ def connect(data: Path) -> duckdb.DuckDBPyConnection:
         path = data / f"{table}.parquet"
         if not path.is_file():
             continue
-        con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{path.as_posix()}')")
+        empty = checks[table].empty_optional
+        quoted = ", ".join('"' + c + '"' for c in empty)
+        exclude = f" EXCLUDE ({quoted})" if empty else ""
+        for column in empty:
+            if (str(path), column) not in _warned_empty:  # once per process: score connects more than once
+                _warned_empty.add((str(path), column))
+                console.print(
+                    f"[yellow]{path}: optional column {column} is empty in all {checks[table].rows:,} rows: treated "
+                    f"as absent (re-run `churn validate`, which drops such columns)[/yellow]",
+                    soft_wrap=True,
+                )
+        con.execute(f"CREATE VIEW {table} AS SELECT *{exclude} FROM read_parquet('{path.as_posix()}')")
         kinds = dict(con.sql(f"SELECT column_name, column_type FROM (DESCRIBE {table})").fetchall())
         if kinds.get(ts) != "TIMESTAMP":
             raise DataContractError(
@@ -202,9 +308,15 @@ def run(data: Path | str, out_dir: Path, params_path: Path, engine: str | None =
     else:
         # One pass over the data for both: the scoring cutoff keeps lapsed customers (flagged).
         passes = [(build_feature_blocks(con, [*cutoffs, as_of], end, config, True, keep_lapsed_at=(as_of,)), None)]
+    blocks = len(cutoffs) + 1
+    console.print(
+        f"features: {blocks} cutoff blocks ({len(cutoffs)} training + scoring) from {source_rows(Path(data))}; "
+        f"reading the source rows first",
+        soft_wrap=True,
+    )
     with step("features (training panel + scoring table)") as s:
         with atomic_path(out_dir / "panel.parquet") as panel_tmp, atomic_path(out_dir / "scoring.parquet") as score_tmp:
-            made = _stream(passes, as_of, {"panel": panel_tmp, "scoring": score_tmp})
+            made = _stream(passes, as_of, {"panel": panel_tmp, "scoring": score_tmp}, _Progress(blocks))
             if not sum(made["panel"]["rows"].values()):
                 raise DataContractError("no customer is eligible at any training cutoff: the panel would be empty.")
         manifests = {}
@@ -223,7 +335,38 @@ def run(data: Path | str, out_dir: Path, params_path: Path, engine: str | None =
         write_json(manifest, manifest_path(out_dir / f"{name}.parquet"))
 
 
-def _stream(passes: list, as_of: pd.Timestamp, paths: dict[str, Path]) -> dict[str, dict]:
+def source_rows(data: Path) -> str:
+    """``12,345 orders, 678 returns, ...``: the rows of each table, from the Parquet footers (no data read)."""
+    parts = []
+    for name in ("orders", "returns", "customers", "events"):
+        path = Path(data) / f"{name}.parquet"
+        if path.is_file():
+            parts.append(f"{pq.ParquetFile(path).metadata.num_rows:,} {name}")
+    return ", ".join(parts)
+
+
+class _Progress:
+    """One line per cutoff block on stderr (the scans before the first block are the long wait, so the first
+    line says how long reading the source rows took): progress a scheduler's log shows too."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.done, self.start = total, 0, time.perf_counter()
+        self.last = self.start
+
+    def block(self, table: str, cutoff: pd.Timestamp, rows: int) -> None:
+        now = time.perf_counter()
+        if self.done == 0:
+            console.print(f"  source rows read and rolled up in {format_seconds(now - self.start)}", soft_wrap=True)
+        self.done += 1
+        console.print(
+            f"  {table} cutoff {cutoff.date()} ({self.done}/{self.total}): {rows:,} rows in "
+            f"{format_seconds(now - self.last)}",
+            soft_wrap=True,
+        )
+        self.last = now
+
+
+def _stream(passes: list, as_of: pd.Timestamp, paths: dict[str, Path], progress: _Progress | None = None) -> dict:
     """Write the blocks of each pass to their tables (``panel``, or ``scoring`` for the scoring cutoff when a
     pass is not fixed to one table), each cutoff in Parquet row groups of its own. Parquet encoding releases
     the GIL: a writer thread stores each block while the next is made. Returns per table the rows per cutoff
@@ -241,6 +384,8 @@ def _stream(passes: list, as_of: pd.Timestamp, paths: dict[str, Path]) -> dict[s
                         writers[name] = pq.ParquetWriter(paths[name], block.schema, **_write_options(block.schema))
                     made[name]["rows"][str(cutoff.date())] = block.num_rows
                     made[name]["manifest"] = manifest
+                    if progress is not None:
+                        progress.block(name, cutoff, block.num_rows)
                     if name in writing:
                         writing[name].result()
                     writing[name] = pool.submit(writers[name].write_table, block)
@@ -261,6 +406,8 @@ def run_one(data: Path | str, as_of: str | None, out: Path | str, params_path: P
         from features.spark import build_feature_table_spark
         from pipelines.spark import read_tables, spark_session, write_parquet, write_text
 
+        if "://" not in str(data) and Path(data).is_dir():
+            check_tables(Path(data))  # a local directory: the same contract checks as the DuckDB engine
         spark = spark_session()
         tables = read_tables(spark, data)
         first, last = spark_span(tables["orders"])
@@ -275,6 +422,7 @@ def run_one(data: Path | str, as_of: str | None, out: Path | str, params_path: P
     con = connect(Path(data))
     first, last = data_span(con)
     cutoff = _one_cutoff(as_of, first, last)
+    console.print(f"features as of {cutoff.date()} from {source_rows(Path(data))}", soft_wrap=True)
     with step("features") as s:
         frame, manifest = build_feature_table(con, [cutoff], data_end(last), config, training=False)
         s.rows = frame.num_rows
@@ -283,7 +431,7 @@ def run_one(data: Path | str, as_of: str | None, out: Path | str, params_path: P
 
 
 def _one_cutoff(as_of: str | None, first: pd.Timestamp, last: pd.Timestamp) -> pd.Timestamp:
-    cutoff = pd.Timestamp(as_of).floor("D") if as_of else data_end(last)
+    cutoff = parse_day(as_of, "--as-of") if as_of is not None else data_end(last)
     if cutoff <= first.floor("D"):
         raise DataContractError(
             f"--as-of {cutoff.date()} is not after the first order ({first.date()}): nobody is a customer yet."
@@ -318,6 +466,8 @@ def _run_spark(data: str, out_dir: Path, feats: FeaturesParams, config: FeatureC
     from features.spark import build_feature_table_spark
     from pipelines.spark import read_tables, spark_session, write_parquet
 
+    if "://" not in data and Path(data).is_dir():
+        check_tables(Path(data))  # a local directory: the same contract checks as the DuckDB engine
     spark = spark_session()
     tables = read_tables(spark, data)
     cutoffs, end, as_of, plan = schedule(feats, config, *spark_span(tables["orders"]))

@@ -1,7 +1,9 @@
 """File I/O for the stages: locating contract tables, reading them, writing outputs atomically.
 
 Every writer here writes to a temporary sibling first and renames it into place, so a crash or a
-failed validation never leaves a half-written output behind.
+failed validation never leaves a half-written output behind. The sibling has one fixed name per target
+(``.scores.csv.tmp``), so what a killed run left there is removed by the next run; a file output never
+replaces an existing directory (UsageError, nothing deleted).
 """
 
 from __future__ import annotations
@@ -9,9 +11,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
-import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.errors import DataContractError
+from pipelines.errors import DataContractError, UsageError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on POSIX: no lock on the staging directory
+    fcntl = None  # type: ignore[assignment]
 
 TABLE_SUFFIXES = (".parquet", ".csv")
 
@@ -68,41 +75,162 @@ def read_table_file(path: Path) -> pd.DataFrame:
         raise DataContractError(f"{path} is not a readable Parquet file ({exc}). Re-export it and run again.") from exc
 
 
+def staging_dir(target: Path) -> Path:
+    """The one staging directory of ``target``: ``scores.csv`` -> ``.scores.csv.tmp`` beside it. The name is fixed,
+    so whatever a killed run left there is removed by the next run that writes ``target``."""
+    target = Path(target)
+    return target.with_name(f".{target.name}.tmp")
+
+
+def check_file_target(target: Path, what: str = "--out", example: str = "FILE", staged: bool = False) -> None:
+    """UsageError when ``target`` (an output that is a file) is an existing directory: writing the file would
+    have to delete the directory and everything in it, so it is neither written nor deleted. ``what`` names the
+    argument, ``example`` a file name to suggest inside the directory; ``staged``: found only once the file was
+    staged (other outputs of the run may already be written)."""
+    target = Path(target)
+    if target.is_dir():
+        outcome = (
+            f"{target} was not written and the directory was left as it is."
+            if staged
+            else "Nothing was written, nothing was deleted."
+        )
+        raise UsageError(
+            f"{what} {target} is a directory, but this output is a file (writing it would delete the directory "
+            f"and everything in it): pass a file path, e.g. {target / example}, or move the directory away. "
+            f"{outcome}"
+        )
+
+
+def _clear(directory: Path) -> None:
+    for child in directory.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+
+
+def _remove_old_random_staging(target: Path) -> None:
+    """Staging directories of earlier versions (``.scores.csv.<8 random characters>.tmp``, tempfile.mkdtemp
+    names) that a killed run left behind: no run ever reused them."""
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.[a-z0-9_]{{8}}\.tmp")
+    with contextlib.suppress(OSError):
+        for sibling in target.parent.iterdir():
+            if pattern.fullmatch(sibling.name) and sibling.is_dir() and not sibling.is_symlink():
+                shutil.rmtree(sibling, ignore_errors=True)
+
+
 @contextlib.contextmanager
-def atomic_path(target: Path) -> Iterator[Path]:
+def _staging(target: Path) -> Iterator[Path]:
+    """The empty staging directory of ``target`` (:func:`staging_dir`), locked for this run and removed at the end.
+
+    A leftover of a killed run (a partial file) is cleared first. The directory is locked (``flock``, released by
+    the kernel when the process dies), so a second run writing the same target at the same time stops with a
+    UsageError instead of deleting the first run's staged files."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_old_random_staging(target)
+    tmp = staging_dir(target)
+    for _ in range(5):
+        if tmp.is_symlink() or (tmp.exists() and not tmp.is_dir()):
+            tmp.unlink()
+        tmp.mkdir(exist_ok=True)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise UsageError(
+                f"another run is writing {target} right now (its staging directory {tmp.name} is locked): wait "
+                f"for it to finish, or write to another path. Nothing was written."
+            ) from None
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(tmp).st_ino == os.fstat(fd).st_ino:
+                break
+        os.close(fd)  # the run that held it removed the directory meanwhile: lock the new one
+    else:  # pragma: no cover - five races in a row
+        raise RuntimeError(f"could not lock the staging directory {tmp}")
+    try:
+        _clear(tmp)
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(target: Path, *, directory: bool | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; on success rename it onto ``target``, on error delete it.
 
     Works for files and directories. A directory target is swapped in with two renames, so readers see
-    either the old or the new complete directory.
+    either the old or the new complete directory. A file is never renamed onto an existing directory (that
+    would delete the directory and its contents): UsageError, before anything is written when the caller says
+    ``directory=False``, else once the file is staged. The staging path lives in :func:`staging_dir`, whose
+    fixed name lets the next run remove what a killed run left there.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    staged = tmp / target.name
-    try:
+    if directory is False:
+        check_file_target(target)
+    with _staging(target) as tmp:
+        staged = tmp / target.name
         yield staged
         if not staged.exists():
             raise RuntimeError(f"nothing was written to the staging path for {target}")
-        if staged.is_dir() and target.exists():
-            old = tmp / (target.name + ".old")
-            os.replace(target, old)
+        if staged.is_dir():
+            if target.exists():
+                old = tmp / (target.name + ".old")
+                os.replace(target, old)
             os.replace(staged, target)
         else:
-            if target.is_dir():
-                shutil.rmtree(target)
+            check_file_target(target, staged=True)
             os.replace(staged, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_files(
+    targets: Sequence[Path], retire: Sequence[Path] = (), remove: Sequence[Path] = (), staging: Path | None = None
+) -> Iterator[list[Path]]:
+    """Stage several files that belong together (the parts of one export) and rename them into place together.
+
+    Yields one staging path per target, all in the staging directory of ``staging`` (a path beside them,
+    default the first target: name the logical output so that any number of parts shares one). Refuses up front,
+    before anything is written, a target that is an existing directory (UsageError). When every file is staged:
+    ``retire`` is deleted first (e.g. a manifest vouching for the previous files, so no reader pairs it with
+    new ones), then every staged file is renamed onto its target, then the files in ``remove`` (e.g. parts of a
+    previous run that the new set does not replace) are deleted; directories there are never touched. On error
+    nothing is renamed or deleted. All targets must be in one directory.
+    """
+    targets = [Path(t) for t in targets]
+    staging = Path(staging) if staging is not None else (targets[0] if targets else None)
+    parents = {t.parent for t in targets} | {staging.parent if staging else None}
+    if not targets or len(parents) != 1 or len({t.name for t in targets}) != len(targets):
+        raise ValueError(f"atomic_files needs distinct files in one directory, got {targets}")
+    for target in targets:
+        check_file_target(target)
+    with _staging(staging) as tmp:
+        staged = [tmp / t.name for t in targets]
+        yield staged
+        missing = [t.name for s, t in zip(staged, targets, strict=True) if not s.is_file()]
+        if missing:
+            raise RuntimeError(f"nothing was written to the staging path for {missing}")
+        for path in retire:
+            if not Path(path).is_dir():
+                Path(path).unlink(missing_ok=True)
+        for s, t in zip(staged, targets, strict=True):
+            os.replace(s, t)
+        for path in remove:
+            if Path(path) not in targets and not Path(path).is_dir():
+                Path(path).unlink(missing_ok=True)
 
 
 def write_parquet(df: pd.DataFrame | pa.Table, path: Path) -> None:
     """Write a DataFrame or Arrow table to Parquet atomically (zstd, no pandas index)."""
     table = df if isinstance(df, pa.Table) else pa.Table.from_pandas(df, preserve_index=False)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, directory=False) as tmp:
         pq.write_table(table, tmp, compression="zstd")
 
 
 def write_json(obj: Any, path: Path) -> None:
     """Write JSON atomically, keys sorted and indented so diffs stay readable."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path, directory=False) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")

@@ -14,7 +14,9 @@ directory (``churn validate`` output). Steps:
    group. Action rules whose reason features the churn model lacks (e.g. e-mail rules for a model trained
    without events) are skipped with one warning each;
 4. drift: PSI of the models' main features and of the scores against each model's training rows (the reference
-   shipped with the model; models.drift), written beside the scores as ``<out stem>.drift.json``;
+   shipped with the model; models.drift), written beside the scores as ``<out stem>.drift.json``, with the
+   categorical levels each model never learnt (per feature: customers, levels, the most common; all scored
+   customers) and the event types outside the data contract, both also in the summary and printed;
 5. validate against the scores schema (models.scores_schema) and write the Parquet file atomically, with the
    run's summary in its metadata (key ``churn.scores``), which ``churn export`` copies into the CRM manifest.
 
@@ -41,7 +43,7 @@ from features.build import LABELS, build_feature_table
 from features.cutoffs import data_end, scoring_cutoff
 from models import reasons as rsn
 from models.actions import ActionRule, applicable_rules, control_group, recommend, validate_rules
-from models.drift import CALENDAR_FEATURES, psi_against
+from models.drift import CALENDAR_FEATURES, level_counts, psi_against, unseen_levels
 from models.evaluation import value_if_retained
 from models.preprocess import check_columns
 from models.scores_schema import (
@@ -58,7 +60,7 @@ from models.tiers import TIER_ORDER, RiskTiers, assign_risk_tier
 from pipelines import features as feature_stage
 from pipelines.console import console, step
 from pipelines.errors import DataContractError, ParamsError, validate_first
-from pipelines.io import atomic_path
+from pipelines.io import atomic_path, check_file_target
 from pipelines.params import load_section
 from pipelines.tracking import tracking_uri
 
@@ -125,8 +127,18 @@ DEFAULT_ACTIONS = (
         min_value_percentile=60,
         action="personal_outreach",
     ),
+    # Value floors: break-even value if retained at the evaluate costs (params.yaml score.actions comments).
     ActionRule(
-        name="high risk or lapsed: win-back e-mail with coupon", tiers=("high", "lapsed"), action="winback_email_coupon"
+        name="lapsed, worth the coupon: win-back e-mail with coupon",
+        tiers=("lapsed",),
+        min_value_if_retained=45.0,
+        action="winback_email_coupon",
+    ),
+    ActionRule(
+        name="high risk, worth the coupon: win-back e-mail with coupon",
+        tiers=("high",),
+        min_value_if_retained=75.0,
+        action="winback_email_coupon",
     ),
     ActionRule(
         name="medium risk, disengaging: loyalty points boost",
@@ -135,7 +147,10 @@ DEFAULT_ACTIONS = (
         action="loyalty_points_boost",
     ),
     ActionRule(
-        name="medium risk otherwise: win-back e-mail with coupon", tiers=("medium",), action="winback_email_coupon"
+        name="medium risk otherwise, worth the coupon: win-back e-mail with coupon",
+        tiers=("medium",),
+        min_value_if_retained=167.0,
+        action="winback_email_coupon",
     ),
     ActionRule(
         name="safe and valuable: cross-sell / upsell",
@@ -228,8 +243,14 @@ def _resolve(client: Any, uri: str) -> tuple[str, str]:
 def load_models(uris: list[str], alias: str) -> dict[str, LoadedModel]:
     """The churn and CLV models: each ``--model-uri`` says which by the ``kind`` it was logged with; a kind not
     given comes from ``models:/<kind>@<alias>``."""
+    import pickle
+
     import mlflow
     from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from pipelines.errors import UsageError
+    from pipelines.tracking import unloadable
 
     mlflow.set_tracking_uri(_check_store())
     client = MlflowClient()
@@ -243,7 +264,18 @@ def load_models(uris: list[str], alias: str) -> dict[str, LoadedModel]:
             f"it unpickles code, so load only models from your own registry",
             soft_wrap=True,
         )
-        pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+        try:
+            pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+        except (MlflowException, OSError, EOFError, pickle.UnpicklingError) as exc:
+            if not unloadable(exc):
+                raise
+            raise UsageError(
+                f"model {uri} (registered model {name!r} version {version}, run {run_id}) cannot be loaded from "
+                f"{tracking_uri()}: its files are missing or unreadable ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0][:200]}). Retrain (`churn train` or `dvc repro -f train`), point the "
+                f"alias at a version whose files exist (`churn promote {name} VERSION`), or score with another "
+                f"version: --model-uri models:/{name}/VERSION."
+            ) from exc
         kind = (pyfunc.model_config or {}).get("kind")
         if kind not in KINDS:
             raise ParamsError(f"model {uri} is not a churn-pipeline model (model_config kind {kind!r}).")
@@ -310,6 +342,8 @@ def _check_data(data: Path) -> None:
             f"{data} is not a validated data directory (it has no report.json and orders.parquet; found "
             f"{present or 'nothing'}). If it holds the raw tables, {validate_first(data, raw=True)}"
         )
+    # Required columns present and not empty in every table: read from the Parquet footers, before the models.
+    feature_stage.check_tables(data)
 
 
 def build_features(
@@ -347,14 +381,8 @@ def as_of_cutoff(
     as_of: str | None, feats: feature_stage.FeaturesParams, first: pd.Timestamp, last: pd.Timestamp, data: Any
 ) -> pd.Timestamp:
     """The scoring cutoff: ``--as-of`` (a date) or params' scoring date (default: the end of the data); it must be
-    after the first order (ParamsError for a non-date, DataContractError for a date nobody is a customer at)."""
-    if as_of is not None:
-        try:
-            cutoff = pd.Timestamp(as_of).floor("D")
-        except ValueError as exc:
-            raise ParamsError(f"--as-of {as_of!r} is not a date (use YYYY-MM-DD).") from exc
-    else:
-        cutoff = scoring_cutoff(feats.cutoffs, last)
+    after the first order (UsageError unless YYYY-MM-DD, DataContractError for a date nobody is a customer at)."""
+    cutoff = feature_stage.parse_day(as_of, "--as-of") if as_of is not None else scoring_cutoff(feats.cutoffs, last)
     if cutoff <= first.floor("D"):
         raise DataContractError(
             f"as-of date {cutoff.date()} is not after the first order in {data} ({first.date()}): no customer has "
@@ -388,17 +416,117 @@ def _check_features(frame: pd.DataFrame, models: dict[str, LoadedModel], data: P
             ) from exc
 
 
+def categorical_columns(models: dict[str, LoadedModel]) -> list[str]:
+    """The categorical features of the models' preprocessors (sorted, each once)."""
+    return sorted({c for m in models.values() for c in m.estimator.preprocessor_.categorical_})
+
+
+def unseen_level_report(
+    counts: dict[str, pd.Series], models: dict[str, LoadedModel]
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Per model and categorical feature, the scored customers whose level the model's preprocessor never kept
+    (models.drift.unseen_levels; scored as "__other__"), and one warning line per feature with any (the models
+    that share the same finding in one line). ``counts``: column -> customers per level (all scored customers)."""
+    report: dict[str, dict[str, Any]] = {}
+    for kind, model in models.items():
+        pre = model.estimator.preprocessor_
+        report[kind] = {c: unseen_levels(counts[c], pre.categories_[c]) for c in pre.categorical_ if c in counts}
+    same: dict[str, list[str]] = {}
+    for kind, columns in report.items():
+        for column, found in columns.items():
+            if found["customers"]:
+                same.setdefault(json.dumps([column, found], sort_keys=True), []).append(kind)
+    warnings = []
+    for key, kinds in same.items():
+        column, found = json.loads(key)
+        listed = ", ".join(f"{t['level']!r} {t['customers']:,}" for t in found["top"])
+        more = f" and {found['levels'] - len(found['top'])} more" if found["levels"] > len(found["top"]) else ""
+        warnings.append(
+            f"{' and '.join(kinds)} model{'s' if len(kinds) > 1 else ''}: {column} has {found['levels']} level(s) "
+            f"unseen at training for {found['customers']:,} customer(s), scored as the catch-all level "
+            f"'__other__': {listed}{more}"
+        )
+    return report, warnings
+
+
+def unseen_event_types(
+    rows: list[tuple[str, int, int]], total_customers: int, models: dict[str, LoadedModel]
+) -> dict[str, Any]:
+    """Event types outside the data contract's list (features.contract.KNOWN_EVENT_TYPES) in the scoring data:
+    the features count them only in ``other_events_<w>d``, so the models never see them one by one.
+    ``rows``: (event_type, customers, events) per such type; ``total_customers``: customers with any of them."""
+    ordered = sorted(rows, key=lambda r: (-int(r[1]), str(r[0])))
+    counted = {k: any(f.startswith("other_events_") for f in m.estimator.features_) for k, m in models.items()}
+    return {
+        "customers": int(total_customers),
+        "types": len(ordered),
+        "events": int(sum(int(r[2]) for r in ordered)),
+        "top": [{"event_type": str(t), "customers": int(c), "events": int(e)} for t, c, e in ordered[:5]],
+        "counted_in_other_events": counted,
+    }
+
+
+def _unseen_event_types_duckdb(data: Path, cutoff: pd.Timestamp) -> tuple[list[tuple[str, int, int]], int]:
+    """(event_type, customers, events) per event type outside the contract's list before ``cutoff``, and the
+    customers with any: one scan of ``events`` (nothing when the data has no events table)."""
+    from features.contract import KNOWN_EVENT_TYPES
+
+    con = feature_stage.connect(data)
+    if "events" not in _views(con):
+        return [], 0
+    known = ", ".join("'" + t.replace("'", "''") + "'" for t in KNOWN_EVENT_TYPES)
+    where = f"event_type NOT IN ({known}) AND event_ts < TIMESTAMP '{cutoff.isoformat(sep=' ')}'"
+    rows = con.sql(
+        f"SELECT event_type, count(DISTINCT customer_id), count(*) FROM events WHERE {where} GROUP BY 1"
+    ).fetchall()
+    total = con.sql(f"SELECT count(DISTINCT customer_id) FROM events WHERE {where}").fetchall()[0][0] if rows else 0
+    return [(str(t), int(c), int(e)) for t, c, e in rows], int(total)
+
+
+def unseen_summary(drift: dict[str, Any]) -> dict[str, Any]:
+    """The unseen levels and event types of a drift report, for the run summary."""
+    return {k: drift[k] for k in ("unseen_levels", "unseen_event_types") if k in drift}
+
+
+def print_unseen(drift: dict[str, Any]) -> None:
+    """One console line per categorical feature with unseen levels and one for unknown event types."""
+    for warning in drift.get("unseen_level_warnings", []):
+        console.print(f"[yellow]unseen levels: {warning}[/yellow]", soft_wrap=True)
+    events = drift.get("unseen_event_types") or {}
+    if events.get("types"):
+        listed = ", ".join(f"{t['event_type']!r} ({t['customers']:,} customer(s))" for t in events["top"])
+        more = f" and {events['types'] - len(events['top'])} more" if events["types"] > len(events["top"]) else ""
+        used = [k for k, v in events.get("counted_in_other_events", {}).items() if v]
+        how = f"counted only in the other_events_* features ({', '.join(used)})" if used else "not used by the models"
+        console.print(
+            f"[yellow]unseen event types: {events['types']} event type(s) outside the data contract for "
+            f"{events['customers']:,} customer(s), {how}: {listed}{more}[/yellow]",
+            soft_wrap=True,
+        )
+
+
 def drift_report(
-    frame: pd.DataFrame, scores: dict[str, np.ndarray], models: dict[str, LoadedModel], threshold: float
+    frame: pd.DataFrame,
+    scores: dict[str, np.ndarray],
+    models: dict[str, LoadedModel],
+    threshold: float,
+    levels: dict[str, pd.Series] | None = None,
 ) -> dict[str, Any]:
     """PSI of each model's reference features and scores (models.drift) on the scored customers who are not
-    lapsed: the training rows leave lapsed customers out, so they are not part of the population to compare."""
+    lapsed: the training rows leave lapsed customers out, so they are not part of the population to compare.
+    Also the unseen levels of every categorical feature (:func:`unseen_level_report`) on all scored customers:
+    ``levels`` (column -> customers per level) when the caller counted them, else counted in ``frame``."""
     active = ~frame["is_lapsed"].to_numpy(dtype=bool)
+    if levels is None:
+        levels = {c: level_counts(frame[c]) for c in categorical_columns(models) if c in frame.columns}
+    unseen, unseen_warnings = unseen_level_report(levels, models)
     report: dict[str, Any] = {
         "psi_warning": threshold,
         "rows_compared": int(active.sum()),
         "models": {},
         "warnings": [],
+        "unseen_levels": unseen,
+        "unseen_level_warnings": unseen_warnings,
     }
     for kind, model in models.items():
         ref = model.drift_reference
@@ -494,7 +622,8 @@ def decide(
     # Reasons are behaviours: the BG/NBD prior's share goes to the purchase rhythm it is computed from.
     contrib = rsn.behaviour_contributions(rsn.contributions(churn, frame, method), features)
     ignore = [features.index(f) for f in params.reasons.ignore if f in features]
-    codes_idx = rsn.top_reasons(contrib, 3, ignore=ignore)
+    # At most one reason per behaviour (recency, frequency, spend, site visits, e-mail, ...): no repeats.
+    codes_idx = rsn.top_reasons(contrib, 3, ignore=ignore, families=rsn.feature_families(features))
     del contrib
     sentences = rsn.reason_sentences(codes_idx, frame, features)
     codes = rsn.reason_codes(codes_idx, features)
@@ -502,7 +631,7 @@ def decide(
     tier = assign_risk_tier(p, tiers, frame["is_lapsed"].to_numpy(dtype=bool))
     value_pct = percentiles["value_percentile"]
     tenure = frame["tenure_days"].to_numpy(dtype=np.float64, na_value=np.nan)
-    intended = recommend(params.actions, tier, value_pct, value, tenure, codes)
+    intended = recommend(params.actions, tier, value_pct, value, tenure, codes, value_if_retained=retained)
     control = control_group(frame["customer_id"], params.control_group.share, params.control_group.salt)
     recommended = np.where(control, HOLD_OUT, intended).astype(object)
 
@@ -548,7 +677,7 @@ def to_arrow(scores: pd.DataFrame, summary: dict[str, Any]) -> pa.Table:
 
 def write_outputs(table: pa.Table, drift: dict[str, Any], out: Path) -> None:
     """The scores and the drift report, both staged first: a failure leaves neither behind."""
-    with atomic_path(out) as tmp, atomic_path(drift_path(out)) as tmp_drift:
+    with atomic_path(out, directory=False) as tmp, atomic_path(drift_path(out), directory=False) as tmp_drift:
         pq.write_table(table, tmp, compression="zstd", use_dictionary=True)
         tmp_drift.write_text(json.dumps(drift, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
@@ -609,6 +738,8 @@ def run(
 
         return score_spark.run(str(data), str(out), params_path, as_of=as_of, model_uris=model_uris)
     data, out = Path(data), Path(out)
+    check_file_target(out, "--out", "scores.parquet")
+    check_file_target(drift_path(out), "the drift report path", "scores.drift.json")
     params = load_section(ScoreParams, "score", params_path)
     tiers = load_section(RiskTiers, "risk_tiers", params_path)
     # The cheap check of the data directory first: a wrong --data fails before the models are unpickled.
@@ -627,6 +758,7 @@ def run(
         s.detail = f"reasons by {method}"
     with step("score: drift and schema") as s:
         drift = drift_report(frame, raw, models, params.drift.psi_warning)
+        drift["unseen_event_types"] = unseen_event_types(*_unseen_event_types_duckdb(data, cutoff), models)
         del frame, raw
         try:
             scores = validate_scores(scores)
@@ -638,12 +770,14 @@ def run(
     intended = {str(k): int(v) for k, v in scores["intended_action"].value_counts().items()}
     summary = run_summary(cutoff, len(scores), left_out, models, tiers_count, intended, control_n, params, method)
     summary["data_end"] = manifest["data_end"]
+    summary.update(unseen_summary(drift))
     drift_doc = {"as_of_date": summary["as_of_date"], "model_version": summary["model_version"], **drift}
     table = to_arrow(scores, summary)
     del scores
     write_outputs(table, drift_doc, out)
     for warning in drift["warnings"]:
         console.print(f"[yellow]drift: {warning}[/yellow]", soft_wrap=True)
+    print_unseen(drift)
     share = control_n / max(summary["rows"], 1)
     console.print(
         f"scores: {summary['rows']:,} customers as of {summary['as_of_date']} "

@@ -46,10 +46,14 @@ from pipelines.score import (
     LoadedModel,
     ScoreParams,
     as_of_cutoff,
+    categorical_columns,
     decide,
     drift_report,
     load_checked_models,
+    print_unseen,
     run_summary,
+    unseen_event_types,
+    unseen_summary,
 )
 from pipelines.tracking import tracking_uri
 
@@ -197,6 +201,8 @@ def run(data: str, out: str, params_path: Path, as_of: str | None = None, model_
         )
         summary.update(data_end=manifest["data_end"], engine="spark")
         drift = _drift(scored, models, params.drift.psi_warning, n_rows)
+        drift["unseen_event_types"] = unseen_event_types(*_unseen_event_types(tables, cutoff), models)
+        summary.update(unseen_summary(drift))
         drift_doc = {"as_of_date": summary["as_of_date"], "model_version": summary["model_version"], **drift}
         write_text(spark, json.dumps(summary, indent=2, sort_keys=True) + "\n", summary_path(out))
         write_text(spark, json.dumps(drift_doc, indent=2, sort_keys=True) + "\n", _sibling(out, ".drift.json"))
@@ -204,6 +210,7 @@ def run(data: str, out: str, params_path: Path, as_of: str | None = None, model_
         s.detail = f"{len(drift['warnings'])} drift warning(s)"
     for warning in drift["warnings"]:
         console.print(f"[yellow]drift: {warning}[/yellow]", soft_wrap=True)
+    print_unseen(drift)
     console.print(
         f"scores (spark): {n_rows:,} customers as of {summary['as_of_date']} "
         f"({', '.join(f'{t} {n:,}' for t, n in summary['tiers'].items())}); control group {control_n:,}; "
@@ -233,6 +240,28 @@ def _drift(scored, models: dict[str, LoadedModel], threshold: float, n_rows: int
         sample = sample.filter(sf.pmod(sf.xxhash64("customer_id"), sf.lit(buckets)) < keep)
     frame = sample.toPandas()
     raw = {k: frame[k].to_numpy(np.float64) for k in PREDICTIONS}
-    report = drift_report(frame, raw, models, threshold)
+    # Unseen levels on every scored customer, not the sample: a rare new level is what it is there to find.
+    levels = {}
+    for c in categorical_columns(models):
+        counts = scored.filter(sf.col(c).isNotNull()).groupBy(sf.col(c).cast("string").alias("level")).count()
+        pairs = counts.collect()
+        levels[c] = pd.Series({r["level"]: int(r["count"]) for r in pairs}, dtype="int64")
+    report = drift_report(frame, raw, models, threshold, levels=levels)
     report["rows_sampled"] = len(frame)
     return report
+
+
+def _unseen_event_types(tables: dict, cutoff) -> tuple[list[tuple[str, int, int]], int]:
+    """:func:`pipelines.score._unseen_event_types_duckdb` on Spark: event types outside the contract's list."""
+    from pyspark.sql import functions as sf
+
+    from features.contract import KNOWN_EVENT_TYPES
+
+    if "events" not in tables:
+        return [], 0
+    before = sf.col("event_ts") < sf.to_timestamp(sf.lit(str(cutoff)))  # str(Timestamp): "YYYY-MM-DD 00:00:00"
+    odd = tables["events"].filter(~sf.col("event_type").isin(list(KNOWN_EVENT_TYPES)) & before)
+    rows = odd.groupBy("event_type").agg(sf.countDistinct("customer_id").alias("c"), sf.count("*").alias("e"))
+    found = [(str(r["event_type"]), int(r["c"]), int(r["e"])) for r in rows.collect()]
+    total = odd.select("customer_id").distinct().count() if found else 0
+    return found, int(total)

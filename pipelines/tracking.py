@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
@@ -67,17 +68,70 @@ def file_fingerprint(path: Path, chunk_bytes: int = 1 << 22) -> str:
     return digest.hexdigest()
 
 
-def git_commit(cwd: Path | None = None) -> str:
-    """The checked-out commit, suffixed ``-dirty`` when tracked files have uncommitted changes, or ``unknown``."""
+# What counts as the code of a run, for its commit's ``-dirty`` flag: the packages, the pipeline definition and the
+# dependency pins. Left out on purpose: what the pipeline writes itself and git tracks (``dvc.lock``, ``metrics/``,
+# ``plots/``, ``reports/``) -- `dvc repro` rewrites dvc.lock after every stage and the earlier stages' metrics
+# before train runs, which marked every `make run` from a clean checkout dirty -- and ``params.yaml``, which a
+# `dvc exp run -S` edits by design and whose values every run logs in full as MLflow params.
+SOURCE_PATHS = (
+    "features",
+    "models",
+    "pipelines",
+    "scripts",
+    "benchmarks",
+    "dvc.yaml",
+    "pyproject.toml",
+    "constraints.txt",
+    "Makefile",
+)
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def git_state(cwd: Path | None = None) -> tuple[str, list[str]]:
+    """``(commit, changed)``: ``git rev-parse HEAD`` of the repository at ``cwd`` (default: the one holding this
+    code) and the tracked source files (:data:`SOURCE_PATHS`) with uncommitted changes. ``("unknown", [])``
+    outside a repository or without git."""
+    where = PROJECT_ROOT if cwd is None else cwd
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=cwd,
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, check=True)
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", *(f":(top){p}" for p in SOURCE_PATHS)],
+            cwd=where,
             capture_output=True,
             text=True,
             check=True,
         )
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+        return "unknown", []
+    changed = [line[3:] for line in status.stdout.splitlines() if line.strip()]
+    return head.stdout.strip(), changed
+
+
+def git_commit(cwd: Path | None = None) -> str:
+    """The checked-out commit, suffixed ``-dirty`` when tracked source files (:data:`SOURCE_PATHS`, not the
+    pipeline's own outputs nor params.yaml) have uncommitted changes, or ``unknown``."""
+    commit, changed = git_state(cwd)
+    return commit + ("-dirty" if changed and commit != "unknown" else "")
+
+
+def dvc_experiment() -> dict[str, str]:
+    """The DVC experiment this process runs in: ``dvc exp run`` sets ``DVC_EXP_NAME`` and ``DVC_EXP_BASELINE_REV``
+    in every stage command's environment (dvc/repo/experiments/queue/base.py; a plain `dvc repro` sets neither,
+    only ``DVC_ROOT`` and ``DVC_STAGE``). Empty outside an experiment."""
+    found = {
+        "name": os.environ.get("DVC_EXP_NAME", ""),
+        "baseline_rev": os.environ.get("DVC_EXP_BASELINE_REV", ""),
+    }
+    return {k: v for k, v in found.items() if v}
+
+
+def unloadable(exc: BaseException) -> bool:
+    """Whether ``exc``, raised while loading a registered model, says its files are missing or unreadable:
+    MLflow's "No such artifact" (RESOURCE_DOES_NOT_EXIST), an OS error (a deleted or unreadable file), a truncated
+    or corrupt pickle. Anything else (a bug, a database error) is not this and must propagate."""
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(exc, MlflowException):
+        text = str(exc)
+        return exc.error_code == "RESOURCE_DOES_NOT_EXIST" or "No such artifact" in text or "No such file" in text
+    return isinstance(exc, (OSError, EOFError, pickle.UnpicklingError))

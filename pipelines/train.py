@@ -15,12 +15,34 @@ Logs one MLflow run (flattened params, data fingerprint, git commit, metrics, fe
 calibration report), registers the models as ``churn`` and ``clv`` with alias ``challenger``, and moves
 ``champion`` to a new version only when the gate says its held-out model is at least as good as the
 champion's on the same test rows and features (``models.gate``).
+
+Production safety (issue 18):
+
+- a **first version** (no champion yet) must not lose to the best baseline the panel carries on its test cutoff
+  by more than the gate's tolerance (churn: ``bgnbd_churn_probability`` and the recency rule ``recency_days``
+  by ROC AUC; CLV: ``bgnbd_clv`` by normalised Gini), else it is registered as ``challenger`` only;
+- a champion trained on another **label horizon** (model version tag ``label_horizon_days``, else its run's
+  ``labels.*_horizon_days`` param) is never compared: it stays;
+- ``train.promote: manual`` never moves ``champion`` (prints the ``churn promote`` command); ``auto`` behaves
+  as manual inside a DVC experiment (``dvc exp run`` sets ``DVC_EXP_NAME`` in the stage's environment), so an
+  experiment never changes what production scores with;
+- a champion whose files are gone or unreadable (``No such artifact``, a missing or truncated file) is kept,
+  loudly, and the challenger is not promoted; any other error while loading or scoring it propagates;
+- a split whose churn labels have one class (no churners or no stayers) stops with a DataContractError naming
+  the cutoffs and counts.
+
+The run is tagged with ``mlflow.source.git.commit`` (``git rev-parse HEAD`` of the code), ``git_commit`` (the
+same, ``-dirty`` when tracked source files changed: ``pipelines.tracking.SOURCE_PATHS``), and, in a DVC
+experiment, ``dvc_exp_name`` and ``dvc_exp_baseline_rev``.
 """
 
 from __future__ import annotations
 
 import json
+import pickle
 import tempfile
+import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,19 +56,36 @@ from models import metrics as mx
 from models.churn import ChurnClassifier
 from models.clv import CLVRegressor
 from models.drift import reference_for
-from models.gate import Decision, GatedMetric, decide
+from models.gate import Decision, GatedMetric, clears_baseline_bar, decide, same_target
+from models.preprocess import HighCardinalityWarning
 from models.split import TimeSplit, deployment_split, time_split
-from pipelines.console import console, step
+from pipelines.console import console, format_seconds, step
 from pipelines.errors import DataContractError, ParamsError
 from pipelines.features import read_manifest
 from pipelines.io import write_json
 from pipelines.params import load_section, read_params
-from pipelines.tracking import configure_mlflow, file_fingerprint, flatten, git_commit, tracking_uri
+from pipelines.tracking import (
+    configure_mlflow,
+    dvc_experiment,
+    file_fingerprint,
+    flatten,
+    git_state,
+    tracking_uri,
+    unloadable,
+)
 
 SERVING_CODE = Path(__file__).resolve().parents[1] / "models" / "serving.py"
 MODELS_PACKAGE = Path(__file__).resolve().parents[1] / "models"
 # Training rows summarised in each model's drift reference (a stride sample beyond this).
 DRIFT_REFERENCE_ROWS = 200_000
+PROMOTE_MODES = ("auto", "manual")
+# The baselines a first version must not lose to, when the panel carries them: (name, feature, sign), the score being
+# sign * feature (higher = more likely to churn / more valuable).
+CHURN_BASELINES = (("bgnbd", "bgnbd_churn_probability", 1.0), ("recency_rule", "recency_days", 1.0))
+CLV_BASELINES = (("bgnbd", "bgnbd_clv", 1.0),)
+# The ranking metric of the minimum-quality bar per model and the gate tolerance it allows (a rule's Brier or
+# MAE would mean nothing).
+BAR_TOLERANCES = {"churn": {"roc_auc": "churn_roc_auc_tolerance"}, "clv": {"normalized_gini": "clv_gini_tolerance"}}
 
 
 @dataclass(frozen=True)
@@ -106,6 +145,8 @@ class TrainParams:
     purge: bool | str = "auto"
     seed: int = 42
     experiment: str = "churn-pipeline"
+    promote: str = "auto"
+    max_category_levels: int = 50
     churn: ChurnParams = field(default_factory=ChurnParams)
     clv: ClvParams = field(default_factory=ClvParams)
     gate: GateParams = field(default_factory=GateParams)
@@ -117,6 +158,14 @@ class TrainParams:
             raise ValueError(f"n_validation must be a whole number >= 1 or auto, got {self.n_validation!r}")
         if self.purge != "auto" and not isinstance(self.purge, bool):
             raise ValueError(f"purge must be true, false or auto, got {self.purge!r}")
+        if self.promote not in PROMOTE_MODES:
+            raise ValueError(f"promote must be auto or manual, got {self.promote!r}")
+        if (
+            isinstance(self.max_category_levels, bool)
+            or not isinstance(self.max_category_levels, int)
+            or self.max_category_levels < 1
+        ):
+            raise ValueError(f"max_category_levels must be a whole number >= 1, got {self.max_category_levels!r}")
 
     def split_settings(self, manifest: dict) -> tuple[int, bool]:
         """``(n_validation, purge)`` with ``auto`` resolved from the panel manifest's schedule."""
@@ -181,7 +230,41 @@ def _split(
             f"train.purge: false would make room."
         ) from exc
     parts = tuple(_read_rows(panel, columns, label, cs) for cs in (split.train, split.validation, split.test))
+    _check_classes(label, horizon, split, parts)
     return split, deployed, parts
+
+
+def _check_classes(label: str, horizon: int, split: TimeSplit, parts: tuple) -> None:
+    """DataContractError when a split's labels cannot train or judge a model: churn labels of one class (no
+    churners, or no stayers), or CLV labels with no revenue at all."""
+    names = ("train", "validation", "test")
+    cutoffs = (split.train, split.validation, split.test)
+    if label == "churned":
+        counts = [(int(p[label].astype(bool).sum()), len(p)) for p in parts]
+        bad = [i for i, (pos, n) in enumerate(counts) if pos in (0, n)]
+        shown = "; ".join(
+            f"{names[i]} cutoffs {_span(cutoffs[i])}: {n:,} rows, {pos:,} churners, {n - pos:,} stayers"
+            for i, (pos, n) in enumerate(counts)
+        )
+        what = "churners and stayers"
+    else:
+        counts = [(int((p[label].astype(float) > 0).sum()), len(p)) for p in parts]
+        bad = [i for i, (pos, _) in enumerate(counts) if pos == 0]
+        shown = "; ".join(
+            f"{names[i]} cutoffs {_span(cutoffs[i])}: {n:,} rows, {pos:,} with revenue"
+            for i, (pos, n) in enumerate(counts)
+        )
+        what = "customers who buy in the horizon"
+    if not bad:
+        return
+    key = "churn_horizon_days" if label == "churned" else "clv_horizon_days"
+    raise DataContractError(
+        f"the training panel's {label} labels ({horizon}-day horizon) have one class on the "
+        f"{' and '.join(names[i] for i in bad)} cutoff(s), so no model can be trained or tested there ({shown}). "
+        f"A model needs {what} on every split: give the features stage more history (more orders, or "
+        f"features.cutoffs.count), or another horizon (labels.{key}), or check the orders (a shop where nobody "
+        f"or everybody comes back within {horizon} days)."
+    )
 
 
 def _read_rows(panel: Path, columns: list[str], label: str, cutoffs: tuple) -> pd.DataFrame:
@@ -205,14 +288,22 @@ def _describe(split: TimeSplit, deployed: TimeSplit) -> str:
 def churn_estimator(manifest: dict, params: TrainParams) -> ChurnClassifier:
     """An unfitted churn model with the train params (the one factory of both churn fits)."""
     return ChurnClassifier(
-        features=manifest["features"], categorical=manifest["categorical"], seed=params.seed, **asdict(params.churn)
+        features=manifest["features"],
+        categorical=manifest["categorical"],
+        seed=params.seed,
+        max_category_levels=params.max_category_levels,
+        **asdict(params.churn),
     )
 
 
 def clv_estimator(manifest: dict, params: TrainParams) -> CLVRegressor:
     """An unfitted CLV model with the train params (the one factory of both CLV fits)."""
     return CLVRegressor(
-        features=manifest["features"], categorical=manifest["categorical"], seed=params.seed, **asdict(params.clv)
+        features=manifest["features"],
+        categorical=manifest["categorical"],
+        seed=params.seed,
+        max_category_levels=params.max_category_levels,
+        **asdict(params.clv),
     )
 
 
@@ -226,15 +317,67 @@ def _fit_clv_on(model: CLVRegressor, train: pd.DataFrame, valid: pd.DataFrame) -
     )
 
 
+def _trees(model: Any) -> str:
+    if isinstance(model, ChurnClassifier):
+        return f"{model.best_iteration_} trees"
+    return ", ".join(f"{name} {n} trees" for name, n in model.best_iterations_.items())
+
+
+def _fit_logged(
+    kind: str, phase: str, fit_on: Any, estimator: Any, train: pd.DataFrame, valid: pd.DataFrame, split: TimeSplit
+) -> Any:
+    """``fit_on(estimator, train, valid)`` with one line before (rows and cutoffs) and one after (trees, time), and
+    the preprocessor's high-cardinality warnings printed in yellow."""
+    console.print(
+        f"{kind} ({phase}): training on {len(train):,} rows (cutoffs {_span(split.train)}), validating on "
+        f"{len(valid):,} (cutoffs {_span(split.validation)})",
+        soft_wrap=True,
+    )
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", HighCardinalityWarning)  # printed below, once, in the stage's voice
+        model = fit_on(estimator, train, valid)
+    for note in model.preprocessor_.warnings_:
+        console.print(f"[yellow]{kind} ({phase}): {note}[/yellow]", soft_wrap=True)
+    console.print(f"{kind} ({phase}): fitted, {_trees(model)}, in {format_seconds(time.perf_counter() - start)}")
+    return model
+
+
 def _fit_deployed(
-    panel: Path, columns: list[str], label: str, deployed: TimeSplit, fit_on: Any, estimator: Any, rows: dict
+    panel: Path,
+    columns: list[str],
+    label: str,
+    deployed: TimeSplit,
+    fit_on: Any,
+    estimator: Any,
+    rows: dict,
+    kind: str = "",
 ) -> Any:
     """The deployed model: ``estimator`` fitted by ``fit_on`` on the deployed split's rows (counted in ``rows``),
     read only once the held-out fit's rows are released."""
     train = _read_rows(panel, columns, label, deployed.train)
     valid = _read_rows(panel, columns, label, deployed.validation)
     rows |= {"deployed_train": len(train), "deployed_validation": len(valid)}
-    return fit_on(estimator, train, valid)
+    return _fit_logged(kind, "deployed", fit_on, estimator, train, valid, deployed)
+
+
+def _baseline_metrics(kind: str, test: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """The bar's metrics of each baseline the panel carries (``CHURN_BASELINES``/``CLV_BASELINES``) on the test
+    rows; a baseline's missing values take its median (a rule has to score every customer)."""
+    out: dict[str, dict[str, float]] = {}
+    for name, column, sign in CHURN_BASELINES if kind == "churn" else CLV_BASELINES:
+        if column not in test.columns or not pd.api.types.is_numeric_dtype(test[column]):
+            continue
+        score = pd.to_numeric(test[column], errors="coerce").astype(float)
+        if score.notna().sum() == 0:
+            continue
+        score = sign * score.fillna(score.median()).to_numpy()
+        if kind == "churn":
+            out[name] = {"roc_auc": mx.roc_auc(test["churned"].astype(bool).to_numpy(), score)}
+        else:
+            y = test["future_revenue"].astype(float).to_numpy()
+            out[name] = {"normalized_gini": mx.normalized_gini(y, score), "spearman": mx.spearman(y, score)}
+    return out
 
 
 def fit_churn(panel: Path, manifest: dict, params: TrainParams) -> dict[str, Any]:
@@ -243,16 +386,21 @@ def fit_churn(panel: Path, manifest: dict, params: TrainParams) -> dict[str, Any
     settings = params.split_settings(manifest)
     split, deployed, (train, valid, test) = _split(panel, columns, "churned", manifest["churn_horizon_days"], settings)
     rows = {"held_out_train": len(train), "held_out_validation": len(valid), "test": len(test)}
-    holdout = _fit_churn_on(churn_estimator(manifest, params), train, valid)
+    holdout = _fit_logged("churn", "held out", _fit_churn_on, churn_estimator(manifest, params), train, valid, split)
     del train, valid
     y = test["churned"].astype(bool).to_numpy()
     p = holdout.predict_proba(test)[:, 1]
     metrics = churn_metrics(y, p)
     metrics["brier_uncalibrated"] = mx.brier(y, holdout.predict_uncalibrated(test))
     metrics["best_iteration"] = float(holdout.best_iteration_)
-    model = _fit_deployed(panel, columns, "churned", deployed, _fit_churn_on, churn_estimator(manifest, params), rows)
+    baselines = _baseline_metrics("churn", test)
+    console.print(f"churn (held out): test AUC {metrics['roc_auc']:.3f} on {len(test):,} rows ({_bar_line(baselines)})")
+    model = _fit_deployed(
+        panel, columns, "churned", deployed, _fit_churn_on, churn_estimator(manifest, params), rows, "churn"
+    )
     metrics["deployed_best_iteration"] = float(model.best_iteration_)
     parts = {"split": split, "deployed": deployed, "test": test, "metrics": metrics, "rows": rows}
+    parts["baselines"] = baselines
     return {"model": model, "holdout": holdout, **parts, "y": y, "p": p}
 
 
@@ -264,16 +412,29 @@ def fit_clv(panel: Path, manifest: dict, params: TrainParams) -> dict[str, Any]:
         panel, columns, "future_revenue", manifest["clv_horizon_days"], settings
     )
     rows = {"held_out_train": len(train), "held_out_validation": len(valid), "test": len(test)}
-    holdout = _fit_clv_on(clv_estimator(manifest, params), train, valid)
+    holdout = _fit_logged("clv", "held out", _fit_clv_on, clv_estimator(manifest, params), train, valid, split)
     del train, valid
     y = test["future_revenue"].astype(float).to_numpy()
     orders = test["future_orders"].astype(float).to_numpy()
     metrics = clv_metrics(y, holdout.predict(test), orders, holdout.predict_orders(test))
+    baselines = _baseline_metrics("clv", test)
+    console.print(
+        f"clv (held out): test Gini {metrics['normalized_gini']:.3f} on {len(test):,} rows ({_bar_line(baselines)})"
+    )
     model = _fit_deployed(
-        panel, columns, "future_revenue", deployed, _fit_clv_on, clv_estimator(manifest, params), rows
+        panel, columns, "future_revenue", deployed, _fit_clv_on, clv_estimator(manifest, params), rows, "clv"
     )
     parts = {"split": split, "deployed": deployed, "test": test, "metrics": metrics, "rows": rows}
+    parts["baselines"] = baselines
     return {"model": model, "holdout": holdout, **parts}
+
+
+def _bar_line(baselines: dict[str, dict[str, float]]) -> str:
+    if not baselines:
+        return "no baseline in the panel"
+    return "baselines: " + ", ".join(
+        f"{name} " + " ".join(f"{m} {v:.3f}" for m, v in values.items()) for name, values in baselines.items()
+    )
 
 
 def held_out_metrics(kind: str, estimator: Any, test: pd.DataFrame) -> dict[str, float]:
@@ -406,14 +567,29 @@ def champion_decision(
     challenger: dict[str, float],
     test: pd.DataFrame,
     gate: GateParams,
+    *,
+    baselines: dict[str, dict[str, float]] | None = None,
+    target: dict[str, Any] | None = None,
+    champion_target: dict[str, Any] | None = None,
 ) -> Decision:
     """The gate's verdict between the challenger's held-out test metrics and the champion's held-out estimator
-    (``None``: no champion yet) scored on the same test rows. A champion that needs features the current table
-    lacks cannot be compared on them: it is kept, and the reason says which features and how to switch by hand.
+    (``None``: no champion yet) scored on the same test rows.
+
+    No champion: the challenger must not lose to the best of ``baselines`` (name -> metrics on the test rows) by
+    more than the gate's tolerance (``models.gate.clears_baseline_bar``); ``None`` skips the bar. A champion
+    trained for another target (``target`` vs ``champion_target``, e.g. ``label_horizon_days``) or needing
+    features the current table lacks cannot be compared: it is kept, and the reason says why and how to switch
+    by hand.
     """
     gated = gated_metrics(kind, gate)
     if champion is None:
-        return decide(challenger, None, gated)
+        if baselines is None:
+            return decide(challenger, None, gated)
+        tolerances = {metric: getattr(gate, key) for metric, key in BAR_TOLERANCES[kind].items()}
+        return clears_baseline_bar(challenger, baselines, tolerances)
+    refused = same_target(target or {}, champion_target or {}, champion_version, kind)
+    if refused is not None:
+        return refused
     missing = sorted(set(champion.features_) - set(test.columns))
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
@@ -429,42 +605,134 @@ def champion_decision(
     return Decision(decision.promote, (f"against champion v{champion_version}", *decision.reasons))
 
 
-def _load_champion(client: Any, kind: str) -> tuple[Any, str | None, str | None]:
-    """The champion's held-out estimator (its deployed one for versions logged without a twin), its version,
-    and why it cannot be loaded (None when it can). Loading unpickles from this tracking store: our own."""
-    import mlflow
+def _champion_version(client: Any, kind: str) -> Any | None:
+    """The registry's ``champion`` model version of ``kind``, None when the model or the alias does not exist
+    (any other registry error propagates: it must not read as "no champion", which would promote blindly)."""
     from mlflow.exceptions import MlflowException
 
     try:
-        version = client.get_model_version_by_alias(kind, "champion").version
-    except MlflowException:
-        return None, None, None
+        registered = client.get_registered_model(kind)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+    version = (registered.aliases or {}).get("champion")
+    return None if version is None else client.get_model_version(kind, str(version))
+
+
+def _target_of(client: Any, kind: str, model_version: Any) -> dict[str, Any]:
+    """What a registered version predicts: its ``label_horizon_days`` tag, else its run's logged
+    ``labels.<kind>_horizon_days`` param (versions registered before the tag), else nothing."""
+    from mlflow.exceptions import MlflowException
+
+    horizon = (model_version.tags or {}).get("label_horizon_days")
+    if horizon is None and model_version.run_id:
+        try:
+            horizon = client.get_run(model_version.run_id).data.params.get(f"labels.{kind}_horizon_days")
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+    return {} if horizon is None else {"label_horizon_days": int(horizon)}
+
+
+def _load_champion(client: Any, kind: str) -> tuple[Any, str | None, str | None, dict[str, Any]]:
+    """The champion's held-out estimator (its deployed one for versions logged without a twin), its version,
+    why it cannot be loaded (None when it can: only missing/unreadable files, ``tracking.unloadable``, are caught),
+    and its target (:func:`_target_of`). Loading unpickles from this tracking store: our own."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    champion = _champion_version(client, kind)
+    if champion is None:
+        return None, None, None, {}
+    version = str(champion.version)
+    target = _target_of(client, kind, champion)
     try:
         served = mlflow.pyfunc.load_model(f"models:/{kind}/{version}").unwrap_python_model()
-    except (MlflowException, OSError) as exc:
-        return None, str(version), f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
-    return getattr(served, "holdout_estimator", None) or served.estimator, str(version), None
+    except (MlflowException, OSError, EOFError, pickle.UnpicklingError) as exc:
+        if not unloadable(exc):
+            raise
+        return None, version, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}", target
+    return getattr(served, "holdout_estimator", None) or served.estimator, version, None, target
+
+
+def promote_mode(params: TrainParams) -> tuple[bool, str]:
+    """``(manual, why)``: ``train.promote: manual``, or ``auto`` inside a DVC experiment (``DVC_EXP_NAME`` /
+    ``DVC_EXP_BASELINE_REV`` set by `dvc exp run`), never moves the ``champion`` alias."""
+    if params.promote == "manual":
+        return True, "train.promote is manual"
+    experiment = dvc_experiment()
+    if experiment:
+        name = experiment.get("name") or f"on {experiment.get('baseline_rev', '')[:7]}"
+        return True, f"this is DVC experiment {name} (train.promote: auto acts as manual in `dvc exp run`)"
+    return False, "train.promote is auto"
 
 
 def _gate(
-    kind: str, version: str, test: pd.DataFrame, challenger: dict[str, float], gate: GateParams
+    kind: str,
+    version: str,
+    test: pd.DataFrame,
+    challenger: dict[str, float],
+    gate: GateParams,
+    *,
+    baselines: dict[str, dict[str, float]] | None = None,
+    target: dict[str, Any] | None = None,
+    manual: tuple[bool, str] = (False, ""),
 ) -> tuple[Decision, str | None]:
     """Ask the gate about registered ``version`` and move the aliases: ``challenger`` always, ``champion`` when
-    promoted. Returns the decision and the champion's version after it."""
+    promoted and the promotion is not ``manual``. Returns the decision and the champion's version after it."""
     from mlflow import MlflowClient
 
     client = MlflowClient()
-    champion, champion_version, broken = _load_champion(client, kind)
+    champion, champion_version, broken, champion_target = _load_champion(client, kind)
     if broken is not None:
         decision = Decision(
             False,
             (
-                f"champion v{champion_version} cannot be loaded ({broken}); the champion stays. Restore its "
-                f"artefacts, or promote by hand: `churn promote {kind} {version}`",
+                f"champion v{champion_version} cannot be loaded ({broken}): its files are missing or unreadable, so "
+                f"the challenger cannot be compared with it and is NOT promoted; the champion alias stays on "
+                f"v{champion_version} (`churn score` will fail on it). Restore its artefacts, or promote this "
+                f"version by hand: `churn promote {kind} {version}`",
             ),
         )
+        console.print(f"[bold red]{kind}: {decision.reasons[0]}[/bold red]", soft_wrap=True)
     else:
-        decision = champion_decision(kind, champion, champion_version, challenger, test, gate)
+        decision = champion_decision(
+            kind,
+            champion,
+            champion_version,
+            challenger,
+            test,
+            gate,
+            baselines=baselines,
+            target=target,
+            champion_target=champion_target,
+        )
+        if champion is None and not decision.promote:
+            decision = Decision(
+                False,
+                (
+                    *decision.reasons,
+                    f"registered as challenger only, no champion: check the training data (enough churners and "
+                    f"history?) or promote by hand: `churn promote {kind} {version}`",
+                ),
+            )
+    # The refusals that name no version (they are decided before registration): this one.
+    decision = Decision(
+        decision.promote,
+        tuple(r.replace(f"churn promote {kind} VERSION", f"churn promote {kind} {version}") for r in decision.reasons),
+    )
+    is_manual, why = manual
+    if decision.promote and is_manual:
+        current = f"v{champion_version}" if champion_version else "none"
+        decision = Decision(
+            False,
+            (
+                *decision.reasons,
+                f"the gate would promote it, but {why}: registered as challenger only, champion stays {current}; "
+                f"to promote: `churn promote {kind} {version}`",
+            ),
+        )
     client.set_registered_model_alias(kind, "challenger", version)
     if decision.promote:
         client.set_registered_model_alias(kind, "champion", version)
@@ -526,6 +794,11 @@ def run(panel_path: Path, metrics_path: Path, params_path: Path, registered_path
 
     configure_mlflow(params.experiment)
     everything = read_params(params_path)
+    manual = promote_mode(params)
+    if manual[0]:
+        console.print(f"[yellow]promotion is manual: {manual[1]}; the champion aliases will not move[/yellow]")
+    commit, changed = git_state()
+    experiment = dvc_experiment()
     summary: dict[str, Any] = {}
     with step("train: MLflow run and registry") as s, tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
@@ -535,7 +808,13 @@ def run(panel_path: Path, metrics_path: Path, params_path: Path, registered_path
             mlflow.log_params(flatten(logged))
             mlflow.set_tags(
                 {
-                    "git_commit": git_commit(),
+                    # MLflow's own tag, set from `git rev-parse HEAD` of the code (no -dirty suffix: a SHA);
+                    # git_commit carries -dirty when tracked source files changed (pipelines.tracking).
+                    "mlflow.source.git.commit": commit,
+                    "git_commit": commit + ("-dirty" if changed and commit != "unknown" else ""),
+                    "git_dirty_files": ", ".join(changed)[:4900],
+                    "promote_mode": "manual" if manual[0] else "auto",
+                    **{f"dvc_exp_{k}": v for k, v in experiment.items()},
                     "data_fingerprint": file_fingerprint(panel_path),
                     "churn_test_cutoff": str(churn["split"].test_cutoff.date()),
                     "clv_test_cutoff": str(clv["split"].test_cutoff.date()),
@@ -555,15 +834,37 @@ def run(panel_path: Path, metrics_path: Path, params_path: Path, registered_path
                 result["drift_reference"] = _drift_reference(kind, result, panel_path, label)
                 info = _log_model(kind, result, tmp)
                 version = str(info.registered_model_version)
-                decision, champion = _gate(kind, version, result["test"], result["metrics"], params.gate)
+                target = {"label_horizon_days": int(manifest[f"{kind}_horizon_days"])}
+                client = mlflow.MlflowClient()
+                for key, value in target.items():
+                    client.set_model_version_tag(kind, version, key, str(value))
+                if experiment:
+                    client.set_model_version_tag(kind, version, "dvc_exp_name", experiment.get("name", ""))
+                decision, champion = _gate(
+                    kind,
+                    version,
+                    result["test"],
+                    result["metrics"],
+                    params.gate,
+                    baselines=result.get("baselines", {}),
+                    target=target,
+                    manual=manual,
+                )
                 mlflow.set_tag(f"{kind}.gate", decision.summary()[:4900])
                 mlflow.log_metric(f"{kind}.promoted", float(decision.promote))
-                console.print(f"{kind} v{version}: {decision.summary()}", soft_wrap=True)
+                colour = "green" if decision.promote else "yellow"
+                console.print(f"[{colour}]{kind} v{version}: {decision.summary()}[/{colour}]", soft_wrap=True)
                 summary[kind] = {
                     "version": version,
                     "promoted": decision.promote,
                     "gate": list(decision.reasons),
                     "champion": champion,
+                    "promote_mode": "manual" if manual[0] else "auto",
+                    "label_horizon_days": target["label_horizon_days"],
+                    "baselines": {
+                        name: {m: round(float(v), 6) for m, v in values.items()}
+                        for name, values in result.get("baselines", {}).items()
+                    },
                     "test_cutoff": str(result["split"].test_cutoff.date()),
                     "deployed_validation": _span(result["deployed"].validation),
                     **{k: round(float(v), 6) for k, v in result["metrics"].items()},

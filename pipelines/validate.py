@@ -16,8 +16,15 @@ relative paths resolved). The output directory is replaced whole, so ``out == da
 would delete the raw tables, and an ``out`` inside ``data`` writes into the raw data (validate never does).
 
 Fatal (DataContractError, nothing written): the data directory is missing or holds no contract table;
-``orders`` is missing or empty; a table lacks a required column; a CSV is not UTF-8; a table exists both as
-CSV and Parquet; no orders row survives validation. Everything else is reported and quarantined row by row.
+``orders`` is missing or empty; a table lacks a required column (a rename is hinted only for a difference of
+case or surrounding spaces; a CSV whose first row names no contract column is said to lack its header row);
+a required column holds no value in any row (blank or a null spelling); a CSV is not UTF-8; a table exists
+both as CSV and Parquet; no orders row survives validation. An optional column without any value is dropped
+with a warning (every stage then treats it as absent). Everything else is reported and quarantined row by row.
+
+Privacy: messages and problem examples name files, columns, rules and row numbers, never an id value
+(``customer_id``, ``order_id``) or anything that looks like an e-mail address, and never the cells of a
+header-less file's first row; column listings are capped. The quarantine keeps the rejected rows as they were.
 The rules themselves live in :mod:`features.validation`; this module only reads, writes and reports.
 """
 
@@ -25,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,13 +88,23 @@ class _Source:
 # --------------------------------------------------------------------------------------------------------
 
 
+# ISO 8601 only: pandas also reads 01/06/2025, as January, silently.
+_ISO_INSTANT = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\S.*)?")
+
+
 def _instant(value: str | None, key: str) -> pd.Timestamp | None:
     if value is None:
         return None
+    text = str(value).strip()
     try:
-        ts = pd.Timestamp(value)
+        if text and text.lower() != "nat" and not _ISO_INSTANT.fullmatch(text):
+            raise ValueError("not ISO 8601")
+        ts = pd.Timestamp(text)
     except (ValueError, TypeError) as exc:
-        raise ParamsError(f"params validate.{key} = {value!r} is not a timestamp (use e.g. 2024-12-31).") from exc
+        raise ParamsError(
+            f"params validate.{key} = {value!r} is not an ISO 8601 timestamp (use e.g. 2024-12-31 or "
+            f"2024-12-31T23:59:59; 01/06/2025 is refused, since the order of day and month would be a guess)."
+        ) from exc
     if pd.isna(ts):
         return None
     if ts.tzinfo is not None:
@@ -221,21 +239,32 @@ def _contract_errors(sources: dict[str, _Source], notes: list[v.Problem]) -> lis
     errors = []
     for name in list(sources):
         src = sources[name]
-        if not src.rows:
+        missing = v.missing_columns(name, src.columns)
+        # A CSV whose first row names no contract column most likely has no header row: that row is data.
+        headerless = bool(missing) and src.path.suffix == ".csv" and v.looks_like_data(name, src.columns)
+        if not src.rows and not headerless:
             if TABLES[name].required:
                 errors.append(f"{src.path} is empty: {name} needs at least one row (a header and data rows for a CSV).")
             else:
                 notes.append(v.Problem(name, "", "empty file: table treated as absent", 0, (src.path.name,), "warning"))
                 del sources[name]
             continue
-        missing = v.missing_columns(name, src.columns)
-        if missing:
+        if headerless:
+            # Never echo the cells: they are a customer's data (ids, e-mail addresses, names).
+            errors.append(
+                f"{src.path} (table {name}) has no header row: none of the {len(src.columns):,} cells of its first "
+                f"row is a column name of {name}, so that row looks like data (not shown). Fix: add a header row "
+                f"naming the columns ({', '.join(TABLES[name].required_columns)} are required), or rename the "
+                f"columns if they are named otherwise. `churn contract` lists every column."
+            )
+        elif missing:
             hints = v.column_hints(missing, src.columns)
             renames = "; ".join(f"rename {hints[m]!r} to {m!r}" for m in missing if m in hints)
             fix = f"Fix: {renames}, or add the column." if renames else "Fix: add the column(s) to the file."
             errors.append(
                 f"{src.path} (table {name}) lacks required column(s) {', '.join(missing)}; it has "
-                f"{', '.join(src.columns) or 'no columns'}. {fix} `churn contract` lists every column."
+                f"{len(src.columns):,} column(s): {v.column_listing(src.columns)}. {fix} `churn contract` lists "
+                f"every column."
             )
     return errors
 
@@ -277,6 +306,7 @@ def _stream_events(src: _Source, staged: Path, bounds: v.Bounds, batch_rows: int
     clean_schema = arrow_schema("events", columns)
     quarantine_path = staged / "quarantine" / "events.parquet"
     summaries: list[v.TableResult] = []
+    present = dict.fromkeys(columns, 0)
     offset = 0
     total_batches = -(-src.rows // batch_rows) if src.path.suffix == ".parquet" else None
     with contextlib.ExitStack() as stack, progress_bar("validating events", total_batches) as advance:
@@ -295,6 +325,8 @@ def _stream_events(src: _Source, staged: Path, bounds: v.Bounds, batch_rows: int
                 quarantine_writer.write_table(_arrow(result.quarantine, _quarantine_schema(columns)))
             src.rows_in += result.rows_in
             src.rows_quarantined += result.rows_quarantined
+            for column, n in result.present.items():
+                present[column] += n
             # Keep problems and zone counts only: the batch's rows are on disk now.
             result.clean, result.quarantine = result.clean.iloc[:0], result.quarantine.iloc[:0]
             summaries.append(result)
@@ -303,7 +335,29 @@ def _stream_events(src: _Source, staged: Path, bounds: v.Bounds, batch_rows: int
     src.problems = v.combine_problems("events", summaries)
     if extras:
         src.problems.append(v.extra_columns_problem("events", extras, src.rows_in))
-    src.columns = columns
+    # Raised inside the staging directory: nothing is written.
+    required, optional = v.empty_columns("events", present) if src.rows_in else ([], [])
+    if required:
+        raise DataContractError(
+            v.empty_required_message(str(src.path), "events", required, src.rows_in) + " Nothing was written."
+        )
+    if optional:
+        # Known only once every batch is read (rare): the clean file is rewritten without them.
+        _drop_parquet_columns(staged / "events.parquet", optional, batch_rows)
+        src.problems += [v.empty_optional_problem("events", c, src.rows_in) for c in optional]
+    src.columns = [c for c in columns if c not in optional]
+
+
+def _drop_parquet_columns(path: Path, drop: list[str], batch_rows: int) -> None:
+    """Rewrite a Parquet file without the columns ``drop``, batch by batch."""
+    rewritten = path.with_name(path.name + ".rewrite")
+    with pq.ParquetFile(path) as pf:
+        keep = [c for c in pf.schema_arrow.names if c not in drop]
+        schema = pa.schema([pf.schema_arrow.field(c) for c in keep])
+        with pq.ParquetWriter(rewritten, schema, compression="zstd") as writer:
+            for batch in pf.iter_batches(batch_size=batch_rows, columns=keep):
+                writer.write_batch(batch)
+    rewritten.replace(path)
 
 
 def _problem_table(problems: list[v.Problem]) -> Table:
@@ -372,9 +426,23 @@ def _metrics(sources: dict[str, _Source], problems: list[v.Problem]) -> dict:
 # --------------------------------------------------------------------------------------------------------
 
 
-def _validate_in_memory(sources: dict[str, _Source], bounds: v.Bounds) -> None:
-    """customers, then orders (signup rule needs clean customers), then returns (needs clean orders)."""
+def _empty_columns(src: _Source, result: v.TableResult, present: dict[str, int], rows: int) -> list[str]:
+    """Required columns without a value are fatal (the message, returned); optional ones are dropped from the
+    clean rows with a warning, so that every stage treats them as absent."""
+    required, optional = v.empty_columns(src.name, present) if rows else ([], [])
+    for column in optional:
+        src.problems.append(v.empty_optional_problem(src.name, column, rows))
+    if optional and result.clean is not None:
+        result.clean = result.clean.drop(columns=optional)
+    result.columns = tuple(c for c in result.columns if c not in optional)
+    return [v.empty_required_message(str(src.path), src.name, required, rows)] if required else []
+
+
+def _validate_in_memory(sources: dict[str, _Source], bounds: v.Bounds) -> list[str]:
+    """customers, then orders (signup rule needs clean customers), then returns (needs clean orders). Returns the
+    fatal errors: required columns empty in every row."""
     customers = orders = None
+    errors = []
     for name in ("customers", "orders", "returns"):
         src = sources.get(name)
         if src is None:
@@ -382,6 +450,7 @@ def _validate_in_memory(sources: dict[str, _Source], bounds: v.Bounds) -> None:
         result = v.validate_table(name, src.raw, bounds, customers=customers, orders=orders)
         src.raw = None  # the raw copy is no longer needed; the quarantine holds the rejected rows as text
         src.result, src.problems = result, v.combine_problems(name, [result])
+        errors += _empty_columns(src, result, result.present, result.rows_in)
         src.rows_in, src.rows_clean, src.rows_quarantined = (
             result.rows_in,
             result.rows_clean,
@@ -392,6 +461,7 @@ def _validate_in_memory(sources: dict[str, _Source], bounds: v.Bounds) -> None:
             customers = result.clean
         elif name == "orders":
             orders = result.clean
+    return errors
 
 
 def check_out_apart(data: Path, out: Path) -> None:
@@ -434,7 +504,9 @@ def run(
         errors = _contract_errors(sources, notes)
         if errors:
             raise DataContractError(" ".join(errors) + " Nothing was written.")
-        _validate_in_memory(sources, bounds)
+        errors = _validate_in_memory(sources, bounds)
+        if errors:
+            raise DataContractError(" ".join(errors) + " Nothing was written.")
         problems = [p for name in TABLE_ORDER if name in sources for p in sources[name].problems]
         orders = sources["orders"]
         if orders.rows_clean == 0:

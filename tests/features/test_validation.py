@@ -366,3 +366,44 @@ def test_batches_combine_problems_and_time_zones():
     # each batch alone has one zone; together they are mixed
     assert v.MIXED_ZONES_RULE not in {p.rule for p in first.problems + second.problems}
     assert by_rule[v.MIXED_ZONES_RULE].rows == 3
+
+
+# ------------------------------------------------------------------ issue 18: bad input
+def test_rename_hints_only_for_case_or_surrounding_spaces():
+    assert v.column_hints(["order_ts"], ["customer_id", "order_id", "amount"]) == {}
+    assert v.column_hints(["customer_id", "order_ts"], [" Customer_ID ", "ORDER_TS"]) == {
+        "customer_id": " Customer_ID ",
+        "order_ts": "ORDER_TS",
+    }
+
+
+def test_a_first_row_without_any_contract_column_name_looks_like_data():
+    assert v.looks_like_data("orders", ["C0042", "O1", "2024-01-05", "10.5", "jane@example.com"])
+    assert not v.looks_like_data("orders", ["customer_id", "when", "what"])
+    assert not v.looks_like_data("orders", [" Amount "])
+    assert v.column_listing([f"c{i}" for i in range(12)], limit=3) == "'c0', 'c1', 'c2' and 9 more"
+
+
+def test_nanosecond_timestamps_with_a_far_future_date_parse_at_microseconds():
+    raw = orders(order_ts=["2024-01-01T10:00:00.123456789", "9999-12-31", "12/31/9999"])
+    result = v.validate_table("orders", raw, BOUNDS)
+    assert list(result.clean["order_ts"]) == [pd.Timestamp("2024-01-01 10:00:00.123456")]
+    assert set(reasons(result)) == {1, 2}
+    assert all("order_ts <= max_timestamp" in r for r in reasons(result).values())
+
+
+def test_columns_without_any_value_are_counted_as_empty():
+    result = v.validate_table("orders", orders(amount=[None, "NULL", "nan"]).assign(channel=[None, " ", None]), BOUNDS)
+    assert result.present["amount"] == 0 and result.present["channel"] == 0 and result.present["order_id"] == 3
+    assert v.empty_columns("orders", result.present) == (["amount"], ["channel"])
+    # a value that does not parse is present: it is reported as unparseable, not as an empty column
+    assert v.validate_table("orders", orders(amount=["x", None, None]), BOUNDS).present["amount"] == 1
+
+
+def test_examples_never_show_id_values_or_e_mail_addresses():
+    raw = orders(order_id=["A", "A", "C"], amount=["1", "2", "jane@example.com"])
+    shown = " ".join(e for p in v.validate_table("orders", raw, BOUNDS).problems for e in p.examples)
+    assert "row 0" in shown and "row 2" in shown
+    assert "jane@example.com" not in shown and "A in 2 rows" not in shown
+    assert v.shown_value("orders", "customer_id", "007") == ""
+    assert v.shown_value("orders", "amount", "-1.0") == "-1.0"

@@ -1,9 +1,21 @@
 """The action rule table (first match wins, a default, validation) and the stable control group."""
 
+import math
+from pathlib import Path
+
 import numpy as np
 import pytest
+import yaml
 
-from models.actions import ActionRule, applicable_rules, control_group, recommend, unit_hash, validate_rules
+from models.actions import (
+    ActionRule,
+    applicable_rules,
+    break_even_value,
+    control_group,
+    recommend,
+    unit_hash,
+    validate_rules,
+)
 
 RULES = (
     ActionRule(name="new", tiers=("high", "medium", "low"), max_tenure_days=60, action="onboarding"),
@@ -185,3 +197,74 @@ def test_a_new_salt_draws_a_new_group():
 def test_a_share_outside_0_1_is_refused():
     with pytest.raises(ValueError, match="share"):
         control_group(["a"], 1.0, SALT)
+
+
+# ------------------------------------------------------------------ value floor (issue 18)
+PARAMS_YAML = Path(__file__).resolve().parents[2] / "params.yaml"
+
+
+def test_break_even_value_follows_the_campaign_arithmetic():
+    # f 1, d 10, gamma 0.3, m 0.3: a sure churner pays back at (10 + 1 / 0.3) / 0.3; likelier stayers cost more.
+    assert break_even_value(1.0, 10.0, 0.3, 0.3) == pytest.approx(44.444, abs=1e-3)
+    assert break_even_value(1.0, 10.0, 0.3, 0.3, churn_probability=0.8) == pytest.approx(75.0)
+    assert break_even_value(1.0, 10.0, 0.3, 0.3, churn_probability=0.5) == pytest.approx(166.667, abs=1e-3)
+    assert break_even_value(1.0, 10.0, 0.3, 0.3, churn_probability=0.0) == float("inf")
+    # At the break-even value the expected profit p (g (m v - d) - f) - (1 - p)(d + f) is zero.
+    p, v = 0.8, break_even_value(1.0, 10.0, 0.3, 0.3, churn_probability=0.8)
+    assert p * (0.3 * (0.3 * v - 10.0) - 1.0) - (1 - p) * 11.0 == pytest.approx(0.0, abs=1e-9)
+
+
+FLOORED = (
+    ActionRule(name="lapsed win-back", tiers=("lapsed",), min_value_if_retained=45.0, action="winback_email_coupon"),
+    ActionRule(name="cheap", tiers=("lapsed",), min_value_if_retained=5.0, action="reactivation_email"),
+    ActionRule(name="default", action="no_action"),
+)
+
+
+def test_customers_below_the_value_floor_fall_through_to_a_cheaper_action_or_none():
+    n = 4
+    out = recommend(
+        FLOORED,
+        np.array(["lapsed"] * n, dtype=object),
+        np.full(n, 50),
+        np.array([0.5, 3.0, 0.2, 10.0]),
+        np.full(n, 900.0),
+        [np.array([None] * n, dtype=object)] * 3,
+        value_if_retained=np.array([10.0, 45.0, 4.0, np.nan]),
+    )
+    assert out.tolist() == ["reactivation_email", "winback_email_coupon", "no_action", "no_action"]
+
+
+def test_a_value_floor_needs_the_value_if_retained():
+    with pytest.raises(ValueError, match="value_if_retained"):
+        recommend(FLOORED, np.array(["lapsed"], dtype=object), [50], [1.0], [900.0], [np.array([None], dtype=object)])
+    with pytest.raises(ValueError, match="finite"):
+        ActionRule(name="bad floor", min_value_if_retained=float("nan"), action="call")
+
+
+def test_the_shipped_win_back_rules_have_the_break_even_floor_of_the_shops_costs():
+    params = yaml.safe_load(PARAMS_YAML.read_text(encoding="utf-8"))
+    ev, tiers = params["evaluate"], params["risk_tiers"]
+    lowest_p = {"lapsed": 1.0, "high": tiers["high"], "medium": tiers["medium"], "low": 0.0}
+    winback = [r for r in params["score"]["actions"] if r["action"] == "winback_email_coupon"]
+    assert winback and all("min_value_if_retained" in r for r in winback)
+    for rule in winback:
+        p = min(lowest_p[t] for t in rule["tiers"])
+        value = break_even_value(ev["contact_cost"], ev["incentive_cost"], ev["acceptance_rate"], ev["value_margin"], p)
+        assert rule["min_value_if_retained"] == math.ceil(value - 1e-9), rule["name"]
+
+
+def test_default_rules_send_lapsed_customers_worth_less_than_the_coupon_to_no_action():
+    from pipelines.score import DEFAULT_ACTIONS
+
+    n = 3
+    out = recommend(
+        DEFAULT_ACTIONS,
+        np.array(["lapsed", "lapsed", "high"], dtype=object),
+        np.array([50, 50, 50]),
+        np.array([0.8, 5.0, 3.0]),
+        np.full(n, 900.0),
+        [np.array([None] * n, dtype=object)] * 3,
+        value_if_retained=np.array([16.0, 100.0, 60.0]),  # CLV 0.8 at p 0.95 is worth 16 if kept
+    )
+    assert out.tolist() == ["no_action", "winback_email_coupon", "no_action"]

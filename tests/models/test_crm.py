@@ -52,3 +52,17 @@ def test_fixed_decimals_always_print_the_same_number_of_places():
     out = fixed_decimals(pa.array([0.25, 1.0, 0.1234565, 2.5e-07]), 6)
     assert [str(v) for v in out.to_pylist()] == ["0.250000", "1.000000", "0.123456", "0.000000"]
     assert [str(v) for v in fixed_decimals(pa.array([12.345, 7.0]), 2).to_pylist()] == ["12.34", "7.00"]
+
+
+@pytest.mark.parametrize("value", [1.5e17, float("nan"), float("inf"), float("-inf"), -1e16, 1e16])
+def test_fixed_decimals_refuse_a_value_the_decimal_cannot_hold_instead_of_writing_zero(value):
+    # The unchecked cast printed each of these as 0.00.
+    with pytest.raises(ValueError, match=r"1 of 3 values are NaN, infinite or beyond \+-1e\+16"):
+        fixed_decimals(pa.array([1.0, value, None]), 2)
+
+
+def test_fixed_decimals_keep_nulls_and_the_largest_values_that_fit():
+    out = fixed_decimals(pa.array([None, 9_999_999_999_999.99, -123.456]), 2)
+    assert [None if v is None else str(v) for v in out.to_pylist()] == [None, "9999999999999.99", "-123.46"]
+    with pytest.raises(ValueError, match="beyond"):
+        fixed_decimals(pa.array([1e12]), 6)  # six places leave twelve digits

@@ -39,3 +39,35 @@ def test_missing_metric_is_an_error_not_a_silent_pass():
 def test_negative_tolerance_is_rejected():
     with pytest.raises(ValueError, match="tolerance of auc"):
         GatedMetric("auc", True, -0.1)
+
+
+def test_a_first_version_worse_than_the_best_baseline_is_not_promoted_and_says_which():
+    from models.gate import clears_baseline_bar
+
+    baselines = {"bgnbd": {"roc_auc": 0.71}, "recency_rule": {"roc_auc": 0.68}}
+    decision = clears_baseline_bar({"roc_auc": 0.158}, baselines, {"roc_auc": 0.005})
+    assert not decision.promote
+    assert "roc_auc challenger 0.1580 vs best baseline bgnbd 0.7100: worse than it by more than 0.005" in (
+        decision.summary()
+    )
+    assert clears_baseline_bar({"roc_auc": 0.79}, baselines, {"roc_auc": 0.005}).promote
+    # A tie within the tolerance passes (a booster on a BG/NBD offset lands beside it); beyond it does not.
+    assert clears_baseline_bar({"roc_auc": 0.706}, baselines, {"roc_auc": 0.005}).promote
+    assert not clears_baseline_bar({"roc_auc": 0.704}, baselines, {"roc_auc": 0.005}).promote
+    clv = {"bgnbd": {"normalized_gini": 0.62}}
+    assert not clears_baseline_bar({"normalized_gini": 0.5}, clv, {"normalized_gini": 0.01}).promote
+    # A NaN challenger never passes; a NaN baseline or none at all cannot block.
+    assert not clears_baseline_bar({"roc_auc": float("nan")}, baselines, {"roc_auc": 0.005}).promote
+    assert clears_baseline_bar({"roc_auc": 0.6}, {"bgnbd": {"roc_auc": float("nan")}}, {"roc_auc": 0.005}).promote
+    assert "no baseline" in clears_baseline_bar({"roc_auc": 0.6}, {}, {"roc_auc": 0.005}).summary()
+
+
+def test_models_for_different_label_horizons_are_not_compared():
+    from models.gate import same_target
+
+    refused = same_target({"label_horizon_days": 60}, {"label_horizon_days": 90}, "1", "churn")
+    assert refused is not None and not refused.promote
+    assert "label_horizon_days 90 (champion) vs 60 (challenger)" in refused.summary()
+    assert "churn promote churn VERSION" in refused.summary()
+    assert same_target({"label_horizon_days": 90}, {"label_horizon_days": "90"}, "1", "churn") is None
+    assert same_target({"label_horizon_days": 60}, {}, "1", "churn") is None  # an old champion without the tag

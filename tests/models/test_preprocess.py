@@ -125,3 +125,55 @@ def test_on_the_real_panel(panel, manifest):
     sample = panel.sample(2000, random_state=0)
     reversed_columns = sample[sample.columns[::-1]]
     np.testing.assert_array_equal(pre.transform(reversed_columns), pre.transform(sample))
+
+
+def _wide(levels: int, rows_per_level: int, seed: int = 0) -> pd.DataFrame:
+    """``country`` with ``levels`` distinct values seen ``rows_per_level`` times each (a customer id in disguise)."""
+    rng = np.random.default_rng(seed)
+    country = np.repeat([f"c{i:04d}" for i in range(levels)], rows_per_level)
+    return pd.DataFrame({"country": rng.permutation(country), "x": rng.normal(size=len(country))})
+
+
+def test_a_categorical_with_too_many_levels_keeps_the_most_frequent_and_warns():
+    frame = _wide(316, 25)
+    frame = pd.concat([frame, pd.DataFrame({"country": ["c0007"] * 40, "x": 0.0})], ignore_index=True)
+    folded = r"'country' has 316 levels .* kept the 50 most frequent, folded the other 266"
+    with pytest.warns(UserWarning, match=folded):
+        pre = FeaturePreprocessor(["country", "x"], ["country"], max_category_levels=50).fit(frame)
+    assert len(pre.categories_["country"]) == 51 and pre.categories_["country"][-1] == OTHER
+    assert "c0007" in pre.categories_["country"]  # the most frequent level is kept
+    assert pre.features_ == ["country", "x"] and len(pre.warnings_) == 1
+    # Ties are broken by name, so the kept set does not depend on row order.
+    with pytest.warns(UserWarning, match="316 levels"):
+        again = FeaturePreprocessor(["country", "x"], ["country"]).fit(frame.sample(frac=1.0, random_state=1))
+    assert again.categories_ == pre.categories_
+    codes = pre.transform(frame)[:, 0]
+    assert np.nanmax(codes) == 50 and (codes == 50).sum() == 266 * 25  # folded rows share the "__other__" code
+
+
+def test_a_categorical_that_is_an_identifier_is_dropped_from_the_features_with_a_warning():
+    frame = _wide(400, 1)
+    with pytest.warns(UserWarning, match=r"'country' has 400 distinct values in 400 training rows .* dropped"):
+        pre = FeaturePreprocessor(["country", "x"], ["country"]).fit(frame)
+    assert pre.features_ == ["x"] and pre.categorical_ == [] and pre.dropped_ == ["country"]
+    assert pre.transform(frame).shape == (400, 1)
+
+
+def test_few_levels_are_unchanged_and_warn_nothing(train, recwarn):
+    pre = fitted(train, min_category_count=2, max_category_levels=50)
+    assert pre.categories_ == {"country": ["DE", "FR", OTHER]} and pre.warnings_ == [] and pre.dropped_ == []
+    assert not [w for w in recwarn if "categorical feature" in str(w.message)]
+    with pytest.raises(ValueError, match="max_category_levels"):
+        fitted(train, max_category_levels=0)
+
+
+def test_the_default_shops_categoricals_keep_all_their_levels():
+    from features.synthetic import SyntheticShopConfig, generate_shop
+
+    customers = generate_shop(SyntheticShopConfig())["customers"].to_pandas()  # the shipped 20,000 customers
+    for column in ("country", "acquisition_channel"):
+        frame = pd.concat([customers[[column]]] * 12, ignore_index=True)  # the same customers at 12 cutoffs
+        pre = FeaturePreprocessor([column], [column]).fit(frame)
+        counts = frame[column].dropna().astype(str).value_counts()
+        assert pre.warnings_ == [] and pre.dropped_ == [] and pre.features_ == [column]
+        assert pre.categories_[column] == [*sorted(counts.index[counts >= 20]), OTHER]

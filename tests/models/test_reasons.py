@@ -10,8 +10,10 @@ import pandas as pd
 import pytest
 
 from models.reasons import (
+    FAMILIES,
     behaviour_contributions,
     contributions,
+    feature_families,
     path_contributions,
     reason_codes,
     reason_sentences,
@@ -206,19 +208,141 @@ def test_windowed_counts_name_the_window_and_the_count():
 
 
 def test_a_falling_e_mail_trend_says_so():
+    # Without the window's own count (email_opens_90d is not in FRAME) the change alone is told.
     assert _sentence("email_opens_trend_90d", 0) == (
-        "opens fewer e-mails than before (3 fewer in the last 90 days than in the 90 before)"
+        "opened 3 fewer e-mails in the last 90 days than in the 90 days before"
     )
 
 
 def test_features_without_a_template_fall_back_to_name_and_value():
     assert _sentence("mystery_score", 0) == "mystery_score = 1.2"
-    assert _sentence("mystery_score", 1) == "mystery_score not known"
+    assert _sentence("mystery_score", 1) == "mystery score not recorded"
 
 
-def test_text_features_put_the_level_into_the_sentence():
-    assert _sentence("country", 0) == "customer in DE"
-    assert _sentence("country", 1) == "country not known"
+def test_text_features_put_the_level_into_the_sentence_in_words():
+    assert _sentence("country", 0) == "based in Germany (DE), where customers leave more often than on average"
+    assert _sentence("country", 1) == "country not recorded"
+    assert _sentence("country", 2) == "based in France (FR), where customers leave more often than on average"
+
+
+# ------------------------------------------------------------------ issue 18: plain sentences, no raw codes
+WINDOWS = pd.DataFrame(
+    {
+        "orders_90d": [2, 0, 3, 1],
+        "orders_trend_90d": [-4, -3, 0, 1],
+        "sessions_30d": [4, 0, 2, 7],
+        "sessions_trend_30d": [-3, 0, 1, np.nan],
+        "email_opens_90d": [1, 0, 5, 2],
+        "email_opens_trend_90d": [-3, 0, 2, -1],
+        "country": ["AT", "XX", None, "United Kingdom"],
+        "acquisition_channel": pd.Categorical(["paid_social", "referral", "tiktok_ads", None]),
+    }
+)
+
+
+def _window_sentences(feature: str) -> list[str]:
+    features = list(WINDOWS.columns)
+    codes = np.full((len(WINDOWS), 1), features.index(feature), dtype=np.int32)
+    return reason_sentences(codes, WINDOWS, features)[0].tolist()
+
+
+def test_windowed_counts_compare_with_the_window_before_in_words():
+    assert _window_sentences("orders_90d") == [
+        "2 orders in the last 90 days, down from 6 in the 90 days before",
+        "no order in the last 90 days, down from 3 in the 90 days before",
+        "3 orders in the last 90 days, the same as in the 90 days before",
+        "1 order in the last 90 days, up from 0 in the 90 days before",
+    ]
+    # The trend feature reads the same as the window's own: one behaviour, one sentence.
+    assert _window_sentences("orders_trend_90d") == _window_sentences("orders_90d")
+    assert _window_sentences("sessions_trend_30d")[0] == (
+        "4 site visits in the last 30 days, down from 7 in the 30 days before"
+    )
+    assert _window_sentences("sessions_30d")[3] == "7 site visits in the last 30 days"  # no trend: no comparison
+    assert _window_sentences("email_opens_trend_90d")[0] == (
+        "opened 1 e-mail in the last 90 days, down from 4 in the 90 days before"
+    )
+
+
+def test_country_and_channel_codes_are_spelt_out():
+    assert _window_sentences("country") == [
+        "based in Austria (AT), where customers leave more often than on average",
+        "based in XX, where customers leave more often than on average",  # a code the table lacks, as it is
+        "country not recorded",
+        "based in United Kingdom, where customers leave more often than on average",  # already a name
+    ]
+    assert _window_sentences("acquisition_channel") == [
+        "came through paid social ads, a channel whose customers leave more often than on average",
+        "came through a referral, a channel whose customers leave more often than on average",
+        "came through tiktok ads, a channel whose customers leave more often than on average",
+        "acquisition channel not recorded",
+    ]
+
+
+def test_no_sentence_of_the_model_shows_a_raw_code_or_a_bare_feature_name(churn_model, rows):
+    features = churn_model.features_
+    for j, name in enumerate(features):
+        sentences = reason_sentences(np.full((len(rows), 1), j, dtype=np.int32), rows, features)[0]
+        text = " ".join(sentences)
+        assert "_" not in text, (name, text[:200])  # paid_social, feature names, ...
+        assert " = " not in text, name
+
+
+def test_behaviour_families_group_the_windows_of_one_behaviour():
+    families = dict(
+        zip(
+            names := [
+                "recency_days", "overdue_ratio", "orders_30d", "orders_trend_90d", "frequency", "revenue_90d",
+                "aov_90d", "monetary_value", "sessions_30d", "days_since_last_session", "page_views_90d",
+                "email_opens_90d", "emails_sent_30d", "days_since_last_email_open", "support_tickets_90d",
+                "returns_90d", "return_rate", "bgnbd_order_value", "country", "mystery_score",
+            ],
+            feature_families(names),
+            strict=True,
+        )
+    )  # fmt: skip
+    assert families["recency_days"] == families["overdue_ratio"] == "recency"
+    assert families["orders_30d"] == families["orders_trend_90d"] == families["frequency"] == "frequency"
+    assert families["revenue_90d"] == families["aov_90d"] == families["monetary_value"] == "spend"
+    assert families["bgnbd_order_value"] == "spend"
+    assert families["sessions_30d"] == families["days_since_last_session"] == families["page_views_90d"]
+    assert families["email_opens_90d"] == families["emails_sent_30d"] == families["days_since_last_email_open"]
+    assert families["returns_90d"] == families["return_rate"] == "returns"
+    assert families["support_tickets_90d"] == "support"
+    assert families["country"] == "country" and families["mystery_score"] == "mystery_score"  # their own
+    assert len({f for f, _ in FAMILIES}) >= 7
+
+
+def test_at_most_one_reason_per_behaviour_the_strongest_of_it():
+    names = ["recency_days", "orders_30d", "orders_90d", "orders_trend_90d", "sessions_30d", "email_opens_90d"]
+    contrib = np.array(
+        [[0.1, 0.5, 0.45, 0.4, 0.2, 0.3], [0.0, -0.1, 0.2, 0.3, -0.2, -0.1], [0.2, 0.2, 0.2, 0.0, 0.2, 0.0]],
+        dtype=np.float32,
+    )
+    assert top_reasons(contrib).tolist()[0] == [1, 2, 3]  # three windows of the same behaviour
+    by_family = top_reasons(contrib, families=feature_families(names)).tolist()
+    assert by_family == [[1, 5, 4], [3, -1, -1], [0, 1, 4]]  # ties: the lower feature position first
+
+
+def test_family_reasons_never_use_ignored_features():
+    names = ["cutoff_month", "orders_30d", "orders_90d"]
+    contrib = np.array([[0.9, 0.1, 0.2]], dtype=np.float32)
+    assert top_reasons(contrib, ignore=[0], families=feature_families(names)).tolist() == [[2, -1, -1]]
+
+
+def test_the_models_reasons_have_one_sentence_per_behaviour(churn_model, rows):
+    features = churn_model.features_
+    folded = behaviour_contributions(contributions(churn_model, rows, "path"), features)
+    ignore = [features.index(f) for f in ("cutoff_month", "cutoff_day_of_year") if f in features]
+    families = feature_families(features)
+    idx = top_reasons(folded, ignore=ignore, families=families)
+    for row in idx:
+        used = [families[j] for j in row if j >= 0]
+        assert len(used) == len(set(used))
+    plain = top_reasons(folded, ignore=ignore)
+    assert (idx[:, 0] == plain[:, 0]).all()  # the strongest reason is unchanged
+    repeats = [len({families[j] for j in r if j >= 0}) < (r >= 0).sum() for r in plain]
+    assert any(repeats)  # without families some customers got one behaviour twice
 
 
 def test_slots_without_a_reason_stay_empty_and_each_slot_gets_its_own_sentence():

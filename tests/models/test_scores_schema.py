@@ -4,9 +4,21 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
-from models.scores_schema import COLUMNS, HOLD_OUT, SCHEMA_VERSION, arrow_schema, columns_markdown, validate_scores
+from models.scores_schema import (
+    COLUMNS,
+    HOLD_OUT,
+    MAX_MONEY,
+    RANGES,
+    SCHEMA_VERSION,
+    VOCABULARIES,
+    arrow_schema,
+    columns_markdown,
+    validate_scores,
+    value_problems,
+)
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "scores_schema.md"
 
@@ -138,3 +150,62 @@ def test_customer_ids_are_unique():
     frame.loc[1, "customer_id"] = "A1"
     with pytest.raises(ValueError, match="customer_id"):
         validate_scores(frame)
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("predicted_clv", 1.5e17),
+        ("predicted_clv", np.inf),
+        ("value_if_retained", np.inf),
+        ("expected_orders", -1.0),
+        ("expected_orders", 1e10),
+    ],
+)
+def test_money_and_orders_must_be_finite_and_within_their_bounds(column, value):
+    frame = scores_frame()
+    frame.loc[1, column] = value
+    with pytest.raises(ValueError, match=f"{column}: in_range"):
+        validate_scores(frame)
+
+
+def test_the_range_rules_are_one_source_for_pandera_and_arrow():
+    assert RANGES["churn_probability"] == (0.0, 1.0)
+    assert RANGES["predicted_clv"] == RANGES["value_if_retained"] == RANGES["value_at_risk"] == (0.0, MAX_MONEY)
+    assert MAX_MONEY * 10 < 10**16  # below what the export's decimal(18, 2) holds
+    assert VOCABULARIES["risk_tier"] == ("high", "medium", "low", "lapsed")
+    assert value_problems(_table(scores_frame())) == []
+
+
+def _table(frame: pd.DataFrame) -> pa.Table:
+    """The frame as the Arrow table `churn score` writes (NaN stays NaN in float columns, None is null elsewhere)."""
+    arrays = []
+    for c in COLUMNS:
+        values = frame[c.name].dt.date if c.name == "as_of_date" else frame[c.name]
+        arrays.append(pa.array(values.tolist(), type=c.arrow_type, from_pandas=not pa.types.is_floating(c.arrow_type)))
+    return pa.Table.from_arrays(arrays, schema=arrow_schema())
+
+
+def test_value_problems_count_the_broken_rows_of_each_rule_and_never_show_a_value():
+    frame = scores_frame()
+    frame["churn_probability"] = [np.nan, 1.5]
+    frame.loc[0, "predicted_clv"] = 1.5e17
+    frame.loc[1, "risk_tier"] = "urgent"
+    frame.loc[0, "recommended_action"] = "winback_email_coupon"  # a control-group customer
+    problems = value_problems(_table(frame))
+    assert problems == [
+        "churn_probability: 2 rows NaN, infinite or outside [0, 1]",
+        "predicted_clv: 1 rows NaN, infinite or outside [0, 1e+13]",
+        "risk_tier: 1 rows not one of high, medium, low, lapsed",
+        "recommended_action: 1 control_group rows not 'hold_out' (never act on them)",
+    ]
+
+
+def test_schema_errors_never_show_customer_ids():
+    frame = scores_frame()
+    frame.loc[1, "customer_id"] = "A1"  # repeated
+    frame.loc[0, "recommended_action"] = "winback_email_coupon"  # a rule over the whole row
+    with pytest.raises(ValueError, match="field_uniqueness") as info:
+        validate_scores(frame)
+    assert "A1" not in str(info.value) and "B2" not in str(info.value)
+    assert "control_group customers have recommended_action 'hold_out' (1 rows)" in str(info.value)

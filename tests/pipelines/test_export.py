@@ -7,6 +7,12 @@ import csv
 import hashlib
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,7 +24,9 @@ import yaml
 from models.scores_schema import COLUMNS, HOLD_OUT, SCHEMA_VERSION, validate_scores
 from pipelines import export as stage
 from pipelines import score as score_stage
-from pipelines.errors import DataContractError, ParamsError
+from pipelines.cli import main
+from pipelines.console import console
+from pipelines.errors import DataContractError, ParamsError, UsageError
 
 IDS = ["0000001", '=HYPERLINK("http://x")', "+49 30 1234", "-17", "@home", "\tTAB", "\rCR", "plain"]
 
@@ -263,3 +271,247 @@ def test_a_crash_while_writing_leaves_no_file_behind(scores, tmp_path, monkeypat
     with pytest.raises(OSError, match="disk full"):
         stage.run(scores, "csv", tmp_path / "out.csv", _params(tmp_path))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml", "scores.parquet"]
+
+
+# ---- issue 18: bad input, CRM limits ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def churn(tmp_path, monkeypatch, capsys):
+    """``churn export ARGS`` through the real entry point: (exit code, stderr)."""
+    monkeypatch.setattr(console, "_width", 400)
+
+    def run(*args) -> tuple[int, str]:
+        monkeypatch.setattr(sys, "argv", ["churn", "export", *map(str, args)])
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+        code = exit_info.value.code
+        return (0 if code is None else int(code)), capsys.readouterr().err
+
+    return run
+
+
+def _leftovers(tmp_path) -> list[str]:
+    return sorted(p.name for p in tmp_path.iterdir() if p.name not in ("params.yaml", "scores.parquet"))
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_an_out_that_is_a_directory_is_refused_before_any_work_and_kept(scores, tmp_path, monkeypatch, churn, fmt):
+    out = tmp_path / f"out.{fmt}"
+    out.mkdir()
+    (out / "keep.txt").write_text("the user's file")
+    monkeypatch.setattr(stage, "read_scores", lambda *a: pytest.fail("the scores were read before the check"))
+    code, err = churn("--scores", scores, "--format", fmt, "--out", out, "--params", _params(tmp_path))
+    assert code == 4, err
+    assert f"--out {out} is a directory, but this output is a file" in err and "Nothing was written" in err
+    assert (out / "keep.txt").read_text() == "the user's file" and _leftovers(tmp_path) == [f"out.{fmt}"]
+
+
+def test_a_manifest_path_that_is_a_directory_is_refused_before_any_work(scores, tmp_path):
+    (tmp_path / "out.csv.manifest.json").mkdir()
+    with pytest.raises(UsageError, match="manifest path"):
+        stage.run(scores, "csv", tmp_path / "out.csv", _params(tmp_path))
+    assert _leftovers(tmp_path) == ["out.csv.manifest.json"]
+
+
+def test_a_killed_exports_staging_is_removed_by_the_next_export(scores, tmp_path):
+    # What a killed run leaves: its staging directory with a partial CSV, under the fixed name and (earlier
+    # versions) under random tempfile names.
+    for name in (".out.csv.tmp", ".out.csv.x1y2z3_4.tmp"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "out.csv").write_text('"customer_id","as_of_date"\n"0000001",20')
+    stage.run(scores, "csv", tmp_path / "out.csv", _params(tmp_path))
+    assert _leftovers(tmp_path) == ["out.csv", "out.csv.manifest.json"]
+
+
+_KILLED_EXPORT = """
+import sys, time
+from pathlib import Path
+from pipelines import export as stage
+
+def write_and_hang(table, path, options):
+    Path(path).write_text("partial")
+    Path(sys.argv[4]).write_text("writing")
+    time.sleep(60)
+
+stage.pacsv.write_csv = write_and_hang
+stage.run(Path(sys.argv[1]), "csv", Path(sys.argv[2]), Path(sys.argv[3]))
+"""
+
+
+def test_an_export_killed_mid_write_leaves_nothing_after_the_next_export(scores, tmp_path):
+    out, started, params = tmp_path / "out.csv", tmp_path / "started", _params(tmp_path)
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_EXPORT, scores, out, params, started], cwd=root)
+    try:
+        deadline = time.monotonic() + 120
+        while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert started.exists(), "the export did not start writing"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    started.unlink()
+    assert _leftovers(tmp_path) == [".out.csv.tmp"]  # the killed run's partial file, nothing else
+    stage.run(scores, "csv", out, params)
+    assert _leftovers(tmp_path) == ["out.csv", "out.csv.manifest.json"]
+
+
+def _with_value(table: pa.Table, column: str, row: int, value) -> pa.Table:
+    i = table.schema.get_field_index(column)
+    values = table.column(i).to_pylist()
+    values[row] = value
+    return table.set_column(i, table.schema.field(i), pa.array(values, table.schema.field(i).type))
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "problem"),
+    [
+        ("churn_probability", float("nan"), "churn_probability: 1 rows NaN, infinite or outside [0, 1]"),
+        ("churn_probability", 1.5, "churn_probability: 1 rows NaN, infinite or outside [0, 1]"),
+        ("churn_probability", -0.2, "churn_probability: 1 rows NaN, infinite or outside [0, 1]"),
+        ("predicted_clv", 1.5e17, "predicted_clv: 1 rows NaN, infinite or outside [0, 1e+13]"),
+        ("predicted_clv", float("inf"), "predicted_clv: 1 rows NaN, infinite or outside [0, 1e+13]"),
+        ("value_at_risk", float("nan"), "value_at_risk: 1 rows NaN, infinite or outside [0, 1e+13]"),
+        ("expected_orders", -1.0, "expected_orders: 1 rows NaN, infinite or outside [0, 1e+09]"),
+        ("expected_orders", float("-inf"), "expected_orders: 1 rows NaN, infinite or outside [0, 1e+09]"),
+        ("churn_percentile", 0, "churn_percentile: 1 rows outside [1, 100]"),
+        ("risk_tier", "urgent", "risk_tier: 1 rows not one of high, medium, low, lapsed"),
+        ("recommended_action", "winback_email_coupon", "recommended_action: 1 control_group rows not 'hold_out'"),
+    ],
+)
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_scores_with_impossible_values_are_refused_naming_column_and_count(
+    scores, tmp_path, churn, column, value, problem, fmt
+):
+    bad = tmp_path / "bad.parquet"
+    pq.write_table(_with_value(pq.read_table(scores), column, 1, value), bad)
+    code, err = churn("--scores", bad, "--format", fmt, "--out", tmp_path / f"out.{fmt}", "--params", _params(tmp_path))
+    assert code == 3, err
+    assert problem in err and "run `churn score` again" in err and "(8 rows)" in err
+    message = err.replace(str(tmp_path), "")
+    assert not any(i.strip() in message for i in IDS)  # never a customer id
+    assert _leftovers(tmp_path) == ["bad.parquet"]
+
+
+def test_every_broken_column_is_listed_with_its_count(scores, tmp_path):
+    table = pq.read_table(scores)
+    for row in (0, 3, 5):
+        table = _with_value(table, "churn_probability", row, float("nan"))
+    table = _with_value(table, "predicted_clv", 2, 1.5e17)
+    bad = tmp_path / "bad.parquet"
+    pq.write_table(table, bad)
+    with pytest.raises(DataContractError) as info:
+        stage.run(bad, "csv", tmp_path / "out.csv", _params(tmp_path))
+    assert "churn_probability: 3 rows" in str(info.value) and "predicted_clv: 1 rows" in str(info.value)
+    assert info.value.exit_code == 3
+
+
+def test_a_value_too_large_for_the_decimal_is_never_written_as_another_number(scores, tmp_path, monkeypatch):
+    # Even if the range rules let one through, the decimal cast refuses it instead of printing 0.00.
+    monkeypatch.setattr(stage, "value_problems", lambda table: [])
+    bad = tmp_path / "bad.parquet"
+    pq.write_table(_with_value(pq.read_table(scores), "predicted_clv", 1, 1.5e17), bad)
+    with pytest.raises(DataContractError, match="column predicted_clv: 1 of 8 values are NaN, infinite or beyond"):
+        stage.run(bad, "csv", tmp_path / "out.csv", _params(tmp_path))
+    assert _leftovers(tmp_path) == ["bad.parquet"]
+
+
+def _export(scores, tmp_path, fmt="csv", **export) -> dict:
+    stage.run(scores, fmt, tmp_path / f"out.{fmt}", _params(tmp_path, export or None))
+    return json.loads((tmp_path / f"out.{fmt}.manifest.json").read_text())
+
+
+def test_more_rows_than_max_rows_per_file_are_split_into_parts_each_with_the_header(scores, tmp_path):
+    whole = tmp_path / "whole"
+    whole.mkdir()
+    stage.run(scores, "csv", whole / "out.csv", _params(tmp_path))
+    manifest = _export(scores, tmp_path, max_rows_per_file=3)
+    names = ["out.part-0001.csv", "out.part-0002.csv", "out.part-0003.csv"]
+    assert _leftovers(tmp_path) == sorted([*names, "out.csv.manifest.json", "whole"])  # no out.csv
+    parts = [_rows(tmp_path / n) for n in names]
+    assert [len(p) - 1 for p in parts] == [3, 3, 2]
+    expected = _rows(whole / "out.csv")
+    assert all(p[0] == expected[0] for p in parts)  # every part has the header
+    assert [row for p in parts for row in p[1:]] == expected[1:]  # the rows in order, none lost or repeated
+    assert manifest["parts"] == [
+        {
+            "file": n,
+            "rows": len(p) - 1,
+            "bytes": (tmp_path / n).stat().st_size,
+            "sha256": hashlib.sha256((tmp_path / n).read_bytes()).hexdigest(),
+        }
+        for n, p in zip(names, parts, strict=True)
+    ]
+    assert manifest["file"] is None and manifest["sha256"] is None
+    assert manifest["rows"] == len(IDS) and manifest["bytes"] == sum(p["bytes"] for p in manifest["parts"])
+
+
+def test_rows_that_fit_give_one_file_and_no_parts_key(scores, tmp_path):
+    manifest = _export(scores, tmp_path, max_rows_per_file=len(IDS))
+    assert "parts" not in manifest and manifest["file"] == "out.csv"
+    assert _leftovers(tmp_path) == ["out.csv", "out.csv.manifest.json"]
+
+
+def test_a_rerun_with_fewer_parts_or_one_file_removes_the_stale_files(scores, tmp_path):
+    _export(scores, tmp_path, max_rows_per_file=2)
+    assert len(_leftovers(tmp_path)) == 5  # four parts and the manifest
+    manifest = _export(scores, tmp_path, max_rows_per_file=5)
+    assert [p["file"] for p in manifest["parts"]] == ["out.part-0001.csv", "out.part-0002.csv"]
+    assert _leftovers(tmp_path) == ["out.csv.manifest.json", "out.part-0001.csv", "out.part-0002.csv"]
+    manifest = _export(scores, tmp_path)
+    assert "parts" not in manifest and _leftovers(tmp_path) == ["out.csv", "out.csv.manifest.json"]
+    _export(scores, tmp_path, max_rows_per_file=4)  # split again: the single file of the last run goes
+    assert _leftovers(tmp_path) == ["out.csv.manifest.json", "out.part-0001.csv", "out.part-0002.csv"]
+
+
+def test_a_failure_while_writing_a_part_keeps_the_previous_export_whole(scores, tmp_path, monkeypatch):
+    _export(scores, tmp_path)
+    before = {n: (tmp_path / n).read_bytes() for n in _leftovers(tmp_path)}
+    calls = []
+    real = stage.pacsv.write_csv
+
+    def second_part_fails(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(stage.pacsv, "write_csv", second_part_fails)
+    with pytest.raises(OSError, match="disk full"):
+        _export(scores, tmp_path, max_rows_per_file=3)
+    assert {n: (tmp_path / n).read_bytes() for n in _leftovers(tmp_path)} == before
+
+
+def test_a_part_path_that_is_a_directory_is_refused_before_anything_is_written(scores, tmp_path):
+    _export(scores, tmp_path)
+    before = {n: (tmp_path / n).read_bytes() for n in _leftovers(tmp_path)}
+    (tmp_path / "out.part-0002.csv").mkdir()
+    with pytest.raises(UsageError, match=r"out\.part-0002\.csv is a directory"):
+        _export(scores, tmp_path, max_rows_per_file=3)
+    assert {n: (tmp_path / n).read_bytes() for n in _leftovers(tmp_path) if n != "out.part-0002.csv"} == before
+
+
+def test_parquet_is_split_the_same_way(scores, tmp_path):
+    manifest = _export(scores, tmp_path, "parquet", max_rows_per_file=5)
+    names = ["out.part-0001.parquet", "out.part-0002.parquet"]
+    assert [p["file"] for p in manifest["parts"]] == names
+    tables = [pq.read_table(tmp_path / n) for n in names]
+    assert [t.num_rows for t in tables] == [5, 3]
+    assert pa.concat_tables(tables).column("customer_id").to_pylist()[-1] == "plain"
+
+
+@pytest.mark.parametrize("rows", [0, -1, True, 1.5, "many"])
+def test_max_rows_per_file_must_be_a_positive_whole_number(scores, tmp_path, rows):
+    with pytest.raises(ParamsError, match="max_rows_per_file"):
+        _export(scores, tmp_path, max_rows_per_file=rows)
+    assert _leftovers(tmp_path) == []
+
+
+def test_part_names_sort_in_order_and_stay_stable():
+    assert [p.name for p in stage.part_paths(Path("d/scores.csv"), 2)] == [
+        "scores.part-0001.csv",
+        "scores.part-0002.csv",
+    ]
+    assert stage.part_paths(Path("scores.csv"), 12345)[-1].name == "scores.part-12345.csv"

@@ -115,7 +115,11 @@ def test_scores_are_consistent_with_each_other(shop):
     assert ordered["churn_percentile"].is_monotonic_increasing
     assert s["churn_percentile"].max() == 100
     assert set(s["risk_tier"]) <= {"high", "medium", "low", "lapsed"}
-    assert (s.loc[s["risk_tier"] == "lapsed", "recommended_action"].isin(["winback_email_coupon", HOLD_OUT])).all()
+    # Lapsed customers worth the coupon get it; those below the break-even value if retained (45) get nothing.
+    lapsed = s[(s["risk_tier"] == "lapsed") & (s["recommended_action"] != HOLD_OUT)]
+    worth = lapsed["value_if_retained"] >= 45
+    assert (lapsed.loc[worth, "recommended_action"] == "winback_email_coupon").all()
+    assert (lapsed.loc[~worth, "recommended_action"] == "no_action").all()
 
 
 # ------------------------------------------------------------------ value if retained, value at risk
