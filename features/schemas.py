@@ -44,6 +44,9 @@ if _BLOCK_PYSPARK:
 try:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
+        # pandera's checks module tries `import pyspark.pandas` once, at the first validation, whenever pyspark
+        # is loaded by then (MLflow imports it): imported here, it sees pyspark blocked.
+        import pandera.backends.pandas.builtin_checks  # noqa: F401
         import pandera.pandas as pa
 finally:
     if _BLOCK_PYSPARK:

@@ -28,3 +28,18 @@ def test_pyspark_still_imports_after_the_schemas_module_when_installed():
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
+
+
+def test_a_pandera_validation_after_mlflow_loaded_pyspark_does_not_load_pyspark_pandas():
+    # The score stage loads MLflow (which imports pyspark) before it validates the scores with pandera.
+    code = (
+        "import sys\n"
+        "import pandas as pd\n"
+        "from features.schemas import pa\n"
+        "import mlflow.types.schema\n"
+        "pa.DataFrameSchema({'a': pa.Column(int, pa.Check.ge(0))}).validate(pd.DataFrame({'a': [1]}))\n"
+        "assert 'pyspark.pandas' not in sys.modules\n"
+    )
+    flag = "error:PySpark does not yet:FutureWarning"
+    run = subprocess.run([sys.executable, "-W", flag, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
