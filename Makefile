@@ -31,7 +31,7 @@ run: setup
 	@echo "  scores, reasons, actions      : data/scores/scores.parquet, drift check data/scores/scores.drift.json"
 	@echo "  CRM export + manifest         : data/export/scores.csv, data/export/scores.csv.manifest.json"
 	@echo "  browse runs                   : $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db"
-	@echo "  compare experiments           : $(BIN)/dvc exp show --only-changed"
+	@echo "  compare experiments           : $(BIN)/dvc exp show --only-changed --drop '.*/.*'"
 
 test: setup
 	$(BIN)/ruff check .

@@ -443,8 +443,8 @@ def unseen_level_report(
         more = f" and {found['levels'] - len(found['top'])} more" if found["levels"] > len(found["top"]) else ""
         warnings.append(
             f"{' and '.join(kinds)} model{'s' if len(kinds) > 1 else ''}: {column} has {found['levels']} level(s) "
-            f"unseen at training for {found['customers']:,} customer(s), scored as the catch-all level "
-            f"'__other__': {listed}{more}"
+            f"unseen at training (or too rare there to keep) for {found['customers']:,} customer(s), scored as the "
+            f"catch-all level '__other__': {listed}{more}"
         )
     return report, warnings
 

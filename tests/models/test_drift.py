@@ -125,7 +125,9 @@ def test_the_drift_report_lists_unseen_levels_of_every_scored_customer_per_model
     assert report["unseen_levels"]["clv"] == report["unseen_levels"]["churn"]
     assert len(report["unseen_level_warnings"]) == 1  # the same finding for both models: one line
     line = report["unseen_level_warnings"][0]
-    assert line.startswith("churn and clv models: country has 2 level(s) unseen at training for 3 customer(s)")
+    assert line.startswith(
+        "churn and clv models: country has 2 level(s) unseen at training (or too rare there to keep) for 3 customer(s)"
+    )
     assert "'AT' 2" in line and "'LU' 1" in line
     # Counted on every scored customer (lapsed included) or on the counts a caller passes (Spark).
     report = drift_report(frame, scores, {"churn": _model(pre)}, 0.2, levels={"country": pd.Series({"AT": 10})})
