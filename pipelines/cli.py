@@ -138,7 +138,7 @@ def features(
 @app.command()
 def train(
     panel: Annotated[Path, typer.Option(help="Training panel from `churn features` (its .features.json beside it).")],
-    metrics: Annotated[Path, typer.Option(help="JSON file for the test metrics and gate decisions (DVC metrics).")],
+    metrics: Annotated[Path, typer.Option(help="JSON file for the test metrics, baselines and gate decisions.")],
     registered: Annotated[
         Path | None,
         typer.Option(help="Also write a record of the registered model versions and the MLflow store here."),
@@ -147,7 +147,11 @@ def train(
 ) -> None:
     """Train the LightGBM churn and CLV models, log them to MLflow, register them and run the champion gate.
 
-    MLflow goes to MLFLOW_TRACKING_URI, or to sqlite:///mlflow.db in the current directory.
+    A new version becomes champion only if it is no worse than the champion on the same test rows (a first
+    version: than the panel's baselines), within train.gate's tolerances; a champion of another label horizon,
+    or whose files are gone, stays. train.promote manual, or any `dvc exp run`, registers the challenger only
+    (then `churn promote`). Exit 3 for a panel that cannot train (one class), 4 for bad params. MLflow goes to
+    MLFLOW_TRACKING_URI, or to sqlite:///mlflow.db in the current directory.
     """
     from pipelines import train as stage
 
@@ -268,7 +272,11 @@ def export(
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Write the scores as a CRM-ready CSV or Parquet file (fixed columns, formula-safe text, optional CRM
-    column names and pseudonymised ids) with a manifest: rows, sha256, model versions, as-of date, schema."""
+    column names and pseudonymised ids) with a manifest: rows, sha256, model versions, as-of date, schema.
+
+    More rows than export.max_rows_per_file are split into <stem>.part-0001<suffix>, ... (listed in the
+    manifest). Every value is re-checked first: exit 3 for a scores file with NaN or out-of-range values, 4 for
+    an --out that is a directory; nothing is written then."""
     from pipelines import export as stage
 
     stage.run(scores=scores, fmt=format, out=out, params_path=params)
