@@ -222,7 +222,7 @@ class CLVRegressor(RegressorMixin, BaseEstimator):
         def put(name: str, fitted: tuple[lgb.LGBMModel, int]) -> None:
             self.boosters_[name], self.best_iterations_[name] = fitted
 
-        revenue_metric = _gini if self.early_stopping_metric == "gini" else None
+        revenue_metric = _GiniEval() if self.early_stopping_metric == "gini" else None
         if self.objective == "tweedie":
             params = {"objective": "tweedie", "tweedie_variance_power": self.tweedie_variance_power}
             put(
@@ -314,10 +314,21 @@ class CLVRegressor(RegressorMixin, BaseEstimator):
         return total.sort_values(["gain", "feature"], ascending=[False, True], ignore_index=True)
 
 
-def _gini(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[str, float, bool]:
+class _GiniEval:
     """LightGBM eval function: normalised Gini of the validation predictions (higher is better). Rank-based,
-    so a level shift between the training and validation periods (a season) does not move it."""
-    return "gini", metrics.normalized_gini(y_true, y_pred), True
+    so a level shift between the training and validation periods (a season) does not move it.
+
+    LightGBM passes the same validation label array every round: its Gini (the denominator, a third of the cost:
+    0.1 of 0.27 s per round on 900,000 rows) is computed once per array, the same value to the last bit."""
+
+    def __init__(self) -> None:
+        self._labels: np.ndarray | None = None
+        self._truth = 0.0
+
+    def __call__(self, y_true: np.ndarray, y_pred: np.ndarray) -> tuple[str, float, bool]:
+        if y_true is not self._labels:
+            self._labels, self._truth = y_true, metrics.truth_gini(y_true)
+        return "gini", metrics.normalized_gini(y_true, y_pred, truth=self._truth), True
 
 
 def compare_clv_objectives(

@@ -24,6 +24,7 @@ __all__ = [
     "rmse",
     "roc_auc",
     "spearman",
+    "truth_gini",
 ]
 
 
@@ -120,19 +121,27 @@ def _lorenz_area(t: np.ndarray, order_by: np.ndarray) -> float:
     return float(np.sum((x[1:] - x[:-1]) * (lor[1:] + lor[:-1]) / 2.0))
 
 
-def normalized_gini(y_true: ArrayLike, y_pred: ArrayLike) -> float:
+def truth_gini(y_true: ArrayLike) -> float:
+    """``Gini(y_true)``, the denominator of :func:`normalized_gini`: the Gini of the ordering by ``y_true`` itself
+    (a function of the labels only, so an eval function called every boosting round computes it once)."""
+    t = np.asarray(y_true, dtype=np.float64).ravel()
+    return 2.0 * _lorenz_area(t, t) - 1.0
+
+
+def normalized_gini(y_true: ArrayLike, y_pred: ArrayLike, truth: float | None = None) -> float:
     """Normalised Gini: how well ``y_pred`` orders rows by ``y_true`` (e.g. revenue), 1 for the ordering by
     ``y_true`` itself, 0 for a random one, negative for a reversed one.
 
     ``Gini(s) = 2 * A(s) - 1`` with ``A(s)`` the area under the Lorenz curve (cumulative share of the total
     ``y_true`` against cumulative share of rows, rows sorted by ``s`` descending; ties in ``s`` averaged);
     the result is ``Gini(y_pred) / Gini(y_true)``. Equals the Kaggle "normalized Gini" when there are no
-    ties. Needs ``sum(y_true) > 0`` and a ``y_true`` that is not constant.
+    ties. Needs ``sum(y_true) > 0`` and a ``y_true`` that is not constant. ``truth``: :func:`truth_gini` of
+    this ``y_true`` when the caller has it already.
     """
     t, p = _pair(y_true, y_pred)
     if t.sum() <= 0:
         raise ValueError("normalized_gini needs a positive total of y_true")
-    best = 2.0 * _lorenz_area(t, t) - 1.0
+    best = 2.0 * _lorenz_area(t, t) - 1.0 if truth is None else truth
     if best == 0:
         raise ValueError("normalized_gini needs a y_true that is not constant")
     return float((2.0 * _lorenz_area(t, p) - 1.0) / best)

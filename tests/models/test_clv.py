@@ -152,3 +152,21 @@ def test_offset_needs_the_tweedie_objective_and_a_known_metric():
         _fit(rows, rows, offset="prior", objective="two_part")
     with pytest.raises(ValueError, match="early_stopping_metric"):
         _fit(rows, rows, early_stopping_metric="auc")
+
+
+def test_the_gini_eval_function_equals_the_metric_and_computes_its_denominator_once(monkeypatch):
+    from models import metrics
+    from models.clv import _GiniEval
+
+    rng = np.random.default_rng(1)
+    labels = np.where(rng.random(2000) < 0.5, 0.0, rng.gamma(1.0, 100.0, 2000)).astype(np.float32)
+    calls = []
+    truth = metrics.truth_gini
+    monkeypatch.setattr(metrics, "truth_gini", lambda y: calls.append(1) or truth(y))
+    evaluate = _GiniEval()
+    for _ in range(4):  # LightGBM passes the same label array every round
+        pred = rng.random(2000)
+        assert evaluate(labels, pred) == ("gini", metrics.normalized_gini(labels, pred), True)
+    assert len(calls) == 1
+    evaluate(labels.copy(), rng.random(2000))  # another array: computed again
+    assert len(calls) == 2
