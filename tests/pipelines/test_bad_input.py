@@ -18,7 +18,6 @@ import pytest
 
 from features.synthetic import SyntheticShopConfig, generate_shop
 from pipelines.cli import main
-from pipelines.console import console
 
 PARAMS = """\
 validate:
@@ -41,9 +40,7 @@ ORDERS = """customer_id,order_id,order_ts,amount,discount_amount,items,channel
 EMAIL = "jane.doe@example.com"
 
 
-@pytest.fixture(autouse=True)
-def wide_console(monkeypatch):
-    monkeypatch.setattr(console, "_width", 400)
+pytestmark = pytest.mark.usefixtures("wide_console")  # tests/pipelines/conftest.py
 
 
 @pytest.fixture

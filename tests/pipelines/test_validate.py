@@ -15,7 +15,6 @@ from typer.testing import CliRunner
 
 from pipelines import validate as stage
 from pipelines.cli import app
-from pipelines.console import console
 from pipelines.errors import DataContractError, ParamsError
 
 CUSTOMERS = """customer_id,signup_ts,country,email_opt_in
@@ -39,10 +38,7 @@ SHOP = {"customers": CUSTOMERS, "orders": ORDERS, "returns": RETURNS, "events": 
 HEADER = ORDERS.splitlines()[0]
 
 
-@pytest.fixture(autouse=True)
-def wide_console(monkeypatch):
-    # Rich wraps table cells at 80 columns off a terminal; wide enough keeps rule names on one line.
-    monkeypatch.setattr(console, "_width", 400)
+pytestmark = pytest.mark.usefixtures("wide_console")  # tests/pipelines/conftest.py
 
 
 @pytest.fixture
