@@ -26,6 +26,7 @@ score; then whether the project beats the baseline on each (issue 14's acceptanc
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -42,6 +43,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "online_retail_ii" / "online_retail_ii.parquet"
 AS_OF = pd.Timestamp("2011-06-10")
 HORIZON_DAYS = 182
+# The grid edges the scores carry P(an order within) for (order_probability_30d/90d/180d).
+TIMING_DAYS = (30, 90, 180)
 WEEK = pd.Timedelta(days=7)
 # (metric key, header, higher is better; None: |value| <= 10 is the criterion): the columns of the other
 # real-data benchmark, which sits beside this script.
@@ -94,6 +97,13 @@ def truth(full: Path, customers: pd.Index) -> pd.DataFrame:
     revenue = o.groupby("customer_id")["amount"].sum().sub(r.groupby("customer_id")["amount"].sum(), fill_value=0)
     frame["revenue"] = revenue.reindex(customers, fill_value=0.0)
     frame["churned"] = frame["orders"] == 0
+    # Next order on the scores' grid: the first edge e with an order in [AS_OF, AS_OF + e), followed up 180 days.
+    first = o.groupby("customer_id")["order_ts"].min().reindex(customers)
+    days = (first - AS_OF) / pd.Timedelta(days=1)
+    edges = np.array(TIMING_DAYS, dtype=float)
+    idx = np.searchsorted(edges, days.to_numpy(), side="right")
+    frame["next_order_days"] = np.where(idx < edges.size, edges[np.minimum(idx, edges.size - 1)], np.nan)
+    frame["next_order_followup_days"] = float(TIMING_DAYS[-1])
     return frame
 
 
@@ -136,6 +146,7 @@ def bgnbd_gamma_gamma(history: Path) -> pd.DataFrame:
         {
             "churn_probability": bg.p_no_order(horizon_weeks, x, t_x, big_t),
             "predicted_clv": bg.expected_orders(horizon_weeks, x, t_x, big_t) * value,
+            **{f"order_probability_{d}d": 1.0 - bg.p_no_order(d / 7.0, x, t_x, big_t) for d in TIMING_DAYS},
         },
         index=per.index,
     )
@@ -157,6 +168,23 @@ def judge(pred: pd.DataFrame, actual: pd.DataFrame) -> dict[str, float]:
         "total_bias_pct": 100.0 * mx.bias(r, clv, relative=True),
         "customers": float(len(actual)),
         "without_score": float((~scored).sum()),
+    }
+
+
+def judge_timing(pred: pd.DataFrame, actual: pd.DataFrame) -> dict[str, float]:
+    """Concordance and integrated Brier score of P(an order within 30/90/180 days) against the next order."""
+    from models.survival import concordance_index, integrated_brier_score
+
+    p = pred.reindex(actual.index)
+    columns = [f"order_probability_{d}d" for d in TIMING_DAYS]
+    scored = p[columns].notna().all(axis=1)
+    survival = 1.0 - p.loc[scored, columns].to_numpy(np.float64)
+    y = actual.loc[scored, ["next_order_days", "next_order_followup_days"]]
+    return {
+        "concordance": concordance_index(y, survival, TIMING_DAYS),
+        "integrated_brier": integrated_brier_score(y, survival, TIMING_DAYS),
+        **{f"order_rate_{d}d": float((y["next_order_days"] <= d).mean()) for d in TIMING_DAYS},
+        **{f"mean_p_{d}d": float(1.0 - survival[:, k].mean()) for k, d in enumerate(TIMING_DAYS)},
     }
 
 
@@ -218,12 +246,17 @@ def main() -> None:
         history = pd.read_parquet(project / "data" / "online_retail" / "orders.parquet", columns=["customer_id"])
         customers = pd.Index(history["customer_id"].unique(), name="customer_id").sort_values()
         actual = truth(work / "full", customers)
+        baseline = bgnbd_gamma_gamma(project / "data" / "online_retail")
         table = pd.DataFrame(
             {
                 "churn-pipeline": judge(scores[["churn_probability", "predicted_clv"]], actual),
-                "BG/NBD + Gamma-Gamma (weekly)": judge(bgnbd_gamma_gamma(project / "data" / "online_retail"), actual),
+                "BG/NBD + Gamma-Gamma (weekly)": judge(baseline, actual),
             }
         ).T
+        timing = pd.DataFrame(
+            {"churn-pipeline": judge_timing(scores, actual), "BG/NBD (weekly)": judge_timing(baseline, actual)}
+        ).T
+        held_out = json.loads((project / "metrics" / "train.json").read_text())["next_order"]
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
@@ -249,6 +282,22 @@ def main() -> None:
     print(
         f"{'ok ' if ok else 'NO '} every customer scored: {int(ours['without_score'])} of "
         f"{int(ours['customers'])} without a score"
+    )
+    print(f"\nnext order after {AS_OF.date()} (issue 16): P(an order within 30/90/180 days) against the first order")
+    print(timing.to_string(float_format=lambda v: f"{v:.4f}"))
+    mine, theirs = timing.iloc[0], timing.iloc[1]
+    ok = mine["concordance"] >= theirs["concordance"]
+    print(f"{'ok ' if ok else 'NO '} concordance {mine['concordance']:.4f} vs BG/NBD {theirs['concordance']:.4f}")
+    ok = mine["integrated_brier"] <= theirs["integrated_brier"]
+    print(
+        f"{'ok ' if ok else 'NO '} integrated Brier {mine['integrated_brier']:.4f} vs BG/NBD "
+        f"{theirs['integrated_brier']:.4f}"
+    )
+    base = held_out["baselines"]["bgnbd"]
+    print(
+        f"the pipeline's own held-out test (train stage, cutoff {held_out['test_cutoff']}, full grid): concordance "
+        f"{held_out['concordance']:.4f} (BG/NBD {base['concordance']:.4f}), integrated Brier "
+        f"{held_out['integrated_brier']:.4f} (BG/NBD {base['integrated_brier']:.4f})"
     )
 
 

@@ -7,7 +7,9 @@ while a scoring table keeps them with ``is_lapsed = True``.
 
 Time boundaries (see :mod:`features.cutoffs`): features at ``c`` use rows with timestamp ``< c``; a window
 of ``w`` days is ``[c - w, c)``; labels use ``[c, c + h)`` and are null when ``c + h`` is after the end of
-the data. Durations are in days (fractional, from microsecond timestamps); money is in the shop's currency.
+the data; the next-order labels use ``[c, c + e)`` for the edges ``e`` of ``FeatureConfig.next_order_days``
+that the data reach (:mod:`features.derive`). Durations are in days (fractional, from microsecond timestamps);
+money is in the shop's currency.
 
 Feature family ``bgnbd``: BG/NBD and Gamma-Gamma (:mod:`models.baselines`) refitted at every cutoff on
 that cutoff's customers who are not lapsed (their purchase history before ``c`` only; at most 100,000 of them),
@@ -519,7 +521,8 @@ def feature_manifest(
     skipped: list[str],
 ) -> dict:
     """What the table holds: features in column order with their family, categoricals, labels, keys,
-    windows and horizons, cutoffs, the end of the data and the sources the data lacks."""
+    windows and horizons (``next_order_days``: the next-order labels' grid edges, days), cutoffs, the end of
+    the data and the sources the data lacks."""
     names = table.names if isinstance(table, pa.Schema) else table.column_names
     features = [c for c in names if c in family]
     return {
@@ -531,6 +534,7 @@ def feature_manifest(
         "windows_days": list(config.windows),
         "churn_horizon_days": config.churn_horizon_days,
         "clv_horizon_days": config.clv_horizon_days,
+        "next_order_days": list(config.next_order_days),
         "cutoffs": [str(pd.Timestamp(c).date()) for c in cutoffs],
         "data_end": str(pd.Timestamp(end).date()),
         "skipped_sources": skipped,

@@ -3,10 +3,11 @@
 A *measure* is an aggregate of one source table's rows within one (customer, slot): a count or a sum
 (additive over slots, so a window is the difference of two running totals), a max or min timestamp (rolled
 forward as a running max/min), or the value of the latest row (rolled forward to the latest slot that has
-one). Windows, trends and ratios are derived from these in :mod:`features.build`.
+one). Windows, trends, ratios and labels are derived from these in :mod:`features.derive`.
 
 Each measure names the columns or event type it needs; the engine drops a measure whose source table,
-column or event type is absent, so a shop with only ``orders`` still gets every purchase feature.
+column or event type is absent, so a shop with only ``orders`` still gets every purchase feature (and one
+without ``orders.channel`` no channel shares).
 """
 
 from __future__ import annotations
@@ -92,6 +93,22 @@ def exact_sum(expr: str) -> str:
     return f"sum({exact_amount(expr)})"
 
 
+# The sales channels (orders.channel) whose order shares are features, compared as lower(trim(channel)): the
+# contract's examples and the synthetic shop's channels. Other channels and NULL count only in orders_total.
+SALES_CHANNELS: tuple[str, ...] = ("web", "app", "store")
+
+
+def channel_measure(channel: str) -> str:
+    """Name of the measure counting a customer's orders placed via ``channel`` (:data:`SALES_CHANNELS`)."""
+    return f"n_{channel}_orders"
+
+
+def _channel(channel: str) -> Measure:
+    # count() of a CASE without ELSE counts the matching rows only: plain SQL both DuckDB and Spark evaluate.
+    arg = f"CASE WHEN lower(trim(channel)) = '{channel}' THEN 1 END"
+    return Measure(channel_measure(channel), "orders", "count", arg, needs_columns=("channel",), dtype="int32")
+
+
 def _event(name: str, event_type: str, agg: Aggregate, arg: str = "*", dtype: str = "float64") -> Measure:
     needs = ("value",) if "value" in arg else ()
     return Measure(name, "events", agg, arg, needs_columns=needs, event_type=event_type, dtype=dtype)
@@ -111,6 +128,8 @@ MEASURES: tuple[Measure, ...] = (
     Measure("gap_sq", "orders", "sum", "gap_days * gap_days"),
     Measure("last_order_us", "orders", "max", "ts_us", dtype="int64"),
     Measure("first_order_us", "orders", "min", "ts_us", dtype="int64"),
+    # Orders per sales channel (a shop without orders.channel gets none of them).
+    *(_channel(c) for c in SALES_CHANNELS),
     Measure("n_returns", "returns", "count", dtype="int32"),
     Measure("return_value", "returns", "sum", "amount"),
     # Engagement.

@@ -3,14 +3,27 @@
 An engine (DuckDB + numpy in :mod:`features.build`, Spark in :mod:`features.spark`) computes, for each output
 row (customer, cutoff ``c``) and each measure of :mod:`features.definitions`, the measure's *running value*
 at ``c + o`` days: its aggregate over the customer's rows with timestamp ``< c + o``, for the offsets ``o``
-that :func:`measure_offsets` names (``0``, ``-w`` and ``-2w`` for the windows, ``+h`` for the label horizons).
+that :func:`measure_offsets` names (``0``, ``-w`` and ``-2w`` for the windows, ``+h`` for the label horizons
+and the next-order grid's edges).
 Everything else is computed here, by the same numpy code whatever the engine:
 
 - eligibility (:func:`eligible`): at least one order before ``c``; in training, not lapsed;
 - windows ``[c - w, c)`` as differences of running values, trends (this window minus the one before);
-- recency, tenure, gaps, ratios, rates, balances, calendar;
+- recency, tenure, gaps, ratios (sales-channel shares among them), rates, balances, calendar;
 - the BG/NBD + Gamma-Gamma prior (:func:`fit_priors`, one fit per cutoff, then applied to any batch of rows);
-- labels over ``[c, c + h)``, null when ``c + h`` is after the end of the data.
+- labels over ``[c, c + h)``, null when ``c + h`` is after the end of the data;
+- next-order (survival) labels on a discrete-time grid of edges ``e_1 < ... < e_K`` days after ``c``
+  (``FeatureConfig.next_order_days``; interval ``k`` is ``[c + e_{k-1}, c + e_k)`` with ``e_0 = 0``), read from
+  the running ``n_orders`` at every edge, so they see only ``[c, c + e_K)``:
+
+  * ``next_order_days``: the edge ``e_k`` closing the first interval with an order of the customer, i.e. the
+    smallest observed edge ``e`` with an order in ``[c, c + e)``; null when none is seen in the follow-up;
+  * ``next_order_followup_days``: the follow-up, the largest edge ``e`` with ``c + e <=`` the end of the data
+    (the same completeness rule as the other labels); 0 when even ``c + e_1`` is after it.
+
+  A row with follow-up ``F`` and ``next_order_days`` null is right-censored at ``F`` (no order in ``[c, c + F)``;
+  orders in ``[c + F, end)`` are not looked at: their interval is not fully observed); a row with
+  ``next_order_days = e_k`` is an event in interval ``k`` (``e_k <= F`` always).
 
 Units: timestamps in microseconds since 1970-01-01 UTC, durations in (fractional) days, money in the shop's
 currency. Features are float32 or int32 (a tree model bins them anyway); labels stay float64.
@@ -20,17 +33,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from features.cutoffs import slot_boundaries, slot_of_day
-from features.definitions import MEASURES, TRENDED, WINDOWED_COUNTS, Measure
+from features.definitions import MEASURES, SALES_CHANNELS, TRENDED, WINDOWED_COUNTS, Measure, channel_measure
 from models.baselines import MAX_FIT_ROWS, BGNBDPrior, fit_bgnbd_prior
 
 US_PER_DAY = 86_400_000_000
-LABELS = ("churned", "future_orders", "future_revenue")
+# The next-order (survival) labels come after the churn and CLV labels, in this order.
+NEXT_ORDER_LABELS = ("next_order_days", "next_order_followup_days")
+LABELS = ("churned", "future_orders", "future_revenue", *NEXT_ORDER_LABELS)
 KEY_COLUMNS = ("customer_id", "cutoff")
 CATEGORICAL_FEATURES = ("country", "acquisition_channel")
 # Output name of each BG/NBD quantity (models.baselines.BGNBDPrior.quantities): P(alive at c), P(no order in
@@ -48,12 +64,15 @@ BGNBD_INPUTS = ("n_order_days", "revenue", "first_order_us", "last_order_us")
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    """Windows and horizons, in days. ``max_recency_days`` None keeps every past customer in training."""
+    """Windows and horizons, in days. ``max_recency_days`` None keeps every past customer in training.
+    ``next_order_days``: the edges (days after the cutoff) of the next-order labels' grid, positive and strictly
+    increasing."""
 
     windows_days: tuple[int, ...] = (30, 90, 180, 365)
     churn_horizon_days: int = 90
     clv_horizon_days: int = 180
     max_recency_days: int | None = 365
+    next_order_days: tuple[int, ...] = (14, 30, 60, 90, 120, 180)
 
     def __post_init__(self) -> None:
         if not self.windows_days or any(w <= 0 for w in self.windows_days):
@@ -62,6 +81,13 @@ class FeatureConfig:
             raise ValueError(f"windows_days has duplicates: {self.windows_days}")
         if self.churn_horizon_days <= 0 or self.clv_horizon_days <= 0:
             raise ValueError("label horizons must be positive day counts")
+        grid = tuple(self.next_order_days)
+        if not grid or any(e <= 0 for e in grid):
+            raise ValueError(f"next_order_days must be positive day counts, got {list(grid)}")
+        if len(set(grid)) != len(grid):
+            raise ValueError(f"next_order_days has duplicates: {list(grid)}")
+        if any(b <= a for a, b in pairwise(grid)):
+            raise ValueError(f"next_order_days must be strictly increasing, got {list(grid)}")
 
     @property
     def windows(self) -> tuple[int, ...]:
@@ -85,13 +111,22 @@ _FAMILY_OF_MEASURE = {
 }
 
 
-def label_offsets(config: FeatureConfig) -> dict[str, tuple[int, ...]]:
-    """Measures the labels read after the cutoff, and at which horizons (days)."""
+def _horizon_offsets(config: FeatureConfig) -> dict[str, tuple[int, ...]]:
+    """The running values after the cutoff that the churn and CLV labels read, kept per row until
+    :meth:`FeatureAssembler.finish_rows` (the next-order grid's are reduced as they arrive)."""
     return {
-        "n_orders": (config.churn_horizon_days, config.clv_horizon_days),
+        "n_orders": tuple(sorted({config.churn_horizon_days, config.clv_horizon_days})),
         "revenue": (config.clv_horizon_days,),
         "return_value": (config.clv_horizon_days,),
     }
+
+
+def label_offsets(config: FeatureConfig) -> dict[str, tuple[int, ...]]:
+    """Measures the labels read after the cutoff, and at which horizons (days, ascending): orders at the churn
+    and CLV horizons and at every edge of the next-order grid, revenue and refunds at the CLV horizon."""
+    offsets = _horizon_offsets(config)
+    offsets["n_orders"] = tuple(sorted({*offsets["n_orders"], *config.next_order_days}))
+    return offsets
 
 
 def measure_offsets(m: Measure, config: FeatureConfig) -> tuple[int, ...]:
@@ -105,8 +140,9 @@ def measure_offsets(m: Measure, config: FeatureConfig) -> tuple[int, ...]:
 
 
 def all_offsets(config: FeatureConfig) -> np.ndarray:
-    """Every offset any measure may need: the slot edges around each cutoff."""
-    horizons = (config.churn_horizon_days, config.clv_horizon_days)
+    """Every offset any measure may need: the slot edges around each cutoff (windows, label horizons and the
+    next-order grid's edges)."""
+    horizons = {h for hs in label_offsets(config).values() for h in hs}
     windows = config.windows
     return np.array(sorted({0, *(-w for w in windows), *(-2 * w for w in windows), *horizons}), dtype=np.int64)
 
@@ -246,6 +282,10 @@ class FeatureAssembler:
         self.out: dict[str, np.ndarray] = {}
         self.family: dict[str, str] = {}
         self.base: dict[tuple[str, int], np.ndarray] = {}
+        # Per row, the index of the first next-order grid edge e with an order in [c, c + e) (len(grid): none up
+        # to the last edge), whether or not the data reach that edge: two bytes per row instead of the running
+        # order count at every edge.
+        self.first_order_edge = np.empty(0, dtype=np.int16)
 
     def _put(self, name: str, values: np.ndarray, fam: str, dtype: str = "float32") -> None:
         self.out[name] = values.astype(dtype, copy=False)
@@ -255,8 +295,17 @@ class FeatureAssembler:
         now = at(0)
         if m.name not in WINDOWED or m.name in _TOTALS_USED:
             self.base[(m.name, 0)] = now
-        for h in label_offsets(self.config).get(m.name, ()):
-            self.base[(m.name, h)] = at(h)
+        kept = _horizon_offsets(self.config).get(m.name, ())
+        grid = self.config.next_order_days if m.name == "n_orders" else ()
+        if grid:
+            self.first_order_edge = np.full(len(now), len(grid), dtype=np.int16)
+        # Latest edge first, so the smallest edge with an order is written last and wins.
+        for h in sorted(label_offsets(self.config).get(m.name, ()), reverse=True):
+            later = at(h)
+            if h in kept:
+                self.base[(m.name, h)] = later
+            if h in grid:
+                self.first_order_edge[later > now] = grid.index(h)
         if m.name in WINDOWED:
             prefix = WINDOWED[m.name]
             fam = _FAMILY_OF_MEASURE.get(m.name, "engagement")
@@ -283,7 +332,7 @@ class FeatureAssembler:
         if priors is None:
             priors = fit_priors(self.now(), self.c_day, self.config)
         columns = self.finish_rows(slice(None), end_day, priors, attributes)
-        self.out, self.base = {}, {}
+        self.out, self.base, self.first_order_edge = {}, {}, np.empty(0, dtype=np.int16)
         return columns, dict(self.family)
 
     def finish_rows(
@@ -332,6 +381,11 @@ class FeatureAssembler:
             put("discount_share", _ratio(now["discount"], revenue_total + now["discount"]), "purchase")
         if "items" in have:
             put("items_per_order", _ratio(now["items"], orders_total), "purchase")
+        for channel in SALES_CHANNELS:
+            # Share of all orders before c placed via the channel; orders via other channels, or none recorded,
+            # count in the denominator only.
+            if channel_measure(channel) in have:
+                put(f"{channel}_order_share", _ratio(now[channel_measure(channel)], orders_total), "purchase")
         if "n_returns" in have:
             put("returns_total", now["n_returns"], "purchase", "int32")
             put("returns_value_total", now["return_value"], "purchase")
@@ -394,7 +448,8 @@ class FeatureAssembler:
         put("cutoff_month", np.asarray(cut_ts.month), "calendar", "int32")
         put("cutoff_day_of_year", np.asarray(cut_ts.day_of_year), "calendar", "int32")
 
-        # Labels: [c, c + h); null where c + h is after the end of the data.
+        # Labels: [c, c + h); null where c + h is after the end of the data. Next-order labels: [c, c + e) for
+        # the grid's edges e up to the follow-up (next_order_labels).
         h_churn, h_clv = config.churn_horizon_days, config.clv_horizon_days
         churn_missing = c_day + h_churn > end_day
         clv_missing = c_day + h_clv > end_day
@@ -405,6 +460,7 @@ class FeatureAssembler:
             "churned": pa.array(base[("n_orders", h_churn)] - orders_total == 0, mask=churn_missing),
             "future_orders": pa.array((base[("n_orders", h_clv)] - orders_total).astype(np.int32), mask=clv_missing),
             "future_revenue": pa.array(np.round(future_revenue, 6), mask=clv_missing),
+            **next_order_labels(self.first_order_edge[rows], c_day, end_day, config.next_order_days),
         }
 
         columns: dict[str, pa.Array] = {
@@ -420,6 +476,27 @@ class FeatureAssembler:
             self.family[name] = "attributes"
         columns.update(labels)
         return columns
+
+
+def next_order_labels(
+    first_edge: np.ndarray, c_day: np.ndarray, end_day: int, grid_days: tuple[int, ...]
+) -> dict[str, pa.Array]:
+    """The next-order labels per row (float64 days): ``next_order_days``, the edge closing the first interval
+    with an order when the data reach that edge, else null; ``next_order_followup_days``, the largest edge ``e``
+    with ``c + e <= end_day`` (0 when there is none).
+
+    ``first_edge``: per row, the index of the first grid edge ``e`` with an order in ``[c, c + e)``
+    (``len(grid_days)``: none); ``c_day``: the cutoffs, ``end_day``: the end of the data (days since
+    1970-01-01). An edge after the end of the data is never an event: its interval is not fully observed.
+    """
+    grid = np.asarray(grid_days, dtype=np.int64)
+    # Edges with c + e <= end_day: the grid is increasing, so they are its first `observed` ones.
+    observed = np.searchsorted(grid, end_day - np.asarray(c_day, dtype=np.int64), side="right")
+    followup = np.where(observed > 0, grid[np.maximum(observed - 1, 0)], 0).astype(np.float64)
+    first = np.asarray(first_edge, dtype=np.int64)
+    seen = first < observed
+    event = grid[np.minimum(first, len(grid) - 1)].astype(np.float64)
+    return {"next_order_days": pa.array(event, mask=~seen), "next_order_followup_days": pa.array(followup)}
 
 
 def attribute_columns(

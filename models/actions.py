@@ -20,7 +20,13 @@ customer gets the ``action`` of the first rule whose every condition holds. Cond
 - ``max_tenure_days`` / ``min_tenure_days``: days since the first order are below / at least this ("new
   customers": ``max_tenure_days: 60``);
 - ``reason_features``: one of the customer's reason codes starts with one of these feature-name prefixes
-  (``email_`` matches every e-mail feature, ``recency_days`` just that one).
+  (``email_`` matches every e-mail feature, ``recency_days`` just that one);
+- ``max_days_to_next_order`` / ``min_days_to_next_order``: ``days_to_next_order`` (scores v1.2: the median days
+  from the as-of date to the next order, from the next-order survival model; empty when the customer is not
+  expected to order within 180 days) is at most / at least this, days in [0, 180]. An empty
+  ``days_to_next_order`` (not expected to order within 180 days, so later than any bound) never matches
+  ``max_days_to_next_order`` and always matches ``min_days_to_next_order`` ("due soon": ``max_days_to_next_order:
+  30``; "overdue or drifting away": ``min_days_to_next_order: 90``).
 
 The last rule must have no condition: it is the default (``no_action``). A rule that can never fire because an
 unconditional rule comes before it is an error, and so is an unknown tier or key (the params loader names the
@@ -46,6 +52,7 @@ import numpy as np
 import pandas as pd
 
 from models.crm import keyed_hash
+from models.scores_schema import NEXT_ORDER_HORIZON_DAYS
 from models.tiers import TIER_ORDER
 
 __all__ = [
@@ -78,6 +85,8 @@ class ActionRule:
     max_tenure_days: float | None = None
     min_tenure_days: float | None = None
     reason_features: tuple[str, ...] | None = None
+    max_days_to_next_order: float | None = None
+    min_days_to_next_order: float | None = None
 
     def __post_init__(self) -> None:
         label = self.label
@@ -105,6 +114,19 @@ class ActionRule:
             value = getattr(self, key)
             if value is not None and value < 0:
                 raise ValueError(f"{label}: {key} must be >= 0 days, got {value}")
+        for key in ("max_days_to_next_order", "min_days_to_next_order"):
+            value = getattr(self, key)
+            if value is not None and not 0 <= value <= NEXT_ORDER_HORIZON_DAYS:  # NaN fails too
+                raise ValueError(
+                    f"{label}: {key} must be days in [0, {NEXT_ORDER_HORIZON_DAYS}] (days_to_next_order is empty "
+                    f"beyond the next-order model's {NEXT_ORDER_HORIZON_DAYS} days), got {value}"
+                )
+        if (
+            self.min_days_to_next_order is not None
+            and self.max_days_to_next_order is not None
+            and self.min_days_to_next_order > self.max_days_to_next_order
+        ):
+            raise ValueError(f"{label}: min_days_to_next_order is above max_days_to_next_order, so it never matches")
         if self.reason_features is not None and (
             not self.reason_features or not all(isinstance(p, str) and p for p in self.reason_features)
         ):
@@ -113,6 +135,11 @@ class ActionRule:
     @property
     def label(self) -> str:
         return f"rule {self.name!r}" if self.name else f"rule with action {self.action!r}"
+
+    @property
+    def uses_days_to_next_order(self) -> bool:
+        """True when a condition compares ``days_to_next_order``."""
+        return self.max_days_to_next_order is not None or self.min_days_to_next_order is not None
 
     @property
     def is_default(self) -> bool:
@@ -196,19 +223,30 @@ def recommend(
     tenure_days: np.ndarray,
     reason_codes: Sequence[np.ndarray],
     value_if_retained: np.ndarray | None = None,
+    days_to_next_order: np.ndarray | None = None,
 ) -> np.ndarray:
     """The action of the first matching rule for every customer (object array of names).
 
     All inputs are row-aligned arrays: ``value_percentile`` 1-100 (rank of value if retained, module docstring),
     ``predicted_clv`` in shop currency, ``tenure_days`` in days (NaN = unknown, matches no tenure condition);
     ``reason_codes`` holds one array of feature names (None = no reason) per reason slot; ``value_if_retained``
-    in shop currency (NaN matches no value floor), required when a rule has ``min_value_if_retained``.
+    in shop currency (NaN matches no value floor), required when a rule has ``min_value_if_retained``;
+    ``days_to_next_order`` in days after the as-of date (NaN or None = empty: not expected to order within 180
+    days), required when a rule has ``max_days_to_next_order`` or ``min_days_to_next_order``.
     """
     validate_rules(rules)
     n = len(risk_tier)
     if value_if_retained is None and any(r.min_value_if_retained is not None for r in rules):
         raise ValueError("a rule has min_value_if_retained: pass value_if_retained")
+    timed = [r.label for r in rules if r.uses_days_to_next_order]
+    if days_to_next_order is None and timed:
+        raise ValueError(
+            f"{', '.join(timed)} compare(s) days_to_next_order (max/min_days_to_next_order), but the scores have no "
+            f"days_to_next_order: it needs scores schema v1.2 and the next-order (survival) model; pass "
+            f"days_to_next_order or drop those conditions"
+        )
     retained = np.full(n, np.nan) if value_if_retained is None else np.asarray(value_if_retained, dtype=np.float64)
+    next_order = np.full(n, np.nan) if days_to_next_order is None else _days(days_to_next_order)
     tier = np.asarray(risk_tier, dtype=object)
     value_pct = np.asarray(value_percentile)
     clv = np.asarray(predicted_clv, dtype=np.float64)
@@ -231,6 +269,10 @@ def recommend(
             ok &= tenure < rule.max_tenure_days
         if rule.min_tenure_days is not None:
             ok &= tenure >= rule.min_tenure_days
+        if rule.max_days_to_next_order is not None:
+            ok &= next_order <= rule.max_days_to_next_order  # empty (NaN): not within 180 days, never matches
+        if rule.min_days_to_next_order is not None:
+            ok &= (next_order >= rule.min_days_to_next_order) | np.isnan(next_order)  # empty: later than any bound
         if rule.reason_features is not None:
             prefixes = tuple(rule.reason_features)
             hit = np.zeros(n, dtype=bool)
@@ -239,6 +281,13 @@ def recommend(
             ok &= hit
         conditions.append(ok)
     return np.select(conditions, [r.action for r in rules], default=rules[-1].action).astype(object)
+
+
+def _days(values: np.ndarray | pd.Series | Sequence[float | None]) -> np.ndarray:
+    """Days as float64 with NaN for empty (None or NaN; pandas NA too in a Series)."""
+    if isinstance(values, pd.Series):
+        return pd.to_numeric(values).to_numpy(dtype=np.float64, na_value=np.nan)
+    return np.asarray(values, dtype=np.float64)
 
 
 def unit_hash(values: Sequence[str] | np.ndarray | pd.Series, salt: str) -> np.ndarray:

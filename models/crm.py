@@ -5,7 +5,8 @@ Grain: one row per scored customer; every function here is vectorised (Arrow com
 - **Formula injection** (OWASP "CSV Injection"): a spreadsheet treats a cell starting with ``=``, ``+``, ``-``,
   ``@``, a tab or a carriage return as a formula, so a crafted customer id or text could run on an analyst's
   machine. :func:`neutralise_formulas` prefixes such text cells with a single quote (``'=1+1``), which the
-  spreadsheet shows as text; only text columns are touched, so numbers (e.g. ``-3.5``) stay numbers.
+  spreadsheet shows as text; only text columns are touched, so numbers (e.g. ``-3.5``) stay numbers, and dates
+  (``2026-01-31``) and empty cells stay as they are.
 - **Pseudonymous ids**: :func:`pseudonymise` replaces each id by ``p`` + 16 hex digits of a keyed 64-bit
   SipHash-2-4 of the id (key derived from a secret that never lives in the repository). The same id and key give
   the same pseudonym on every run, so the CRM can still match customers; without the key the id cannot be
@@ -13,7 +14,8 @@ Grain: one row per scored customer; every function here is vectorised (Arrow com
 - **Fixed decimals**: :func:`fixed_decimals` rounds to a fixed number of places and makes the value a decimal,
   so a CSV shows ``0.250000`` rather than ``0.25`` or ``2.5e-01``: the same number always has the same text.
   A NaN, an infinity or a number too large for the decimal raises ``ValueError``; it is never written as
-  another number.
+  another number. An empty cell (null) stays empty; a column that is not numbers (text, dates) is refused with
+  ``TypeError``.
 """
 
 from __future__ import annotations
@@ -36,7 +38,10 @@ DECIMAL_DIGITS = 18
 
 def neutralise_formulas(values: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, int]:
     """Text cells starting with a formula character get a leading ``'``; returns the new array and how many cells
-    changed. Nulls stay null."""
+    changed. Nulls stay null; an array that is not text (numbers, dates, booleans) is returned as it is, with 0:
+    it is written as numbers or dates, which a spreadsheet never runs."""
+    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+        return values, 0
     risky = pc.fill_null(pc.match_substring_regex(values, _FORMULA_START), False)
     changed = int(pc.sum(risky).as_py() or 0)
     if changed == 0:
@@ -74,7 +79,11 @@ def fixed_decimals(values: pa.Array | pa.ChunkedArray, places: int) -> pa.Array:
 
     Raises ``ValueError`` (with the count, never a value) when a number is NaN, infinite or too large for the
     decimal (``abs >= 10 ** (18 - places)``): a cast that cannot hold a value must never write another one
-    (an unchecked cast printed 1.5e17 and NaN as ``0.00``). Nulls stay null."""
+    (an unchecked cast printed 1.5e17 and NaN as ``0.00``). Nulls stay null (an empty cell in the CSV). Raises
+    ``TypeError`` for an array that is not numbers (text, dates: write those as they are)."""
+    kind = values.type
+    if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)):
+        raise TypeError(f"fixed decimals are for numbers, not {kind}")
     numbers = pc.cast(values, pa.float64())
     limit = 10.0 ** (DECIMAL_DIGITS - places)
     fits = pc.and_(pc.is_finite(numbers), pc.less(pc.abs(numbers), limit))

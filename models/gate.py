@@ -73,10 +73,24 @@ def decide(
     return Decision(promote, tuple(reasons))
 
 
+def auc_standard_error(auc: float, n_positive: int, n_negative: int) -> float:
+    """Hanley & McNeil's (1982) standard error of a ROC AUC (or concordance) ``auc`` measured on ``n_positive``
+    and ``n_negative`` rows: how far it moves by chance on a test set of that size (0.019 at AUC 0.72 on 733
+    rows, 0.005 on 10,000)."""
+    if n_positive < 1 or n_negative < 1 or not math.isfinite(auc):
+        return float("nan")
+    q1, q2 = auc / (2.0 - auc), 2.0 * auc * auc / (1.0 + auc)
+    var = (auc * (1 - auc) + (n_positive - 1) * (q1 - auc**2) + (n_negative - 1) * (q2 - auc**2)) / (
+        n_positive * n_negative
+    )
+    return math.sqrt(max(var, 0.0))
+
+
 def clears_baseline_bar(
     challenger: Mapping[str, float],
     baselines: Mapping[str, Mapping[str, float]],
     tolerances: Mapping[str, float],
+    noise: Mapping[str, float] | None = None,
 ) -> Decision:
     """The minimum-quality bar of a first version: on each metric of ``tolerances`` (higher is better), the
     ``challenger`` must be no worse than the best of ``baselines`` (name -> metrics on the same test rows) by more
@@ -85,7 +99,13 @@ def clears_baseline_bar(
     The bar stops a broken model (a 25-churner panel gave test AUC 0.158 against the baselines' 0.7), not one that
     ties the counting model it starts from: on a small orders-only shop the boosters add a few trees to the
     BG/NBD offset and land within a few thousandths of it, either side. No usable baseline (none in the panel,
-    or every value NaN) passes, saying so."""
+    or every value NaN) passes, saying so.
+
+    ``noise`` (metric -> its standard error on the test rows, e.g. :func:`auc_standard_error`) widens a metric's
+    tolerance to one standard error where that is larger: on a small shop's few hundred test rows a model that
+    ties the baseline lands a couple of hundredths either side of it by chance, which is no evidence that it
+    is worse (measured: a 1,500-customer orders-only shop, 733 test rows, AUC 0.710 against BG/NBD's 0.716,
+    standard error 0.019)."""
     promote = True
     reasons = ["first version of this model: no champion to compare with, so it must not lose to the baselines"]
     for name, tolerance in tolerances.items():
@@ -95,9 +115,14 @@ def clears_baseline_bar(
             reasons.append(f"{name}: no baseline in the panel to compare with")
             continue
         best, which = max(scored)
-        ok = math.isfinite(new) and new >= best - tolerance
+        se = float((noise or {}).get(name, float("nan")))
+        allowed = max(tolerance, se) if math.isfinite(se) else tolerance
+        ok = math.isfinite(new) and new >= best - allowed
         promote &= ok
-        verdict = "ok" if ok else f"worse than it by more than {tolerance:g}"
+        what = f"{allowed:.4f} (one standard error on these rows)" if allowed > tolerance else f"{tolerance:g}"
+        verdict = "ok" if ok else f"worse than it by more than {what}"
+        if ok and allowed > tolerance and new < best - tolerance:
+            verdict = f"ok, within one standard error on these rows ({allowed:.4f})"
         reasons.append(f"{name} challenger {new:.4f} vs best baseline {which} {best:.4f}: {verdict}")
     return Decision(promote, tuple(reasons))
 

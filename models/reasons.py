@@ -94,6 +94,7 @@ FAMILIES: tuple[tuple[str, str], ...] = (
     ("frequency", r"^(orders_.*|frequency)$"),
     ("spend", r"^(revenue_.*|monetary_value|aov_\d+d|discount_share|items_per_order)$"),
     ("returns", r"^(returns_.*|return_rate)$"),
+    ("sales channel", r"^(web|app|store)_order_share$"),
     ("site visits", r"^(sessions_.*|page_views_.*|add_to_cart_.*|days_since_last_session)$"),
     ("e-mail", r"^(emails?_.*|days_since_last_email_.*|unsubscribes_.*)$"),
     ("support", r"^support_tickets_.*$"),
@@ -482,6 +483,9 @@ TEMPLATES: tuple[Template, ...] = (
     Template(r"^return_rate$", _simple("returned ", _pct, " of what they bought"), "nothing bought yet"),
     Template(r"^discount_share$", _simple("discounts made up ", _pct, " of their order value")),
     Template(r"^items_per_order$", _simple("buys ", _one_dp, " items per order on average")),
+    Template(r"^web_order_share$", _simple("placed ", _pct, " of their orders on the web shop"), "no order yet"),
+    Template(r"^app_order_share$", _simple("placed ", _pct, " of their orders in the app"), "no order yet"),
+    Template(r"^store_order_share$", _simple("placed ", _pct, " of their orders in a store"), "no order yet"),
     _windowed("sessions", SESSIONS_W),
     _windowed("page_views", _counted("viewed", "page", "pages")),
     _windowed(

@@ -416,6 +416,74 @@ def evaluation_figures(details: Mapping[str, Any], backtest: pd.DataFrame, calib
     }
 
 
+def timing_figure(curve: pd.DataFrame, title: str) -> bytes:
+    """Observed share of customers with an order within t days against each ranking's mean predicted
+    probability, at every edge of the next-order grid."""
+    fig, ax = _axes(title, "days after the cutoff", "share of customers with an order by then")
+    ax.plot(curve["days"], curve["observed"], color="#222222", lw=2.4, marker="o", ms=4, label="observed")
+    for name in (n for n in RANKS if n in curve.columns):
+        ax.plot(curve["days"], curve[name], marker="o", ms=3.5, label=RANKING_LABELS.get(name, name), **STYLES[name])
+    ax.set_xticks(curve["days"].to_numpy())
+    ax.yaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
+    ax.legend(fontsize=8.5)
+    return _png(fig)
+
+
+RANKS = ("model", "bgnbd")
+TIMING_MEANINGS = {
+    "concordance": ("higher", "concordance index: P(the model orders a pair right) - 0.5 random, 1 perfect"),
+    "integrated_brier": ("lower", "integrated Brier score over the grid (lower is better)"),
+    "brier_30d": ("lower", "Brier score of P(order within 30 days)"),
+    "brier_90d": ("lower", "Brier score of P(order within 90 days)"),
+    "brier_180d": ("lower", "Brier score of P(order within 180 days)"),
+    "mean_order_probability_30d": (None, "mean predicted P(order within 30 days)"),
+    "order_rate_30d": (None, "observed share with an order within 30 days"),
+    "mean_order_probability_90d": (None, "mean predicted P(order within 90 days)"),
+    "order_rate_90d": (None, "observed share with an order within 90 days"),
+    "mean_order_probability_180d": (None, "mean predicted P(order within 180 days)"),
+    "order_rate_180d": (None, "observed share with an order within 180 days"),
+}
+
+
+def timing_section(timing: Mapping[str, Any], curve_figure_png: bytes | None = None) -> Section:
+    """The report's "When will they order next" section: the next-order model against BG/NBD on the
+    next-order test cutoff (``timing``: ``cutoff``, ``rows``, ``grid``, ``metrics`` per ranking, ``curve``)."""
+    metrics = timing["metrics"]
+    model, base = metrics["model"], metrics.get("bgnbd", {})
+    figure = curve_figure_png or timing_figure(timing["curve"], f"Orders within t days, {timing['cutoff']}")
+    return Section(
+        "When will they order next: the next-order model",
+        cards=[
+            (
+                f"concordance on {timing['cutoff']} (BG/NBD {base.get('concordance', float('nan')):.3f})",
+                f"{model['concordance']:.3f}",
+            ),
+            (
+                f"integrated Brier score (BG/NBD {base.get('integrated_brier', float('nan')):.4f})",
+                f"{model['integrated_brier']:.4f}",
+            ),
+        ],
+        paragraphs=[
+            f"A discrete-time hazard model on LightGBM gives each customer a curve: the probability of at least one "
+            f"order within {', '.join(str(d) for d in timing['grid'])} days of the cutoff, from which the scores "
+            f"take order_probability_30d/90d/180d and the median days to the next order. It is judged on the "
+            f"{timing['rows']:,} customers at {timing['cutoff']}, the latest cutoff followed up over the whole grid, "
+            f"against BG/NBD's own P(no order within t) fitted on the same customers. Concordance ranks customers "
+            f"by how soon they order (restricted mean time without an order); the Brier scores judge the "
+            f"probabilities at each edge.",
+        ],
+        tables=[
+            _metric_table(metrics, TIMING_MEANINGS, "Next-order model against BG/NBD (best per row highlighted)"),
+            Table(
+                timing["curve"][["days", "customers", "observed", *[c for c in RANKS if c in timing["curve"]]]],
+                "Share with an order within t days: observed and mean predicted",
+                formats={"days": "d", "customers": ",d", "observed": ".1%", "model": ".1%", "bgnbd": ".1%"},
+            ),
+        ],
+        figures=[Figure(figure, "Observed vs predicted share of customers ordering within t days.")],
+    )
+
+
 def build_report(
     folds: Sequence[Any],
     backtest: pd.DataFrame,
@@ -425,6 +493,7 @@ def build_report(
     facts: Mapping[str, str],
     importance: Mapping[str, pd.DataFrame],
     figures: Mapping[str, Figure] | None = None,
+    extra_sections: Sequence[Section] = (),
 ) -> str:
     """The evaluation report. ``folds``: ``pipelines.evaluate.Fold`` objects, the test fold first (with its
     ``details``); ``backtest`` / ``backtest_summary``: per-fold rows and their mean/std; ``params`` /
@@ -685,6 +754,7 @@ def build_report(
             money_section,
             clv_section,
             backtest_section,
+            *extra_sections,
             importance_section,
             facts_section,
         ],

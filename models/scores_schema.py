@@ -1,4 +1,4 @@
-"""The scores table, schema version 1.1: one row per scored customer, the columns a CRM imports.
+"""The scores table, schema version 1.2: one row per scored customer, the columns a CRM imports.
 
 Written by ``churn score`` (Parquet) and turned into the CRM file by ``churn export``. Every column's meaning
 and unit is listed in :data:`COLUMNS` (and in ``docs/scores_schema.md``, which a test keeps in step); the order
@@ -15,6 +15,12 @@ Versions (``docs/scores_schema.md`` keeps the list for CRM users):
   churn_probability x value_if_retained. In v1 it was churn_probability x predicted_clv, which counted the
   churn risk twice (predicted_clv is an expected revenue that already discounts for leaving), so the safest
   tier carried more value at risk than the riskiest.
+- ``1.2``: adds, after ``schema_version`` (so the 22 columns of v1.1 keep their positions), the next-order
+  (survival) model's ``order_probability_30d`` / ``_90d`` / ``_180d`` (P(at least one order within 30 / 90 / 180
+  days of as_of_date), non-decreasing), ``days_to_next_order`` (the median of the survival curve, days; null
+  when P(order within 180 days) < 0.5) and ``expected_next_order_date`` (as_of_date + that, rounded up to whole
+  days; null with it), and ``lifetime_value`` (discounted gross margin over ``score.lifetime_value``
+  horizon_months, models.lifetime).
 """
 
 from __future__ import annotations
@@ -52,6 +58,9 @@ __all__ = [
     "HOLD_OUT",
     "MAX_MONEY",
     "MAX_ORDERS",
+    "NEXT_ORDER_HORIZON_DAYS",
+    "NEXT_ORDER_RULES",
+    "ORDER_PROBABILITY_COLUMNS",
     "RANGES",
     "SCHEMA_VERSION",
     "VOCABULARIES",
@@ -62,7 +71,11 @@ __all__ = [
     "value_problems",
 ]
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
+# The longest horizon of the next-order (survival) model, days: days_to_next_order is at most this, or null.
+NEXT_ORDER_HORIZON_DAYS = 180
+# P(at least one order within d days of as_of_date) for d = 30, 90, 180: non-decreasing along this tuple.
+ORDER_PROBABILITY_COLUMNS = ("order_probability_30d", "order_probability_90d", "order_probability_180d")
 # The recommended_action of control-group customers: never act on them.
 HOLD_OUT = "hold_out"
 
@@ -174,9 +187,45 @@ COLUMNS: tuple[Column, ...] = (
         "model_version",
         pa.string(),
         "-",
-        "registered model versions that produced the row, e.g. 'churn:v7;clv:v7'",
+        "registered model versions that produced the row, e.g. 'churn:v7;clv:v7;next_order:v7'",
     ),
     Column("schema_version", pa.string(), "-", f"version of this column layout ('{SCHEMA_VERSION}')"),
+    # New in v1.2, after schema_version so that positional importers of v1.1 keep working.
+    *(
+        Column(
+            f"order_probability_{d}d",
+            pa.float64(),
+            "probability 0-1",
+            f"probability that the customer places at least one order in [as_of_date, as_of_date + {d} days), from "
+            f"the next-order (survival) model; order_probability_30d <= _90d <= _180d (new in v1.2)",
+        )
+        for d in (30, 90, 180)
+    ),
+    Column(
+        "days_to_next_order",
+        pa.float64(),
+        "days",
+        f"median time to the next order after as_of_date from the survival curve (the day by which the customer "
+        f"has ordered with probability 0.5); empty when the customer is not expected to order within "
+        f"{NEXT_ORDER_HORIZON_DAYS} days (order_probability_180d < 0.5) (new in v1.2)",
+        nullable=True,
+    ),
+    Column(
+        "expected_next_order_date",
+        pa.date32(),
+        "date (ISO 8601)",
+        "as_of_date + days_to_next_order rounded up to whole days; empty when days_to_next_order is (new in v1.2)",
+        nullable=True,
+    ),
+    Column(
+        "lifetime_value",
+        pa.float64(),
+        "shop currency",
+        "discounted gross margin over score.lifetime_value.horizon_months (default 36) in periods of the CLV "
+        "horizon: predicted_clv in the first, each later one the previous one's revenue x the chance of an order "
+        "within a CLV horizon (order_probability_180d at the default 180 days), all x margin and discounted at "
+        "annual_discount_rate a year with cash at mid-period (models.lifetime) (new in v1.2)",
+    ),
 )
 
 TEXT_COLUMNS = tuple(c.name for c in COLUMNS if pa.types.is_string(c.arrow_type))
@@ -197,9 +246,75 @@ RANGES: dict[str, tuple[float, float]] = {
     "value_if_retained": (0.0, MAX_MONEY),
     "value_percentile": (1, 100),
     "value_at_risk": (0.0, MAX_MONEY),
+    **{name: (0.0, 1.0) for name in ORDER_PROBABILITY_COLUMNS},
+    # Empty (null) beyond the survival model's horizon, never a number above it.
+    "days_to_next_order": (0.0, float(NEXT_ORDER_HORIZON_DAYS)),
+    "lifetime_value": (0.0, MAX_MONEY),
 }
 # Text columns whose values come from a fixed list.
 VOCABULARIES: dict[str, tuple[str, ...]] = {"risk_tier": tuple(TIER_ORDER), "schema_version": (SCHEMA_VERSION,)}
+
+
+# Rules across the next-order columns (new in v1.2), one numpy source for validate_scores and value_problems.
+# Each rule marks the rows that break it among those whose inputs are present: an empty or NaN input is the
+# range and empty-cell rules' business, not counted twice. Tolerances absorb rounding only.
+_PROBABILITY_TOLERANCE = 1e-9
+_DAYS_TOLERANCE = 1e-6
+_NEXT_ORDER_INPUTS = (
+    "as_of_date",
+    *ORDER_PROBABILITY_COLUMNS,
+    "days_to_next_order",
+    "expected_next_order_date",
+)
+# (column reported, rule), in the order of _next_order_rules' masks.
+NEXT_ORDER_RULES: tuple[tuple[str, str], ...] = (
+    ("order_probability_90d", "order_probability_30d <= order_probability_90d <= order_probability_180d"),
+    ("days_to_next_order", "days_to_next_order is empty exactly when order_probability_180d < 0.5"),
+    ("days_to_next_order", "days_to_next_order <= 30 (90) exactly when order_probability_30d (_90d) >= 0.5"),
+    (
+        "expected_next_order_date",
+        "expected_next_order_date = as_of_date + ceil(days_to_next_order), empty when days_to_next_order is",
+    ),
+)
+
+
+def _next_order_rules(v: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """The rows breaking each of :data:`NEXT_ORDER_RULES` (boolean masks). ``v`` holds float arrays, NaN = empty:
+    the probabilities, days_to_next_order (days) and the two dates as days since 1970-01-01."""
+    p30, p90, p180 = (v[name] for name in ORDER_PROBABILITY_COLUMNS)
+    days, as_of, next_date = v["days_to_next_order"], v["as_of_date"], v["expected_next_order_date"]
+    eps, tol = _PROBABILITY_TOLERANCE, _DAYS_TOLERANCE
+    with np.errstate(invalid="ignore"):
+        unordered = (p30 > p90 + eps) | (p90 > p180 + eps)
+        empty_days = np.isnan(days)
+        median_beyond = np.isfinite(p180) & (empty_days != (p180 < 0.5))
+        # The median of the curve lies within d days exactly when P(an order within d days) reaches 0.5.
+        disagrees = np.zeros(len(days), dtype=bool)
+        for d, p in ((30, p30), (90, p90)):
+            disagrees |= ((p > 0.5 + eps) & (days > d + tol)) | ((p < 0.5 - eps) & (days < d - tol))
+        wrong_date = (np.isnan(next_date) != empty_days) | (
+            ~empty_days & ~np.isnan(next_date) & ~np.isnan(as_of) & (next_date - as_of != np.ceil(days))
+        )
+    return [unordered, median_beyond, disagrees, wrong_date]
+
+
+def _epoch_days(values: pd.Series) -> np.ndarray:
+    """Dates (datetime64, date objects or None) as float days since 1970-01-01, NaN = empty."""
+    stamps = pd.to_datetime(pd.Series(values).reset_index(drop=True))
+    return ((stamps - pd.Timestamp("1970-01-01")) / pd.Timedelta(days=1)).to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _frame_rule(i: int):
+    """Pandera check function of the i-th next-order rule: True where the row keeps it."""
+
+    def check(df: pd.DataFrame) -> pd.Series:
+        v = {
+            name: _epoch_days(df[name]) if name.endswith("date") else pd.to_numeric(df[name]).to_numpy(np.float64)
+            for name in _NEXT_ORDER_INPUTS
+        }
+        return pd.Series(~_next_order_rules(v)[i], index=df.index)
+
+    return check
 
 
 def arrow_schema(metadata: dict[str, str] | None = None) -> pa.Schema:
@@ -245,6 +360,7 @@ def _pandera_schema() -> pandera.DataFrameSchema:
             lambda df: df["reason_1"].notna() | df["reason_2"].isna(),
             error="reasons fill from reason_1 on",
         ),
+        *(pandera.Check(_frame_rule(i), error=rule) for i, (_, rule) in enumerate(NEXT_ORDER_RULES)),
     ]
     return pandera.DataFrameSchema(columns, checks=frame_checks, strict=True, ordered=True)
 
@@ -269,8 +385,9 @@ def validate_scores(frame: pd.DataFrame) -> pd.DataFrame:
 
 def value_problems(table: pa.Table) -> list[str]:
     """What a scores table of the right columns and types breaks of the value rules (:data:`RANGES`,
-    :data:`VOCABULARIES`, no empty cell in a column that may not be empty, control-group rows held out), as
-    ``"column: N rows ..."`` lines; counts only, never a value. Vectorised (Arrow compute)."""
+    :data:`VOCABULARIES`, no empty cell in a column that may not be empty, control-group rows held out, the
+    next-order rules :data:`NEXT_ORDER_RULES`), as ``"column: N rows ..."`` lines; counts only, never a value.
+    Vectorised (Arrow compute, numpy)."""
     rows = table.num_rows
     problems = []
     for col in COLUMNS:
@@ -296,6 +413,16 @@ def value_problems(table: pa.Table) -> list[str]:
     bad = int(pc.sum(pc.fill_null(acted_on, False)).as_py() or 0)
     if bad:
         problems.append(f"recommended_action: {bad:,} control_group rows not {HOLD_OUT!r} (never act on them)")
+    values = {}
+    for name in _NEXT_ORDER_INPUTS:
+        column = table.column(name)
+        if pa.types.is_date32(column.type):
+            column = pc.cast(column, pa.int32())
+        values[name] = column.to_numpy().astype(np.float64)  # nulls become NaN
+    for (name, rule), broken in zip(NEXT_ORDER_RULES, _next_order_rules(values), strict=True):
+        bad = int(broken.sum())
+        if bad:
+            problems.append(f"{name}: {bad:,} rows break {rule}")
     return problems
 
 

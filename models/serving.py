@@ -6,6 +6,9 @@ One class serves both models; ``model_config["kind"]`` says which:
   LightGBM flavour would return 0/1 labels through pyfunc; this wrapper never does.)
 - ``clv``: returns ``predicted_clv`` (net revenue over the CLV horizon, shop currency) and
   ``expected_orders``.
+- ``next_order``: returns ``order_probability_<e>d`` for every edge ``e`` of the model's grid (P(an order within
+  ``e`` days of the cutoff), non-decreasing in ``e``) and ``days_to_next_order`` (the median days to the next
+  order, NaN when the customer is not expected to order within the grid: :mod:`models.survival`).
 
 A feature table lacking a column the model was trained on is rejected with an error naming how many are
 missing and the first few of them (never a value: feature tables carry customer ids); extra columns (keys,
@@ -80,6 +83,10 @@ class ServingModel(mlflow.pyfunc.PythonModel):
             raise ValueError(message)
         if self.kind == "churn":
             return pd.DataFrame({"churn_probability": self.estimator.predict_proba(model_input)[:, 1]})
+        if self.kind == "next_order":
+            from models.survival import next_order_frame  # the model's own code, shipped beside this file
+
+            return next_order_frame(self.estimator, model_input)
         return pd.DataFrame(
             {
                 "predicted_clv": self.estimator.predict(model_input),

@@ -180,7 +180,11 @@ def evaluate(
     plots_dir: Annotated[Path, typer.Option(help="Directory for the plot data files (DVC plots).")],
     report: Annotated[Path, typer.Option(help="The self-contained HTML report to write.")],
     headline: Annotated[
-        Path | None, typer.Option(help="JSON file for the ten headline numbers (DVC metrics: `dvc metrics show`).")
+        Path | None, typer.Option(help="JSON file for the headline numbers (DVC metrics: `dvc metrics show`).")
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Validated data (`churn validate` output): adds the retention views (cohorts, periods)."),
     ] = None,
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
@@ -198,6 +202,7 @@ def evaluate(
         report_path=report,
         params_path=params,
         headline_path=headline,
+        data=data,
     )
 
 

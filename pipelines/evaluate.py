@@ -37,7 +37,10 @@ import pandas as pd
 from models import evaluation as ev
 from models.churn import ChurnClassifier
 from models.clv import CLVRegressor
+from models.lifetime import LifetimeValueParams, discounted_lifetime_value, lifetime_assumptions
+from models.retention import retention_figures, retention_section, retention_views
 from models.split import split_frame, time_split
+from models.survival import bgnbd_survival, timing_evaluation
 from models.tiers import RiskTiers, assign_risk_tier
 from pipelines.console import console, step
 from pipelines.errors import DataContractError
@@ -248,7 +251,89 @@ def evaluate_fold(
     fold = Fold(number, churn_cutoff, clv_cutoff, len(rows_c), len(rows_v), churn, clv, profit, refit)
     if tiers is not None:
         fold.details = _details(y, prob, actual, predicted, value, curves, params, tiers)
+        fold.details["segment_rows"] = segment_rows(rows_c, assign_risk_tier(prob[MODEL], tiers))
     return fold
+
+
+# loyalty_tier_level (the event history's tier at the cutoff) -> the tier's name in the segment tables.
+LOYALTY_TIERS = {0: "none", 1: "bronze", 2: "silver", 3: "gold"}
+
+
+def segment_rows(rows: pd.DataFrame, risk_tier: np.ndarray) -> pd.DataFrame:
+    """One row per test-cutoff customer for the retention segment tables (``models.retention.segment_table``):
+    the observed churn label, AOV and net revenue in the 365 days before the cutoff, the last NPS answer, the
+    loyalty tier from the event history at the cutoff (never ``customers.loyalty_tier``, which describes the
+    export time), country, acquisition channel and the model's risk tier. Only data before the cutoff, but
+    the churn label."""
+    out = pd.DataFrame({"customer_id": rows["customer_id"].to_numpy(), "churned": rows["churned"].to_numpy()})
+    out["risk_tier"] = risk_tier
+    out["monetary_value"] = rows["monetary_value"].to_numpy(dtype=np.float64, na_value=np.nan)
+    revenue = rows["revenue_365d"].to_numpy(dtype=np.float64, na_value=np.nan) if "revenue_365d" in rows else np.nan
+    if "returns_value_365d" in rows:
+        revenue = revenue - rows["returns_value_365d"].fillna(0).to_numpy(dtype=np.float64)
+    out["revenue_365d"] = revenue
+    for column in ("country", "acquisition_channel"):
+        if column in rows:
+            out[column] = rows[column].to_numpy()
+    if "nps_last" in rows:
+        out["nps"] = rows["nps_last"].to_numpy(dtype=np.float64, na_value=np.nan)
+    if "loyalty_tier_level" in rows:
+        out["loyalty_tier"] = rows["loyalty_tier_level"].round().map(LOYALTY_TIERS).to_numpy()
+    return out
+
+
+def retention_metrics(views: Any) -> dict[str, Any]:
+    """The retention views' headline numbers for metrics/evaluate.json: customers, repeat-purchase rates, the
+    latest full period's retention rate and AOV, and the average cohort's share ordering 3, 6 and 12 months on."""
+    doc: dict[str, Any] = {"as_of": str(views.as_of.date()), "customers": int(views.customers), "period": views.period}
+    for window, rate in zip(views.repeat["window_days"], views.repeat["repeat_rate"], strict=True):
+        doc["repeat_rate_ever" if pd.isna(window) else f"repeat_rate_{int(window)}d"] = float(rate)
+    if len(views.periods):
+        last = views.periods.iloc[-1]
+        doc["latest_period"] = str(last["label"])
+        doc["latest_retention_rate"] = float(last["retention_rate"])
+        doc["latest_aov"] = float(last["aov"])
+    curve = views.curve.set_index("month")["retention"] if len(views.curve) else pd.Series(dtype=float)
+    for month in (3, 6, 12):
+        if month in curve.index:
+            doc[f"cohort_retention_month_{month}"] = float(curve[month])
+    return doc
+
+
+def lifetime_section(params: LifetimeValueParams, period_days: int) -> Any:
+    """The report's statement of the scores' ``lifetime_value`` assumptions, with worked examples."""
+    from models.report import Section, Table
+
+    clv = np.array([100.0, 100.0, 100.0])
+    q = np.array([0.2, 0.5, 0.8])
+    value = discounted_lifetime_value(
+        clv,
+        q,
+        period_days=period_days,
+        margin=params.margin,
+        annual_discount_rate=params.annual_discount_rate,
+        horizon_months=params.horizon_months,
+    )
+    examples = pd.DataFrame(
+        {"predicted_clv": clv, "P(order within the CLV horizon)": q, "lifetime_value": np.round(value, 2)}
+    )
+    return Section(
+        "Lifetime value: what the lifetime_value column assumes",
+        paragraphs=lifetime_assumptions(params, period_days),
+        tables=[Table(examples, "Worked examples (params score.lifetime_value)", formats={"lifetime_value": ".2f"})],
+    )
+
+
+def read_orders(data: Path) -> pd.DataFrame:
+    """The validated orders' columns the retention views read (``channel`` when the shop has it)."""
+    import pyarrow.parquet as pq
+
+    path = Path(data) / "orders.parquet"
+    if not path.is_file():
+        raise DataContractError(f"{path} is missing: --data must be a `churn validate` output directory.")
+    names = set(pq.read_schema(path).names)
+    columns = ["customer_id", "order_ts", "amount", *(["channel"] if "channel" in names else [])]
+    return pq.read_table(path, columns=columns).to_pandas()
 
 
 def _details(y, prob, actual, predicted, value, curves, params: EvaluateParams, tiers: RiskTiers) -> dict:
@@ -340,23 +425,27 @@ def metrics_document(folds: list[Fold], summary: pd.DataFrame, tiers_table: pd.D
     return _clean(doc)
 
 
-def headline_metrics(test: Fold) -> dict:
-    """The DVC ``metrics:`` file: ten numbers of the test fold, so ``dvc metrics show`` and ``dvc exp show`` stay
-    readable (the full document is ``metrics_document``). Churn at the test cutoff: ROC AUC, Brier, ECE, lift in
-    the top 10 %; CLV at the CLV test cutoff: normalised Gini, Spearman, total bias in %; the campaign's expected
-    maximum profit per customer (shop currency); the best baseline's churn AUC and CLV Gini."""
+def headline_metrics(test: Fold, timing: dict | None = None) -> dict:
+    """The DVC ``metrics:`` file: eleven numbers of the test fold, so ``dvc metrics show`` and ``dvc exp show`` stay
+    readable in 200 columns (the full document is ``metrics_document``). Churn at the test cutoff: ROC AUC, Brier,
+    ECE, lift in the top 10 %; CLV at the CLV test cutoff: normalised Gini, Spearman, total bias in %; the
+    campaign's expected maximum profit per customer (``profit.emp``, shop currency); the best baseline's churn AUC
+    and CLV Gini; with ``timing`` (:func:`evaluate_next_order`), the next-order model's concordance
+    (``next_order.cindex``; BG/NBD's is in the full document)."""
     churn, clv = test.churn[MODEL], test.clv[MODEL]
     baselines = [name for name in test.churn if name not in (MODEL, MODEL_BY_VALUE)]
     clv_baselines = [name for name in test.clv if name not in (MODEL, MODEL_BY_VALUE)]
     doc = {
         "churn": {k: churn[k] for k in ("roc_auc", "brier", "ece", "lift_top10")},
         "clv": {"gini": clv["normalized_gini"], "spearman": clv["spearman"], "bias_pct": clv["total_bias_pct"]},
-        "profit": {"emp_per_customer": test.profit[MODEL]["emp_per_customer"]},
+        "profit": {"emp": test.profit[MODEL]["emp_per_customer"]},
         "baseline": {
             "auc": max((test.churn[n]["roc_auc"] for n in baselines), default=None),
             "gini": max((test.clv[n]["normalized_gini"] for n in clv_baselines), default=None),
         },
     }
+    if timing is not None:
+        doc["next_order"] = {"cindex": timing["metrics"]["model"]["concordance"]}
     return _clean(doc)
 
 
@@ -412,6 +501,41 @@ def _registered(summary: dict, train_metrics: Path) -> tuple[ChurnClassifier, CL
     return models[0], models[1], tags
 
 
+def _registered_next_order(summary: dict, train_metrics: Path) -> Any:
+    """The held-out twin of the next-order version the train stage registered."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        version = summary["next_order"]["version"]
+        served = mlflow.pyfunc.load_model(f"models:/next_order/{version}").unwrap_python_model()
+    except (KeyError, TypeError) as exc:
+        raise DataContractError(
+            f"{train_metrics} lacks {exc}: it is not the output of this version of `churn train`; run it again."
+        ) from exc
+    except MlflowException as exc:
+        raise DataContractError(
+            f"the next-order model named in {train_metrics} (v{summary['next_order'].get('version')}) is not in the "
+            f"MLflow store: {str(exc)[:300]}. Run `churn train` against this store."
+        ) from exc
+    return getattr(served, "holdout_estimator", None) or served.estimator
+
+
+def evaluate_next_order(panel: pd.DataFrame, model: Any, cutoff: pd.Timestamp) -> dict[str, Any]:
+    """The next-order model's held-out twin and BG/NBD (fitted on the same rows) on the panel rows at
+    ``cutoff`` (the train stage's next-order test cutoff, followed up over the whole grid)."""
+    grid = [int(d) for d in model.grid_]
+    rows = panel[(panel["cutoff"] == cutoff) & (panel["next_order_followup_days"] >= grid[-1])]
+    if rows.empty:
+        raise DataContractError(
+            f"the panel has no rows at the next-order test cutoff {cutoff.date()} followed up {grid[-1]} days: run "
+            f"`churn train` on this panel first."
+        )
+    y = rows[["next_order_days", "next_order_followup_days"]]
+    result = timing_evaluation(y, {"model": model.predict_survival(rows), "bgnbd": bgnbd_survival(rows, grid)}, grid)
+    return {"cutoff": str(cutoff.date()), "rows": len(rows), "grid": grid, **result}
+
+
 def _version_fact(entry: dict) -> str:
     """'v3 (champion)' or 'v4 (challenger; champion is v3)', with the gate's verdict."""
     version, champion = entry["version"], entry.get("champion")
@@ -427,16 +551,19 @@ def run(
     report_path: Path,
     params_path: Path,
     headline_path: Path | None = None,
+    data: Path | None = None,
 ) -> None:
     """Evaluate the registered models (module docstring). ``metrics_path``: every number (a plain JSON, logged to
-    MLflow); ``headline_path``: the ten headline numbers (``headline_metrics``), DVC's ``metrics:`` file."""
+    MLflow); ``headline_path``: the eleven headline numbers (``headline_metrics``), DVC's ``metrics:`` file."""
     import mlflow
 
-    from models.report import build_report, evaluation_figures
+    from models.report import Figure, build_report, evaluation_figures, timing_figure, timing_section
 
     params = load_section(EvaluateParams, "evaluate", params_path)
     tiers = load_section(RiskTiers, "risk_tiers", params_path)
     train_params = load_section(TrainParams, "train", params_path)
+    # Only to state, in the report, what the scores' lifetime_value assumes (the score stage computes it).
+    lifetime = load_section(LifetimeValueParams, "score.lifetime_value", params_path)
     if not train_metrics.is_file():
         raise DataContractError(f"{train_metrics} is missing: run `churn train` first.")
     try:
@@ -448,6 +575,7 @@ def run(
 
     with step("evaluate: panel and registered models") as s:
         churn_model, clv_model, tags = _registered(summary, train_metrics)
+        next_order_model = _registered_next_order(summary, train_metrics)
         if tags.get("data_fingerprint") not in (None, file_fingerprint(panel_path)):
             raise DataContractError(
                 f"the models in {train_metrics} (run {summary['run_id']}) were trained on another version of "
@@ -487,14 +615,41 @@ def run(
                 f"churn {c.date()} AUC {fold.churn[MODEL]['roc_auc']:.3f}, CLV {v.date()} Gini "
                 f"{fold.clv[MODEL]['normalized_gini']:.3f}{' (refit)' if fold.refit else ''}"
             )
+    with step("evaluate: next-order model") as s:
+        timing = evaluate_next_order(panel, next_order_model, pd.Timestamp(summary["next_order"]["test_cutoff"]))
+        s.rows = timing["rows"]
+        model_m, base_m = timing["metrics"]["model"], timing["metrics"]["bgnbd"]
+        s.detail = (
+            f"{timing['cutoff']}: concordance {model_m['concordance']:.3f} (BG/NBD {base_m['concordance']:.3f}), "
+            f"integrated Brier {model_m['integrated_brier']:.4f} (BG/NBD {base_m['integrated_brier']:.4f})"
+        )
     del panel
 
     test = folds[0]
     backtest = backtest_frame(folds)
     bt_summary = backtest_summary(backtest)
     document = metrics_document(folds, bt_summary, test.details["tiers"])
+    document["next_order"] = _clean(
+        {"cutoff": timing["cutoff"], "rows": timing["rows"], "grid_days": timing["grid"], **timing["metrics"]}
+    )
     with step("evaluate: report, metrics, plots, MLflow") as s:
         figures = evaluation_figures(test.details, backtest, params.calibration_bins)
+        extra = [lifetime_section(lifetime, manifest["clv_horizon_days"])]
+        if data is not None:
+            views = retention_views(
+                read_orders(data),
+                pd.Timestamp(manifest["data_end"]),
+                test.details["segment_rows"],
+                cutoff=test.churn_cutoff,
+            )
+            retention_figs = retention_figures(views)
+            figures.update(retention_figs)
+            extra.append(retention_section(views, retention_figs))
+            document["retention"] = retention_metrics(views)
+        figures["next_order"] = Figure(
+            timing_figure(timing["curve"], f"Orders within t days of {timing['cutoff']}"),
+            "Observed vs predicted share of customers ordering within t days.",
+        )
         html = build_report(
             folds=folds,
             backtest=backtest,
@@ -505,6 +660,7 @@ def run(
                 "MLflow run": summary["run_id"],
                 "churn model": _version_fact(summary["churn"]),
                 "CLV model": _version_fact(summary["clv"]),
+                "next-order model": _version_fact(summary["next_order"]),
                 "churn horizon": f"{manifest['churn_horizon_days']} days",
                 "CLV horizon": f"{manifest['clv_horizon_days']} days",
                 "panel": f"{panel_path} ({len(manifest['cutoffs'])} cutoffs, data end {manifest.get('data_end')})",
@@ -513,6 +669,7 @@ def run(
             },
             importance={"churn": churn_model.feature_importance(), "clv": clv_model.feature_importance()},
             figures=figures,
+            extra_sections=[timing_section(timing, figures["next_order"].png), *extra],
         )
         with (
             atomic_path(plots_dir) as plots_tmp,
@@ -523,11 +680,17 @@ def run(
         ):
             plots_tmp.mkdir(parents=True)
             write_plots(test.details, backtest, plots_tmp, figures)
+            timing["curve"].round(6).to_csv(plots_tmp / "next_order_curve.csv", index=False)
+            if data is not None:
+                (plots_tmp / "retention").mkdir()
+                views.cohorts.to_csv(plots_tmp / "retention" / "cohorts.csv", index=False, float_format="%.6f")
+                views.periods.to_csv(plots_tmp / "retention" / "periods.csv", index=False, float_format="%.6f")
+                views.repeat.to_csv(plots_tmp / "retention" / "repeat_purchase.csv", index=False, float_format="%.6f")
             report_tmp.write_text(html, encoding="utf-8")
             metrics_tmp.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
             if headline_path is not None:
                 headline_tmp = stack.enter_context(atomic_path(headline_path))
-                headline = json.dumps(headline_metrics(test), indent=2, sort_keys=True)
+                headline = json.dumps(headline_metrics(test, timing), indent=2, sort_keys=True)
                 headline_tmp.write_text(headline + "\n", encoding="utf-8")
             backtest.to_csv(Path(scratch) / "backtest_folds.csv", index=False)
             with mlflow.start_run(run_id=summary["run_id"]):

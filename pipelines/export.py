@@ -1,13 +1,16 @@
 """Stage `export`: the scores as a CRM-ready file (CSV or Parquet) with a manifest beside it.
 
-Reads params section ``export``. Input: a scores file from ``churn score`` (schema v1.1, docs/scores_schema.md).
+Reads params section ``export``. Input: a scores file from ``churn score`` (schema v1.2, docs/scores_schema.md).
 Output ``--out`` and ``<out>.manifest.json``:
 
-- columns in the schema's fixed order, optionally renamed to the CRM's own property names
-  (``export.column_names``); customer ids optionally pseudonymised (``export.pseudonymise_ids``, key from the
-  environment variable named by ``export.pseudonym_key_env``, never from a file in the repository);
+- columns in the schema's fixed order (v1.2 appends its six columns after ``schema_version``: the first 22 cells
+  of every row are byte for byte those of a v1.1 export but for the version itself), optionally renamed to the
+  CRM's own property names (``export.column_names``); customer ids optionally pseudonymised
+  (``export.pseudonymise_ids``, key from the environment variable named by ``export.pseudonym_key_env``, never
+  from a file in the repository);
 - CSV: UTF-8, a header row, ``,`` between cells, text cells in double quotes, ISO-8601 dates, dot decimals with
-  a fixed number of places (probabilities 6, money 2, expected orders 3), ``true``/``false``, empty = missing;
+  a fixed number of places (probabilities 6, money 2, expected orders 3, days 1), ``true``/``false``, empty =
+  missing (``days_to_next_order`` and ``expected_next_order_date`` when no order is expected within 180 days);
 - every text cell made safe from spreadsheet formula injection (models.crm), in CSV and Parquet alike;
 - the same scores and params give a byte-identical file (no timestamps anywhere, also not in the manifest);
 - at most ``export.max_rows_per_file`` rows per file (default 1,000,000, below HubSpot's 1,048,576 rows per
@@ -23,7 +26,9 @@ Output ``--out`` and ``<out>.manifest.json``:
 - refused, before anything is written or deleted: an ``--out`` (or manifest path) that is a directory
   (UsageError, exit 4), and a scores file whose values break the rules of models.scores_schema (probabilities
   NaN or outside [0, 1], money NaN, infinite, negative or above ``MAX_MONEY``, unknown tiers, control-group rows
-  not held out, ...: DataContractError, exit 3, naming each column and its number of bad rows, never a value).
+  not held out, order probabilities that decrease with the horizon, a days_to_next_order or
+  expected_next_order_date out of step with them, ...: DataContractError, exit 3, naming each column and its
+  number of bad rows, never a value).
 """
 
 from __future__ import annotations
@@ -77,6 +82,12 @@ DECIMALS = {
     "expected_orders": 3,
     "value_if_retained": 2,
     "value_at_risk": 2,
+    # New in scores v1.2 (empty cells stay empty).
+    "order_probability_30d": 6,
+    "order_probability_90d": 6,
+    "order_probability_180d": 6,
+    "days_to_next_order": 1,
+    "lifetime_value": 2,
 }
 
 

@@ -1,6 +1,7 @@
 """Stage `features`: the training panel (customer x cutoff, features + labels) and the scoring table.
 
-Reads params sections ``features`` (cutoff schedule, windows, eligibility) and ``labels`` (horizons).
+Reads params sections ``features`` (cutoff schedule, windows, eligibility) and ``labels`` (horizons, the
+next-order grid).
 Input is a validated data directory (``churn validate`` output): Parquet tables with naive-UTC timestamps.
 """
 
@@ -50,10 +51,12 @@ class FeaturesParams:
 
 @dataclass(frozen=True)
 class LabelsParams:
-    """params.yaml ``labels``: label horizons in days."""
+    """params.yaml ``labels``: label horizons in days, and the next-order labels' grid (edges in days after the
+    cutoff; checked by ``FeatureConfig``: positive, strictly increasing)."""
 
     churn_horizon_days: int = 90
     clv_horizon_days: int = 180
+    next_order_days: tuple[int, ...] = (14, 30, 60, 90, 120, 180)
 
 
 _ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -88,6 +91,7 @@ def load_params(params_path: Path) -> tuple[FeaturesParams, FeatureConfig]:
             churn_horizon_days=labels.churn_horizon_days,
             clv_horizon_days=labels.clv_horizon_days,
             max_recency_days=feats.max_recency_days,
+            next_order_days=labels.next_order_days,
         )
     except ValueError as exc:
         raise ParamsError(f"{params_path}: features/labels: {exc}") from exc

@@ -45,6 +45,7 @@ from models import reasons as rsn
 from models.actions import ActionRule, applicable_rules, control_group, recommend, validate_rules
 from models.drift import CALENDAR_FEATURES, level_counts, psi_against, unseen_levels
 from models.evaluation import value_if_retained
+from models.lifetime import LifetimeValueParams, discounted_lifetime_value
 from models.preprocess import check_columns
 from models.scores_schema import (
     COLUMNS,
@@ -56,6 +57,7 @@ from models.scores_schema import (
     summary_path,
     validate_scores,
 )
+from models.survival import next_order_frame
 from models.tiers import TIER_ORDER, RiskTiers, assign_risk_tier
 from pipelines import features as feature_stage
 from pipelines.console import console, step
@@ -76,7 +78,10 @@ __all__ = [
     "summary_path",
 ]
 
-KINDS = ("churn", "clv")
+KINDS = ("churn", "clv", "next_order")
+# The next-order columns of the scores: P(an order within these many days); their grid edges must exist.
+ORDER_PROBABILITY_DAYS = (30, 90, 180)
+DATE_COLUMNS = ("as_of_date", "expected_next_order_date")
 _REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))$")
 
 
@@ -172,6 +177,7 @@ class ScoreParams:
     reasons: ReasonsParams = field(default_factory=ReasonsParams)
     control_group: ControlGroupParams = field(default_factory=ControlGroupParams)
     drift: DriftParams = field(default_factory=DriftParams)
+    lifetime_value: LifetimeValueParams = field(default_factory=LifetimeValueParams)
     actions: tuple[ActionRule, ...] = DEFAULT_ACTIONS
 
     def __post_init__(self) -> None:
@@ -280,7 +286,9 @@ def load_models(uris: list[str], alias: str) -> dict[str, LoadedModel]:
         if kind not in KINDS:
             raise ParamsError(f"model {uri} is not a churn-pipeline model (model_config kind {kind!r}).")
         wrapper = pyfunc.unwrap_python_model()
-        horizon = client.get_run(run_id).data.params.get(f"labels.{kind}_horizon_days")
+        horizon = (client.get_model_version(name, version).tags or {}).get("label_horizon_days")
+        if horizon is None:  # versions registered before the tag
+            horizon = client.get_run(run_id).data.params.get(f"labels.{kind}_horizon_days")
         return LoadedModel(
             kind,
             uri,
@@ -547,7 +555,11 @@ def drift_report(
             else:
                 values = column.to_numpy(dtype=np.float64, na_value=np.nan)
             psi_features[name] = round(psi_against(spec, values), 6)
-        psi_scores = {name: round(psi_against(spec, scores[name][active]), 6) for name, spec in ref["scores"].items()}
+        psi_scores = {
+            name: round(psi_against(spec, scores[name][active]), 6)
+            for name, spec in ref["scores"].items()
+            if name in scores  # a reference may bin more scores than the scores table carries
+        }
         report["models"][kind] = {
             "version": model.version,
             "reference_rows": ref.get("n_rows"),
@@ -585,6 +597,7 @@ def score_frame(
         "predicted_clv": value,
         "expected_orders": orders,
         "value_if_retained": retained,
+        **next_order_predictions(next_order_frame(models["next_order"].estimator, frame), models),
     }
     percentiles = {
         "churn_percentile": percentile_1_100(p),
@@ -593,6 +606,33 @@ def score_frame(
     }
     out = decide(frame, predictions, percentiles, cutoff, models, params, tiers, method)
     return out, predictions, method
+
+
+def retention_days(models: dict[str, LoadedModel]) -> int:
+    """The grid edge whose P(an order within it) is the period-to-period retention of the lifetime value: the
+    CLV horizon when it is an edge of the next-order grid, else the largest edge below it (else the first)."""
+    grid = [int(e) for e in models["next_order"].estimator.grid_]
+    horizon = models["clv"].horizon_days or grid[-1]
+    below = [e for e in grid if e <= horizon]
+    return below[-1] if below else grid[0]
+
+
+def next_order_predictions(frame: pd.DataFrame, models: dict[str, LoadedModel]) -> dict[str, np.ndarray]:
+    """The next-order model's outputs (:func:`models.serving.next_order_frame`) the scores carry:
+    ``order_probability_{30,90,180}d``, ``days_to_next_order`` and ``retention_probability`` (P(an order within
+    :func:`retention_days`), for the lifetime value). A grid lacking 30, 90 or 180 days is a ParamsError."""
+    missing = [d for d in ORDER_PROBABILITY_DAYS if f"order_probability_{d}d" not in frame.columns]
+    if missing:
+        m = models["next_order"]
+        raise ParamsError(
+            f"the next-order model {m.uri} (version {m.version}) has no P(order within {missing} days): its grid "
+            f"(labels.next_order_days) must include 30, 90 and 180 days; retrain with such a grid."
+        )
+    out = {f"order_probability_{d}d": frame[f"order_probability_{d}d"].to_numpy(np.float64)
+           for d in ORDER_PROBABILITY_DAYS}  # fmt: skip
+    out["days_to_next_order"] = frame["days_to_next_order"].to_numpy(np.float64)
+    out["retention_probability"] = frame[f"order_probability_{retention_days(models)}d"].to_numpy(np.float64)
+    return out
 
 
 def decide(
@@ -631,7 +671,21 @@ def decide(
     tier = assign_risk_tier(p, tiers, frame["is_lapsed"].to_numpy(dtype=bool))
     value_pct = percentiles["value_percentile"]
     tenure = frame["tenure_days"].to_numpy(dtype=np.float64, na_value=np.nan)
-    intended = recommend(params.actions, tier, value_pct, value, tenure, codes, value_if_retained=retained)
+    days_next = predictions["days_to_next_order"]
+    intended = recommend(
+        params.actions, tier, value_pct, value, tenure, codes, value_if_retained=retained, days_to_next_order=days_next
+    )
+    lv = params.lifetime_value
+    lifetime = discounted_lifetime_value(
+        value,
+        predictions["retention_probability"],
+        period_days=models["clv"].horizon_days or 180,
+        margin=lv.margin,
+        annual_discount_rate=lv.annual_discount_rate,
+        horizon_months=lv.horizon_months,
+    )
+    # The next order's date: as_of + the median days, rounded up to a whole day (null beyond the grid).
+    next_date = (cutoff + pd.to_timedelta(np.ceil(days_next), unit="D")).to_numpy(dtype="datetime64[s]")
     control = control_group(frame["customer_id"], params.control_group.share, params.control_group.salt)
     recommended = np.where(control, HOLD_OUT, intended).astype(object)
 
@@ -656,6 +710,10 @@ def decide(
             "control_group": control,
             "model_version": np.full(n, model_version_label(models), dtype=object),
             "schema_version": np.full(n, SCHEMA_VERSION, dtype=object),
+            **{f"order_probability_{d}d": predictions[f"order_probability_{d}d"] for d in ORDER_PROBABILITY_DAYS},
+            "days_to_next_order": days_next,
+            "expected_next_order_date": next_date,
+            "lifetime_value": lifetime,
         }
     )
 
@@ -666,7 +724,7 @@ def to_arrow(scores: pd.DataFrame, summary: dict[str, Any]) -> pa.Table:
     arrays = []
     for col in COLUMNS:
         values = scores[col.name]
-        if col.name == "as_of_date":
+        if col.name in DATE_COLUMNS:
             arr = pc.cast(pa.array(values.to_numpy(dtype="datetime64[s]")), pa.date32())
         else:
             arr = pa.array(values.to_numpy(), type=col.arrow_type, from_pandas=True)
@@ -709,6 +767,8 @@ def run_summary(
         "control_group": {"rows": control_n, **asdict(params.control_group)},
         "min_stay_probability": params.min_stay_probability,
         "reason_method": method,
+        "next_order_grid_days": [int(e) for e in models["next_order"].estimator.grid_],
+        "lifetime_value": {**asdict(params.lifetime_value), "retention_days": retention_days(models)},
     }
 
 

@@ -43,6 +43,7 @@ from pipelines.console import console, step
 from pipelines.errors import DataContractError, ParamsError
 from pipelines.params import load_section
 from pipelines.score import (
+    ORDER_PROBABILITY_DAYS,
     LoadedModel,
     ScoreParams,
     as_of_cutoff,
@@ -51,6 +52,7 @@ from pipelines.score import (
     drift_report,
     load_checked_models,
     print_unseen,
+    retention_days,
     run_summary,
     unseen_event_types,
     unseen_summary,
@@ -88,7 +90,15 @@ class _Decider:
             yield pa.RecordBatch.from_arrays(arrays, schema=self.schema)
 
 
-PREDICTIONS = ("churn_probability", "predicted_clv", "expected_orders", "value_if_retained")
+PREDICTIONS = (
+    "churn_probability",
+    "predicted_clv",
+    "expected_orders",
+    "value_if_retained",
+    *(f"order_probability_{d}d" for d in ORDER_PROBABILITY_DAYS),
+    "days_to_next_order",
+    "retention_probability",
+)
 PERCENTILES = {
     "churn_percentile": "churn_probability",
     "clv_percentile": "predicted_clv",
@@ -168,12 +178,16 @@ def run(data: str, out: str, params_path: Path, as_of: str | None = None, model_
 
         mlflow.set_tracking_uri(tracking_uri())
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per model, twice, in a log
+        timing = [f"order_probability_{int(e)}d" for e in models["next_order"].estimator.grid_]
+        timing.append("days_to_next_order")
+        result_types = {
+            "churn": "double",
+            "clv": "predicted_clv double, expected_orders double",
+            "next_order": ", ".join(f"{c} double" for c in timing),
+        }
         udf = {
             kind: mlflow.pyfunc.spark_udf(
-                spark,
-                f"models:/{m.name}/{m.version}",
-                result_type="double" if kind == "churn" else "predicted_clv double, expected_orders double",
-                env_manager="local",
+                spark, f"models:/{m.name}/{m.version}", result_type=result_types[kind], env_manager="local"
             )
             for kind, m in models.items()
         }
@@ -181,6 +195,10 @@ def run(data: str, out: str, params_path: Path, as_of: str | None = None, model_
         scored = frame.withColumn("churn_probability", udf["churn"](inputs["churn"]))
         scored = scored.withColumn("_clv", udf["clv"](inputs["clv"]))
         scored = scored.select("*", "_clv.predicted_clv", "_clv.expected_orders").drop("_clv")
+        scored = scored.withColumn("_next", udf["next_order"](inputs["next_order"]))
+        scored = scored.select("*", *(f"_next.{c}" for c in timing)).drop("_next")
+        # The lifetime value's retention: P(an order within the CLV horizon's grid edge), as the default engine.
+        scored = scored.withColumn("retention_probability", sf.col(f"order_probability_{retention_days(models)}d"))
         scored = with_percentiles(with_value_if_retained(scored, params.min_stay_probability))
         method = rsn.resolved_method(params.reasons.method, n_rows, params.reasons.shap_max_rows)
         from pyspark.sql.pandas.types import from_arrow_schema

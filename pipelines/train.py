@@ -56,9 +56,10 @@ from models import metrics as mx
 from models.churn import ChurnClassifier
 from models.clv import CLVRegressor
 from models.drift import reference_for
-from models.gate import Decision, GatedMetric, clears_baseline_bar, decide, same_target
+from models.gate import Decision, GatedMetric, auc_standard_error, clears_baseline_bar, decide, same_target
 from models.preprocess import HighCardinalityWarning
 from models.split import TimeSplit, deployment_split, time_split
+from models.survival import NextOrderModel, bgnbd_survival, next_order_frame, survival_metrics
 from pipelines.console import console, format_seconds, step
 from pipelines.errors import DataContractError, ParamsError
 from pipelines.features import read_manifest
@@ -85,7 +86,17 @@ CHURN_BASELINES = (("bgnbd", "bgnbd_churn_probability", 1.0), ("recency_rule", "
 CLV_BASELINES = (("bgnbd", "bgnbd_clv", 1.0),)
 # The ranking metric of the minimum-quality bar per model and the gate tolerance it allows (a rule's Brier or
 # MAE would mean nothing).
-BAR_TOLERANCES = {"churn": {"roc_auc": "churn_roc_auc_tolerance"}, "clv": {"normalized_gini": "clv_gini_tolerance"}}
+NEXT_ORDER_LABELS = ("next_order_days", "next_order_followup_days")
+FOLLOWUP = "next_order_followup_days"
+BAR_TOLERANCES = {
+    "churn": {"roc_auc": "churn_roc_auc_tolerance"},
+    "clv": {"normalized_gini": "clv_gini_tolerance"},
+    "next_order": {"concordance": "next_order_concordance_tolerance"},
+}
+# The registered models, in training order.
+KINDS = ("churn", "clv", "next_order")
+# The next-order model's registered outputs at these grid edges (days), when they are on the grid.
+ORDER_PROBABILITY_DAYS = (30, 90, 180)
 
 
 @dataclass(frozen=True)
@@ -127,6 +138,16 @@ class ClvParams(BoosterParams):
 
 
 @dataclass(frozen=True)
+class NextOrderParams(BoosterParams):
+    """params.yaml ``train.next_order``: the discrete-time hazard booster (models/survival.py); at most
+    ``max_train_rows`` person-period rows (an even stride of the panel rows beyond that)."""
+
+    early_stopping_rounds: int = 30
+    max_train_rows: int = 3_000_000
+    offset: str | None = "bgnbd"
+
+
+@dataclass(frozen=True)
 class GateParams:
     """How much worse than the champion a challenger may be on the same test rows and still be promoted."""
 
@@ -134,6 +155,8 @@ class GateParams:
     churn_brier_tolerance: float = 0.002
     clv_gini_tolerance: float = 0.01
     clv_spearman_tolerance: float = 0.01
+    next_order_concordance_tolerance: float = 0.005
+    next_order_brier_tolerance: float = 0.002
 
 
 @dataclass(frozen=True)
@@ -149,6 +172,7 @@ class TrainParams:
     max_category_levels: int = 50
     churn: ChurnParams = field(default_factory=ChurnParams)
     clv: ClvParams = field(default_factory=ClvParams)
+    next_order: NextOrderParams = field(default_factory=NextOrderParams)
     gate: GateParams = field(default_factory=GateParams)
 
     def __post_init__(self) -> None:
@@ -180,6 +204,11 @@ def gated_metrics(kind: str, gate: GateParams) -> tuple[GatedMetric, ...]:
         return (
             GatedMetric("roc_auc", True, gate.churn_roc_auc_tolerance),
             GatedMetric("brier", False, gate.churn_brier_tolerance),
+        )
+    if kind == "next_order":
+        return (
+            GatedMetric("concordance", True, gate.next_order_concordance_tolerance),
+            GatedMetric("integrated_brier", False, gate.next_order_brier_tolerance),
         )
     return (
         GatedMetric("normalized_gini", True, gate.clv_gini_tolerance),
@@ -218,6 +247,9 @@ def _split(
     whole panel is never in memory at once)."""
     n_validation, purge = settings
     labels = pq.read_table(panel, columns=["cutoff", label]).to_pandas()
+    if label == FOLLOWUP:
+        # Followed up over the whole grid; shorter follow-ups are the censored recent cutoffs.
+        labels = labels[labels[label] >= horizon]
     labelled = labels.loc[labels[label].notna(), "cutoff"].unique()
     del labels
     try:
@@ -230,6 +262,9 @@ def _split(
             f"train.purge: false would make room."
         ) from exc
     parts = tuple(_read_rows(panel, columns, label, cs) for cs in (split.train, split.validation, split.test))
+    for part in parts:
+        if label == FOLLOWUP and len(part) and part[label].min() < horizon:
+            raise DataContractError(f"next-order rows followed up less than {horizon} days at a labelled cutoff")
     _check_classes(label, horizon, split, parts)
     return split, deployed, parts
 
@@ -247,6 +282,14 @@ def _check_classes(label: str, horizon: int, split: TimeSplit, parts: tuple) -> 
             for i, (pos, n) in enumerate(counts)
         )
         what = "churners and stayers"
+    elif label == FOLLOWUP:
+        counts = [(int(p["next_order_days"].notna().sum()), len(p)) for p in parts]
+        bad = [i for i, (pos, n) in enumerate(counts) if pos in (0, n)]
+        shown = "; ".join(
+            f"{names[i]} cutoffs {_span(cutoffs[i])}: {n:,} rows, {pos:,} with an order in {horizon} days"
+            for i, (pos, n) in enumerate(counts)
+        )
+        what = "customers who order and customers who do not within the grid"
     else:
         counts = [(int((p[label].astype(float) > 0).sum()), len(p)) for p in parts]
         bad = [i for i, (pos, _) in enumerate(counts) if pos == 0]
@@ -257,7 +300,7 @@ def _check_classes(label: str, horizon: int, split: TimeSplit, parts: tuple) -> 
         what = "customers who buy in the horizon"
     if not bad:
         return
-    key = "churn_horizon_days" if label == "churned" else "clv_horizon_days"
+    key = {"churned": "churn_horizon_days", FOLLOWUP: "next_order_days"}.get(label, "clv_horizon_days")
     raise DataContractError(
         f"the training panel's {label} labels ({horizon}-day horizon) have one class on the "
         f"{' and '.join(names[i] for i in bad)} cutoff(s), so no model can be trained or tested there ({shown}). "
@@ -307,6 +350,23 @@ def clv_estimator(manifest: dict, params: TrainParams) -> CLVRegressor:
     )
 
 
+def next_order_estimator(manifest: dict, params: TrainParams) -> NextOrderModel:
+    """An unfitted next-order model on the panel's grid with the train params (the one factory of both fits)."""
+    return NextOrderModel(
+        features=manifest["features"],
+        categorical=manifest["categorical"],
+        grid_days=tuple(manifest["next_order_days"]),
+        offset_horizon_days=int(manifest["churn_horizon_days"]),
+        seed=params.seed,
+        max_category_levels=params.max_category_levels,
+        **asdict(params.next_order),
+    )
+
+
+def _fit_next_order_on(model: NextOrderModel, train: pd.DataFrame, valid: pd.DataFrame) -> NextOrderModel:
+    return model.fit(train, train[list(NEXT_ORDER_LABELS)], valid, valid[list(NEXT_ORDER_LABELS)])
+
+
 def _fit_churn_on(model: ChurnClassifier, train: pd.DataFrame, valid: pd.DataFrame) -> ChurnClassifier:
     return model.fit(train, train["churned"].astype(bool), valid, valid["churned"].astype(bool))
 
@@ -318,7 +378,7 @@ def _fit_clv_on(model: CLVRegressor, train: pd.DataFrame, valid: pd.DataFrame) -
 
 
 def _trees(model: Any) -> str:
-    if isinstance(model, ChurnClassifier):
+    if isinstance(model, ChurnClassifier | NextOrderModel):
         return f"{model.best_iteration_} trees"
     return ", ".join(f"{name} {n} trees" for name, n in model.best_iterations_.items())
 
@@ -361,10 +421,14 @@ def _fit_deployed(
     return _fit_logged(kind, "deployed", fit_on, estimator, train, valid, deployed)
 
 
-def _baseline_metrics(kind: str, test: pd.DataFrame) -> dict[str, dict[str, float]]:
+def _baseline_metrics(kind: str, test: pd.DataFrame, grid: tuple[int, ...] = ()) -> dict[str, dict[str, float]]:
     """The bar's metrics of each baseline the panel carries (``CHURN_BASELINES``/``CLV_BASELINES``) on the test
-    rows; a baseline's missing values take its median (a rule has to score every customer)."""
+    rows; a baseline's missing values take its median (a rule has to score every customer). The next-order model's
+    baseline is BG/NBD's survival curve fitted on the test rows (``models.survival.bgnbd_survival``)."""
     out: dict[str, dict[str, float]] = {}
+    if kind == "next_order":
+        m = survival_metrics(test[list(NEXT_ORDER_LABELS)], bgnbd_survival(test, grid), grid)
+        return {"bgnbd": {"concordance": m["concordance"], "integrated_brier": m["integrated_brier"]}}
     for name, column, sign in CHURN_BASELINES if kind == "churn" else CLV_BASELINES:
         if column not in test.columns or not pd.api.types.is_numeric_dtype(test[column]):
             continue
@@ -394,6 +458,8 @@ def fit_churn(panel: Path, manifest: dict, params: TrainParams) -> dict[str, Any
     metrics["brier_uncalibrated"] = mx.brier(y, holdout.predict_uncalibrated(test))
     metrics["best_iteration"] = float(holdout.best_iteration_)
     baselines = _baseline_metrics("churn", test)
+    n_churners = int(y.sum())
+    bar_noise = {"roc_auc": auc_standard_error(metrics["roc_auc"], n_churners, len(y) - n_churners)}
     console.print(f"churn (held out): test AUC {metrics['roc_auc']:.3f} on {len(test):,} rows ({_bar_line(baselines)})")
     model = _fit_deployed(
         panel, columns, "churned", deployed, _fit_churn_on, churn_estimator(manifest, params), rows, "churn"
@@ -401,7 +467,7 @@ def fit_churn(panel: Path, manifest: dict, params: TrainParams) -> dict[str, Any
     metrics["deployed_best_iteration"] = float(model.best_iteration_)
     parts = {"split": split, "deployed": deployed, "test": test, "metrics": metrics, "rows": rows}
     parts["baselines"] = baselines
-    return {"model": model, "holdout": holdout, **parts, "y": y, "p": p}
+    return {"model": model, "holdout": holdout, **parts, "y": y, "p": p, "bar_noise": bar_noise}
 
 
 def fit_clv(panel: Path, manifest: dict, params: TrainParams) -> dict[str, Any]:
@@ -429,6 +495,49 @@ def fit_clv(panel: Path, manifest: dict, params: TrainParams) -> dict[str, Any]:
     return {"model": model, "holdout": holdout, **parts}
 
 
+def next_order_metrics(model: NextOrderModel, test: pd.DataFrame) -> dict[str, float]:
+    """Concordance, integrated Brier and per-horizon figures of a fitted next-order model on labelled rows."""
+    return survival_metrics(test[list(NEXT_ORDER_LABELS)], model.predict_survival(test), model.grid_)
+
+
+def fit_next_order(panel: Path, manifest: dict, params: TrainParams) -> dict[str, Any]:
+    """Held-out next-order model (test metrics against BG/NBD) and the deployed one (split moved forward).
+
+    Labelled cutoffs are those followed up over the whole grid (``next_order_followup_days`` = its last edge)."""
+    if "next_order_days" not in manifest:
+        raise DataContractError(
+            "the training panel has no next-order labels (panel.features.json lacks next_order_days): it was built "
+            "by an older version; rebuild it with `churn features` (dvc repro features)."
+        )
+    grid = tuple(int(d) for d in manifest["next_order_days"])
+    columns = ["customer_id", "cutoff", *manifest["features"], *NEXT_ORDER_LABELS]
+    # BG/NBD's inputs for the baseline, when they are not features already.
+    columns += [c for c in ("frequency", "recency_days", "tenure_days") if c not in columns]
+    settings = params.split_settings(manifest)
+    split, deployed, (train, valid, test) = _split(panel, columns, FOLLOWUP, grid[-1], settings)
+    rows = {"held_out_train": len(train), "held_out_validation": len(valid), "test": len(test)}
+    estimator = next_order_estimator(manifest, params)
+    holdout = _fit_logged("next_order", "held out", _fit_next_order_on, estimator, train, valid, split)
+    del train, valid
+    metrics = next_order_metrics(holdout, test)
+    metrics["best_iteration"] = float(holdout.best_iteration_)
+    baselines = _baseline_metrics("next_order", test, grid)
+    ordered = int(test["next_order_days"].notna().sum())
+    bar_noise = {"concordance": auc_standard_error(metrics["concordance"], ordered, len(test) - ordered)}
+    console.print(
+        f"next_order (held out): test concordance {metrics['concordance']:.3f}, integrated Brier "
+        f"{metrics['integrated_brier']:.4f} on {len(test):,} rows ({_bar_line(baselines)})"
+    )
+    model = _fit_deployed(
+        panel, columns, FOLLOWUP, deployed, _fit_next_order_on, next_order_estimator(manifest, params), rows,
+        "next_order",
+    )
+    metrics["deployed_best_iteration"] = float(model.best_iteration_)
+    parts = {"split": split, "deployed": deployed, "test": test, "metrics": metrics, "rows": rows}
+    parts["baselines"] = baselines
+    return {"model": model, "holdout": holdout, **parts, "bar_noise": bar_noise}
+
+
 def _bar_line(baselines: dict[str, dict[str, float]]) -> str:
     if not baselines:
         return "no baseline in the panel"
@@ -441,13 +550,15 @@ def held_out_metrics(kind: str, estimator: Any, test: pd.DataFrame) -> dict[str,
     """The gated metrics of a fitted churn or CLV estimator on labelled test rows."""
     if kind == "churn":
         return churn_metrics(test["churned"].astype(bool).to_numpy(), estimator.predict_proba(test)[:, 1])
+    if kind == "next_order":
+        return next_order_metrics(estimator, test)
     y = test["future_revenue"].astype(float).to_numpy()
     return clv_metrics(
         y, estimator.predict(test), test["future_orders"].astype(float).to_numpy(), estimator.predict_orders(test)
     )
 
 
-def _plots(churn: dict, clv: dict, out: Path) -> list[Path]:
+def _plots(churn: dict, clv: dict, out: Path, next_order: dict | None = None) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -468,7 +579,7 @@ def _plots(churn: dict, clv: dict, out: Path) -> list[Path]:
     paths.append(out / "churn_reliability.png")
     fig.savefig(paths[-1], dpi=100, bbox_inches="tight")
     plt.close(fig)
-    for kind, result in (("churn", churn), ("clv", clv)):
+    for kind, result in (("churn", churn), ("clv", clv), *((("next_order", next_order),) if next_order else ())):
         imp = result["model"].feature_importance().sort_values("gain", ascending=False).head(20)
         fig, ax = plt.subplots(figsize=(6, 6))
         ax.barh(imp["feature"][::-1], imp["gain"][::-1])
@@ -513,11 +624,14 @@ def _log_model(kind: str, result: dict, tmp: Path) -> Any:
         else:
             example[c] = example[c].astype("float64")
             specs.append(ColSpec("double", c))
-    output = (
-        pd.DataFrame({"churn_probability": model.predict_proba(example)[:, 1]})
-        if kind == "churn"
-        else pd.DataFrame({"predicted_clv": model.predict(example), "expected_orders": model.predict_orders(example)})
-    )
+    if kind == "churn":
+        output = pd.DataFrame({"churn_probability": model.predict_proba(example)[:, 1]})
+    elif kind == "next_order":
+        output = next_order_frame(model, example)
+    else:
+        output = pd.DataFrame(
+            {"predicted_clv": model.predict(example), "expected_orders": model.predict_orders(example)}
+        )
     return mlflow.pyfunc.log_model(
         name=f"{kind}_model",
         python_model=str(SERVING_CODE),
@@ -547,6 +661,11 @@ def _drift_reference(kind: str, result: dict, panel: Path, label: str) -> dict[s
     if kind == "churn":
         scores = {"churn_probability": model.predict_proba(sample)[:, 1]}
         importance = model.feature_importance()
+    elif kind == "next_order":
+        frame = next_order_frame(model, sample)
+        # The probabilities the scores carry (a scored table has only those to compare).
+        scores = {c: frame[c].to_numpy() for c in (f"order_probability_{d}d" for d in ORDER_PROBABILITY_DAYS)}
+        importance = model.feature_importance()
     else:
         scores = {"predicted_clv": model.predict(sample), "expected_orders": model.predict_orders(sample)}
         importance = model.feature_importance("revenue")
@@ -571,12 +690,14 @@ def champion_decision(
     baselines: dict[str, dict[str, float]] | None = None,
     target: dict[str, Any] | None = None,
     champion_target: dict[str, Any] | None = None,
+    bar_noise: dict[str, float] | None = None,
 ) -> Decision:
     """The gate's verdict between the challenger's held-out test metrics and the champion's held-out estimator
     (``None``: no champion yet) scored on the same test rows.
 
     No champion: the challenger must not lose to the best of ``baselines`` (name -> metrics on the test rows) by
-    more than the gate's tolerance (``models.gate.clears_baseline_bar``); ``None`` skips the bar. A champion
+    more than the gate's tolerance, or one standard error of the metric on the test rows (``bar_noise``) where
+    that is larger (``models.gate.clears_baseline_bar``); ``None`` skips the bar. A champion
     trained for another target (``target`` vs ``champion_target``, e.g. ``label_horizon_days``) or needing
     features the current table lacks cannot be compared: it is kept, and the reason says why and how to switch
     by hand.
@@ -586,7 +707,7 @@ def champion_decision(
         if baselines is None:
             return decide(challenger, None, gated)
         tolerances = {metric: getattr(gate, key) for metric, key in BAR_TOLERANCES[kind].items()}
-        return clears_baseline_bar(challenger, baselines, tolerances)
+        return clears_baseline_bar(challenger, baselines, tolerances, bar_noise)
     refused = same_target(target or {}, champion_target or {}, champion_version, kind)
     if refused is not None:
         return refused
@@ -678,6 +799,7 @@ def _gate(
     baselines: dict[str, dict[str, float]] | None = None,
     target: dict[str, Any] | None = None,
     manual: tuple[bool, str] = (False, ""),
+    bar_noise: dict[str, float] | None = None,
 ) -> tuple[Decision, str | None]:
     """Ask the gate about registered ``version`` and move the aliases: ``challenger`` always, ``champion`` when
     promoted and the promotion is not ``manual``. Returns the decision and the champion's version after it."""
@@ -707,6 +829,7 @@ def _gate(
             baselines=baselines,
             target=target,
             champion_target=champion_target,
+            bar_noise=bar_noise,
         )
         if champion is None and not decision.promote:
             decision = Decision(
@@ -744,8 +867,8 @@ def promote(kind: str, version: str) -> None:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    if kind not in ("churn", "clv"):
-        raise ParamsError(f"model must be churn or clv, got {kind!r}.")
+    if kind not in KINDS:
+        raise ParamsError(f"model must be one of {', '.join(KINDS)}, got {kind!r}.")
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri())
@@ -791,6 +914,16 @@ def run(panel_path: Path, metrics_path: Path, params_path: Path, registered_path
             f"{_describe(clv['split'], clv['deployed'])}; trained on {r['held_out_train']:,} then "
             f"{r['deployed_train']:,} rows; test Gini {m['normalized_gini']:.3f}, MAE {m['mae']:.2f}"
         )
+    with step("train: next-order model (held out, then deployed)") as s:
+        next_order = fit_next_order(panel_path, manifest, params)
+        m, r = next_order["metrics"], next_order["rows"]
+        s.rows = r["deployed_train"]
+        s.detail = (
+            f"{_describe(next_order['split'], next_order['deployed'])}; trained on {r['held_out_train']:,} then "
+            f"{r['deployed_train']:,} rows; test concordance {m['concordance']:.3f}, integrated Brier "
+            f"{m['integrated_brier']:.4f}"
+        )
+    results = {"churn": churn, "clv": clv, "next_order": next_order}
 
     configure_mlflow(params.experiment)
     everything = read_params(params_path)
@@ -820,21 +953,24 @@ def run(panel_path: Path, metrics_path: Path, params_path: Path, registered_path
                     "clv_test_cutoff": str(clv["split"].test_cutoff.date()),
                     "churn_deployed_validation": _span(churn["deployed"].validation),
                     "clv_deployed_validation": _span(clv["deployed"].validation),
+                    "next_order_test_cutoff": str(next_order["split"].test_cutoff.date()),
+                    "next_order_deployed_validation": _span(next_order["deployed"].validation),
                 }
             )
-            for kind, result in (("churn", churn), ("clv", clv)):
+            for kind, result in results.items():
                 mlflow.log_metrics({f"{kind}.{k}": v for k, v in result["metrics"].items()})
                 result["model"].feature_importance().to_csv(tmp / f"{kind}_importance.csv", index=False)
                 mlflow.log_artifact(str(tmp / f"{kind}_importance.csv"), "importance")
             mlflow.log_dict(churn["model"].calibration_report_, "calibration_report.json")
-            for path in _plots(churn, clv, tmp):
+            for path in _plots(churn, clv, tmp, next_order):
                 mlflow.log_artifact(str(path), "plots")
-            for kind, result in (("churn", churn), ("clv", clv)):
-                label = "churned" if kind == "churn" else "future_revenue"
+            for kind, result in results.items():
+                label = {"churn": "churned", "clv": "future_revenue", "next_order": FOLLOWUP}[kind]
                 result["drift_reference"] = _drift_reference(kind, result, panel_path, label)
                 info = _log_model(kind, result, tmp)
                 version = str(info.registered_model_version)
-                target = {"label_horizon_days": int(manifest[f"{kind}_horizon_days"])}
+                horizon = manifest["next_order_days"][-1] if kind == "next_order" else manifest[f"{kind}_horizon_days"]
+                target = {"label_horizon_days": int(horizon)}
                 client = mlflow.MlflowClient()
                 for key, value in target.items():
                     client.set_model_version_tag(kind, version, key, str(value))
@@ -849,6 +985,7 @@ def run(panel_path: Path, metrics_path: Path, params_path: Path, registered_path
                     baselines=result.get("baselines", {}),
                     target=target,
                     manual=manual,
+                    bar_noise=result.get("bar_noise"),
                 )
                 mlflow.set_tag(f"{kind}.gate", decision.summary()[:4900])
                 mlflow.log_metric(f"{kind}.promoted", float(decision.promote))
@@ -870,14 +1007,14 @@ def run(panel_path: Path, metrics_path: Path, params_path: Path, registered_path
                     **{k: round(float(v), 6) for k, v in result["metrics"].items()},
                 }
             summary["run_id"] = run_info.info.run_id
-        s.detail = f"run {summary['run_id']}, churn v{summary['churn']['version']}, clv v{summary['clv']['version']}"
+        s.detail = f"run {summary['run_id']}, " + ", ".join(f"{k} v{summary[k]['version']}" for k in KINDS)
     write_json(summary, metrics_path)
     if registered_path is not None:
         write_json(
             {
                 "tracking_uri": mlflow.get_tracking_uri(),
                 "run_id": summary["run_id"],
-                "models": {kind: f"models:/{kind}/{summary[kind]['version']}" for kind in ("churn", "clv")},
+                "models": {kind: f"models:/{kind}/{summary[kind]['version']}" for kind in KINDS},
             },
             registered_path,
         )

@@ -2,7 +2,9 @@
 
 Cutoff ``C`` = 2024-07-01 (00:00 UTC). Windows 30 and 90 days, so ``[C - 30, C)`` starts 2024-06-01 and
 ``[C - 90, C)`` starts 2024-04-02; the windows before them (for trends) start 2024-05-02 and 2024-01-03.
-Labels: churn horizon 30 days ``[C, 2024-07-31)``, CLV horizon 60 days ``[C, 2024-08-30)``.
+Labels: churn horizon 30 days ``[C, 2024-07-31)``, CLV horizon 60 days ``[C, 2024-08-30)``; next-order grid
+14, 30, 60, 90, 120, 180 days (the default), of which the data (to 2024-12-02, 154 days after ``C``) reach 120.
+Orders carry a sales channel (``CHANNELS``), spelled as real exports do (case, blanks, missing, unknown).
 
 - A01: the customer with everything; every feature at ``C`` is computed by hand in ``EXPECTED_A``.
 - B02: lapsed (last order 2024-03-01, 122 days before ``C`` > ``max_recency_days`` = 100).
@@ -23,6 +25,7 @@ import pytest
 from features.build import LABELS, FeatureConfig, build_feature_table
 from features.contract import KNOWN_EVENT_TYPES
 from features.cutoffs import data_end
+from features.definitions import SALES_CHANNELS
 
 T = pd.Timestamp
 US = pd.Timedelta(microseconds=1)
@@ -30,6 +33,7 @@ C = T("2024-07-01")
 CONFIG = FeatureConfig(windows_days=(30, 90), churn_horizon_days=30, clv_horizon_days=60, max_recency_days=100)
 FAMILIES = {"purchase", "bgnbd", "engagement", "experience", "loyalty", "attributes", "calendar"}
 NON_FEATURES = {"customer_id", "cutoff", "is_lapsed", *LABELS}
+CHANNEL_FEATURES = [f"{c}_order_share" for c in SALES_CHANNELS]
 
 
 def ts(values) -> pd.Series:
@@ -49,6 +53,11 @@ def orders_frame(rows: list[tuple]) -> pd.DataFrame:
             "items": pd.array(items, dtype="Int64"),
         }
     )
+
+
+def with_channels(orders: pd.DataFrame, channels: dict[str, str | None]) -> pd.DataFrame:
+    """``orders`` with a ``channel`` column: ``channels`` by order_id (NULL where unlisted)."""
+    return orders.assign(channel=orders["order_id"].map(channels).astype(object))
 
 
 def returns_frame(rows: list[tuple]) -> pd.DataFrame:
@@ -105,6 +114,21 @@ ORDERS = [
     ("C03", "c2", "2024-12-01 10:00", 35.0, 0.0, 1),
     ("D04", "d1", "2024-06-15 10:00", 30.0, 0.0, 1),
 ]
+# Sales channels by order id, as exports spell them: compared as lower(trim(channel)).
+CHANNELS = {
+    "a1": "web",
+    "a2": " App",
+    "a3": None,  # not recorded: counts in orders_total only
+    "a4": "WEB ",
+    "a5": "store",  # exactly C: not a feature
+    "a6": "store",
+    "a7": "app",
+    "b1": "phone",  # a channel outside the vocabulary: counts in orders_total only
+    "b2": "web",
+    "c1": "web",
+    "c2": "app",
+    "d1": "Store",
+}
 RETURNS = [
     ("A01", "a1", "2024-01-15 00:00", 30.0),
     ("A01", "a3", "2024-06-15 00:00", 8.0),
@@ -184,6 +208,9 @@ EXPECTED_A = {
     "overdue_ratio": 0.25 / GAP_MEAN,
     "discount_share": 30.0 / 280.0,  # discounts 0 + 10 + 20 + (null = 0) over revenue + discounts
     "items_per_order": 2.5,  # (2 + 1 + 4 + 3) / 4
+    "web_order_share": 0.5,  # a1 "web" and a4 "WEB " of 4 orders
+    "app_order_share": 0.25,  # a2 " App"; a3 has no channel
+    "store_order_share": 0.0,  # a5 "store" is at exactly C
     "returns_total": 2,  # Jan 15 (30) and Jun 15 (8); the refund at exactly C is a label
     "returns_value_total": 38.0,
     "return_rate": 38.0 / 250.0,
@@ -253,7 +280,7 @@ EXPECTED_A = {
 
 def hand_shop() -> duckdb.DuckDBPyConnection:
     return connect(
-        orders=orders_frame(ORDERS),
+        orders=with_channels(orders_frame(ORDERS), CHANNELS),
         returns=returns_frame(RETURNS),
         events=events_frame(EVENTS),
         customers=customers_frame(CUSTOMERS),
@@ -299,6 +326,8 @@ def test_labels_of_a01_by_hand(training):
     assert not a["churned"]  # the order at exactly C counts
     assert a["future_orders"] == 2  # a5 (at C) and a6; a7 at exactly C + 60 is outside
     assert a["future_revenue"] == pytest.approx(40 + 60 - 15 - 5)  # net of refunds at C and at C + 60 - 1s
+    # a5 at exactly C is in the first interval [C, C + 14); the data (to Dec 2 = C + 154) reach the edge 120
+    assert a["next_order_days"] == 14 and a["next_order_followup_days"] == 120
 
 
 def test_one_order_customer_without_events_or_signup(training):
@@ -329,10 +358,15 @@ def test_one_order_customer_without_events_or_signup(training):
         "country": None,
         "acquisition_channel": "ads",
         "cutoff_month": 7,
+        "store_order_share": 1.0,  # d1 "Store"
+        "web_order_share": 0.0,
+        "app_order_share": 0.0,
     }
     for name, want in expected.items():
         assert_value(name, d[name], want)
     assert d["churned"] and d["future_orders"] == 0 and d["future_revenue"] == 0.0
+    # no order after C: censored at the last edge the data reach
+    assert pd.isna(d["next_order_days"]) and d["next_order_followup_days"] == 120
 
 
 def test_rows_are_the_eligible_customers_sorted(training):
@@ -352,6 +386,8 @@ def test_labels_are_null_where_their_horizon_passes_the_end(training):
     assert late["churned"]
     assert pd.isna(late["future_orders"]) and pd.isna(late["future_revenue"])
     assert row(frame, "A01")["future_orders"] == 2
+    # next-order: Nov 1 + 30 = Dec 1 is inside the data, + 60 is not; no order in [Nov 1, Dec 1)
+    assert pd.isna(late["next_order_days"]) and late["next_order_followup_days"] == 30
 
 
 def test_manifest_lists_exactly_the_produced_features(training):
@@ -364,7 +400,11 @@ def test_manifest_lists_exactly_the_produced_features(training):
     assert manifest["labels"] == list(LABELS)
     assert manifest["keys"] == ["customer_id", "cutoff"]
     assert manifest["windows_days"] == [30, 90]
+    assert manifest["next_order_days"] == [14, 30, 60, 90, 120, 180]
+    assert (manifest["churn_horizon_days"], manifest["clv_horizon_days"]) == (30, 60)
     assert manifest["skipped_sources"] == []
+    assert manifest["labels"][-2:] == ["next_order_days", "next_order_followup_days"]
+    assert frame.columns[-len(LABELS) :].tolist() == list(LABELS)
     # export-time columns of `customers` would leak the future into historic rows
     assert "email_opt_in" not in frame.columns and "loyalty_tier" not in frame.columns
 
@@ -373,6 +413,7 @@ def test_families(training):
     _, manifest = training
     fam = manifest["families"]
     assert fam["recency_days"] == fam["returns_30d"] == fam["return_rate"] == "purchase"
+    assert {fam[f] for f in CHANNEL_FEATURES} == {"purchase"}
     assert fam["sessions_30d"] == fam["email_click_rate_90d"] == fam["other_events_30d"] == "engagement"
     assert fam["support_tickets_total"] == fam["nps_last"] == fam["support_tickets_30d"] == "experience"
     assert fam["loyalty_tier_level"] == fam["points_earned_30d"] == fam["coupons_redeemed_30d"] == "loyalty"
@@ -640,11 +681,12 @@ def test_orders_only_builds_purchase_and_calendar_features():
     for name, want in EXPECTED_A.items():
         if name in produced:
             assert_value(name, a[name], want)
-    assert set(produced) == {n for n in EXPECTED_A if manifest["families"].get(n) in ("purchase", "bgnbd", "calendar")}
+    kept = {n for n in EXPECTED_A if manifest["families"].get(n) in ("purchase", "bgnbd", "calendar")}
+    assert set(produced) == kept - set(CHANNEL_FEATURES)  # ORDERS alone has no channel column
     # returns absent: future revenue is gross
     assert a["future_revenue"] == 100.0 and a["future_orders"] == 2
     skipped = set(manifest["skipped_sources"])
-    assert "returns" in skipped
+    assert "returns" in skipped and "orders.channel" in skipped
     assert set(KNOWN_EVENT_TYPES) <= skipped
 
 
@@ -652,7 +694,35 @@ def test_orders_without_optional_columns():
     con = connect(orders=orders_frame(ORDERS).drop(columns=["discount_amount", "items"]))
     frame, manifest = build_feature_table(con, [C], END, CONFIG, training=True)
     assert "discount_share" not in manifest["features"] and "items_per_order" not in manifest["features"]
+    assert not set(CHANNEL_FEATURES) & set(frame.column_names)
+    assert {"orders.discount_amount", "orders.items", "orders.channel"} <= set(manifest["skipped_sources"])
     assert row(frame.to_pandas(), "A01")["revenue_total"] == 250.0
+
+
+def test_channel_shares_only_from_orders_with_a_channel_column():
+    # The same orders with and without a channel: the shares are the only difference, nothing else moves.
+    without = build_feature_table(connect(orders=orders_frame(ORDERS)), [C], END, CONFIG, True)[0].to_pandas()
+    con = connect(orders=with_channels(orders_frame(ORDERS), CHANNELS))
+    with_ = build_feature_table(con, [C], END, CONFIG, True)[0].to_pandas()
+    assert [c for c in with_.columns if c not in without.columns] == CHANNEL_FEATURES
+    pd.testing.assert_frame_equal(with_.drop(columns=CHANNEL_FEATURES), without)
+    # A channel column that is never filled in: every share is 0 (orders there, none via these channels).
+    blank = with_channels(orders_frame(ORDERS), {})
+    frame = build_feature_table(connect(orders=blank), [C], END, CONFIG, True)[0].to_pandas()
+    assert (frame[CHANNEL_FEATURES] == 0.0).all().all()
+
+
+def test_channel_shares_ignore_the_channels_of_orders_at_or_after_the_cutoff():
+    con = connect(orders=with_channels(orders_frame(ORDERS), CHANNELS))
+    base = build_feature_table(con, [C], END, CONFIG, training=False)[0].to_pandas()
+    moved = {**CHANNELS, **{k: "store" for k in ("a5", "a6", "a7", "c1", "c2")}}  # orders at or after C
+    con = connect(orders=with_channels(orders_frame(ORDERS), moved))
+    frame = build_feature_table(con, [C], END, CONFIG, training=False)[0].to_pandas()
+    pd.testing.assert_frame_equal(frame, base)
+    # control: the channel of a4 (Jun 30 18:00, before C) does move them
+    con = connect(orders=with_channels(orders_frame(ORDERS), {**CHANNELS, "a4": "store"}))
+    a = row(build_feature_table(con, [C], END, CONFIG, training=False)[0].to_pandas(), "A01")
+    assert (a["web_order_share"], a["app_order_share"], a["store_order_share"]) == (0.25, 0.25, 0.25)
 
 
 def test_orders_only_manifest_names_the_absent_tables():
@@ -710,6 +780,9 @@ def test_output_types():
     assert schema.field("churned").type == pa.bool_()
     assert schema.field("future_orders").type == pa.int32()
     assert schema.field("future_revenue").type == pa.float64()
+    assert schema.field("next_order_days").type == pa.float64()
+    assert schema.field("next_order_followup_days").type == pa.float64()
+    assert schema.field("web_order_share").type == pa.float32()
     assert schema.field("country").type == pa.string()
 
 
@@ -749,6 +822,9 @@ def _awkward_shop(seed: int) -> dict[str, pa.Table]:
             )
         )
     )
+    # Channels as exports spell them (case, blanks), unknown ones and NULLs.
+    spellings = np.array(["web", " Web", "APP", "app ", "store", "STORE", "phone", "", None], dtype=object)
+    orders["channel"] = spellings[rng.integers(0, len(spellings), n)]
     returns = returns_frame(list(zip(rng.choice(cust, 60), ["o001"] * 60, when(60), awkward(60, 20.0), strict=True)))
     types = [*KNOWN_EVENT_TYPES, "wishlist_add"]
     m = 3_000
@@ -796,6 +872,7 @@ def test_every_measure_at_every_offset_equals_its_sql_definition(seed):
     blocks = [(k * n_cust, (k + 1) * n_cust) for k in range(len(cut_days))]
     measures = [m for m in MEASURES if inspect_sources(con).supports(m)]
     assert {m.source for m in measures} == {"orders", "returns", "events"}
+    assert {"n_web_orders", "n_app_orders", "n_store_orders"} <= {m.name for m in measures}
     checked = 0
     for source in ("orders", "returns", "events"):
         ms = [m for m in measures if m.source == source]
@@ -858,3 +935,84 @@ def test_empty_returns_and_events_tables_give_zero_returns_and_skip_the_event_fa
     assert table.column("returns_total").to_pylist() == [0] * table.num_rows
     assert table.column("returns_value_30d").to_pylist() == [0.0] * table.num_rows
     assert "sessions_30d" not in table.column_names and "session" in manifest["skipped_sources"]
+
+
+# ---- next-order (survival) labels -----------------------------------------------------------------------------
+
+DAY = pd.Timedelta(days=1)
+C2 = C + 60 * DAY  # a second cutoff, 2024-08-30
+# Every customer has an order long before C (eligible, lapsed: built as a scoring table) and these after it.
+NEXT_ORDERS = {
+    "P": [C + 3 * DAY, C + 40 * DAY],  # first interval [C, C + 14): 14
+    "Q": [C + 40 * DAY],  # [C + 30, C + 60): 60
+    "R": [C + 14 * DAY],  # exactly C + 14 is in [C + 14, C + 30): 30
+    "S": [C + 14 * DAY - US],  # one microsecond earlier: 14
+    "U": [],  # never again
+    "V": [C + 95 * DAY],  # [C + 90, C + 120): 120; at C2 = C + 60: C2 + 35 -> 60
+    "W": [C + 180 * DAY],  # exactly C + 180: outside the grid at C; at C2 it is C2 + 120 -> 180
+}
+
+
+def next_order_table(end: pd.Timestamp, cutoffs=(C,)) -> pd.DataFrame:
+    """The next-order labels of NEXT_ORDERS when the data end at ``end`` (later orders are not in the data)."""
+    rows = [(k, f"{k}0", "2024-01-01", 1.0, 0.0, 1) for k in NEXT_ORDERS]
+    rows += [(k, f"{k}{i + 1}", str(t), 1.0, 0.0, 1) for k, ts in NEXT_ORDERS.items() for i, t in enumerate(ts)]
+    rows = [r for r in rows if T(r[2]) < end]
+    frame = build_feature_table(connect(orders=orders_frame(rows)), list(cutoffs), end, CONFIG, False)[0].to_pandas()
+    return frame.set_index(["cutoff", "customer_id"])[["next_order_days", "next_order_followup_days"]]
+
+
+def labels_at(frame: pd.DataFrame, cutoff: pd.Timestamp = C) -> dict[str, tuple[float, float]]:
+    at = frame.loc[cutoff]
+    pairs = zip(at["next_order_days"], at["next_order_followup_days"], strict=True)
+    return dict(zip(at.index, pairs, strict=True))
+
+
+def same(got: dict, want: dict) -> bool:
+    """Labels by customer equal, a null event equal to NaN."""
+
+    def key(pair: tuple[float, float]) -> tuple[float, float]:
+        return (-1.0 if pd.isna(pair[0]) else float(pair[0]), float(pair[1]))
+
+    return {k: key(v) for k, v in got.items()} == {k: key(v) for k, v in want.items()}
+
+
+def test_next_order_labels_by_hand():
+    # The data end 200 days after C: the whole grid (180) is observed at C, up to 120 at C2 (140 days left).
+    frame = next_order_table(C + 200 * DAY, cutoffs=(C, C2))
+    at_c = {"P": (14, 180), "Q": (60, 180), "R": (30, 180), "S": (14, 180), "U": (NAN, 180), "V": (120, 180)}
+    assert same(labels_at(frame), {**at_c, "W": (NAN, 180)})
+    # At C2 only V (C2 + 35) and W (C2 + 120, in [C2 + 120, C2 + 180), not fully observed) order again.
+    nothing = (NAN, 120)
+    want_c2 = {"P": nothing, "Q": nothing, "R": nothing, "S": nothing, "U": nothing, "V": (60, 120), "W": nothing}
+    assert same(labels_at(frame, C2), want_c2)
+    assert frame["next_order_days"].dtype == np.float64 and frame["next_order_followup_days"].dtype == np.float64
+
+
+def test_next_order_labels_are_censored_at_the_end_of_the_data():
+    # The data end 100 days after C: edges up to 90 are observed; V's order at C + 95 is in the data, but its
+    # interval [C + 90, C + 120) is not fully observed, so V is censored at 90, like U.
+    got = labels_at(next_order_table(C + 100 * DAY))
+    want = {"P": (14, 90), "Q": (60, 90), "R": (30, 90), "S": (14, 90), "U": (NAN, 90), "V": (NAN, 90), "W": (NAN, 90)}
+    assert same(got, want)
+    # Ending exactly at C + 14: the first interval is complete (the same rule as c + h <= end for the labels).
+    got = labels_at(next_order_table(C + 14 * DAY))
+    assert same(got, {k: ((14, 14) if k in ("P", "S") else (NAN, 14)) for k in NEXT_ORDERS})
+    # Ending before C + 14: nothing is observed, follow-up 0, no event even for P's order at C + 3.
+    got = labels_at(next_order_table(C + 13 * DAY))
+    assert same(got, {k: (NAN, 0) for k in NEXT_ORDERS})
+
+
+def test_next_order_labels_on_another_grid_and_bad_grids():
+    config = FeatureConfig(windows_days=(30,), churn_horizon_days=30, clv_horizon_days=60, next_order_days=(7, 45))
+    rows = [(k, f"{k}0", "2024-01-01", 1.0, 0.0, 1) for k in NEXT_ORDERS]
+    rows += [(k, f"{k}{i + 1}", str(t), 1.0, 0.0, 1) for k, ts in NEXT_ORDERS.items() for i, t in enumerate(ts)]
+    end = C + 200 * DAY
+    table, manifest = build_feature_table(connect(orders=orders_frame(rows)), [C], end, config, False)
+    frame = table.to_pandas().set_index(["cutoff", "customer_id"])
+    want = {"P": (7, 45), "Q": (45, 45), "R": (45, 45), "S": (45, 45), "U": (NAN, 45), "V": (NAN, 45), "W": (NAN, 45)}
+    assert same(labels_at(frame), want)
+    assert manifest["next_order_days"] == [7, 45]
+    for bad in ((), (0, 30), (30, 14), (14, 14, 30), (-7,)):
+        with pytest.raises(ValueError, match="next_order_days"):
+            FeatureConfig(next_order_days=bad)

@@ -8,7 +8,9 @@ positions included) and the eligible rows must stay the same. Added rows always 
 the same rows one microsecond earlier do change the family's features, so the edits are ones the features see.
 
 Labels at ``C`` read ``[C, C + h)``: they move with order/refund edits inside the horizon and stay put when only
-rows at or after ``C + h`` change.
+rows at or after ``C + h`` change. The next-order labels read orders in ``[C, C + e)`` for the grid's edges ``e``
+(here up to 180 days, past the CLV horizon): nothing at or after ``C + 180`` moves any label. Order channels
+(``orders.channel``) are features too: editing them at or after ``C`` moves nothing.
 """
 
 from __future__ import annotations
@@ -33,6 +35,11 @@ END = T("2026-01-01")  # the synthetic shop's export window ends 2026-01-01
 CONFIG = FeatureConfig(windows_days=(30, 90, 180, 365), churn_horizon_days=60, clv_horizon_days=120)
 H_CHURN = C + pd.Timedelta(days=CONFIG.churn_horizon_days)
 H_CLV = C + pd.Timedelta(days=CONFIG.clv_horizon_days)
+# The last day any label at C reads before: the CLV horizon or the next-order grid's last edge (180).
+H_LAST = C + pd.Timedelta(days=max(CONFIG.clv_horizon_days, *CONFIG.next_order_days))
+# The next-order follow-up depends on C and the end of the data only, never on the rows.
+MOVABLE_LABELS = [n for n in LABELS if n != "next_order_followup_days"]
+CHANNEL_FEATURES = ["web_order_share", "app_order_share", "store_order_share"]
 KEYS = ["customer_id", "cutoff"]
 TS = {"orders": "order_ts", "returns": "return_ts", "events": "event_ts", "customers": "signup_ts"}
 
@@ -190,6 +197,7 @@ def purchase_edits(
     orders.loc[late, "amount"] = orders.loc[late, "amount"] * 3 + 1
     orders.loc[late, "discount_amount"] = 7.5
     orders.loc[late, "items"] = 11
+    orders.loc[late, "channel"] = np.resize(np.array([" STORE", "app", None, "phone"], dtype=object), int(late.sum()))
     orders = orders[~drop]
     t0 = start + shift
     added = [orders_rows(eligible, t0, 999.0, "AT"), orders_rows(eligible, t0 + 12 * DAY, 5.0, "AFTER")]
@@ -208,8 +216,8 @@ def test_purchase_features_ignore_orders_and_returns_at_or_after_c(base_shop, ba
     assert_features_unchanged(base, edited, "purchase")
     # the new customer's first order is at C: not a customer at C
     assert "9999999" not in set(upto_c(edited)["customer_id"])
-    # labels at C see [C, C + h): every one of them moves
-    assert changed(at_c(base), at_c(edited), list(LABELS)) == list(LABELS)
+    # labels at C see [C, C + h): every one of them moves (but the follow-up, which no row decides)
+    assert changed(at_c(base), at_c(edited), list(LABELS)) == MOVABLE_LABELS
 
     control = copy(base_shop)
     purchase_edits(control, eligible_at_c(base), C, shift=-US)
@@ -218,6 +226,7 @@ def test_purchase_features_ignore_orders_and_returns_at_or_after_c(base_shop, ba
     after = after[after["customer_id"] != "9999999"].reset_index(drop=True)
     moved = changed(at_c(base), after, features(base, "purchase"))
     assert {"orders_total", "recency_days", "revenue_30d", "returns_total", "discount_share"} <= set(moved)
+    assert set(CHANNEL_FEATURES) <= set(moved)
 
 
 def test_bgnbd_features_ignore_orders_and_returns_at_or_after_c(base_shop, base):
@@ -248,11 +257,28 @@ def test_labels_ignore_orders_and_returns_at_or_after_the_horizon(base_shop, bas
     purchase_edits(shop, eligible_at_c(base), H_CLV)  # CLV horizon >= churn horizon: outside both
     edited = build(shop)
     assert_features_unchanged(base, edited, "purchase")
-    assert changed(at_c(base), at_c(edited), list(LABELS)) == []
+    # ... but inside the next-order grid (to C + 180)
+    assert changed(at_c(base), at_c(edited), list(LABELS)) == ["next_order_days"]
     # one microsecond earlier the same edits are inside the CLV horizon
     control = copy(base_shop)
     purchase_edits(control, eligible_at_c(base), H_CLV, shift=-US)
-    assert changed(at_c(base), at_c(build(control)), list(LABELS)) == ["future_orders", "future_revenue"]
+    moved = ["future_orders", "future_revenue", "next_order_days"]
+    assert changed(at_c(base), at_c(build(control)), list(LABELS)) == moved
+
+
+def test_no_label_reads_orders_and_returns_at_or_after_the_last_grid_edge(base_shop, base):
+    shop = copy(base_shop)
+    purchase_edits(shop, eligible_at_c(base), H_LAST)
+    edited = build(shop)
+    assert_features_unchanged(base, edited, "purchase")
+    assert changed(at_c(base), at_c(edited), list(LABELS)) == []
+    # one microsecond earlier an order is inside the last interval [C + 120, C + 180)
+    control = copy(base_shop)
+    purchase_edits(control, eligible_at_c(base), H_LAST, shift=-US)
+    after = at_c(build(control))
+    assert changed(at_c(base), after, list(LABELS)) == ["next_order_days"]
+    # everyone without an order in [C, C + 180) before now has one in its last interval
+    assert (after.loc[at_c(base)["next_order_days"].isna(), "next_order_days"] == 180).all()
 
 
 def test_churn_label_ignores_orders_at_the_end_of_its_horizon(base_shop, base):
@@ -261,7 +287,9 @@ def test_churn_label_ignores_orders_at_the_end_of_its_horizon(base_shop, base):
     shop = copy(base_shop)
     shop["orders"] = concat(shop["orders"], orders_rows(churners, H_CHURN, 10.0, "H"))
     after = at_c(build(shop))
-    assert changed(at_c(base), after, list(LABELS)) == ["future_orders", "future_revenue"]
+    # C + 60 is also a next-order edge: the order is in [C + 60, C + 90)
+    assert changed(at_c(base), after, list(LABELS)) == ["future_orders", "future_revenue", "next_order_days"]
+    assert (after.loc[after["customer_id"].isin(churners), "next_order_days"] <= 90).all()
     shop = copy(base_shop)
     shop["orders"] = concat(shop["orders"], orders_rows(churners, H_CHURN - US, 10.0, "H"))
     after = at_c(build(shop))
@@ -278,6 +306,24 @@ def test_future_revenue_is_net_of_refunds_inside_the_horizon_only(base_shop, bas
     shop = copy(base_shop)
     shop["returns"] = concat(shop["returns"], returns_rows(eligible, H_CLV, 2.0))
     assert changed(at_c(base), at_c(build(shop)), list(LABELS)) == []
+
+
+def test_channel_shares_ignore_the_channels_of_orders_at_or_after_c(base_shop, base):
+    assert base_shop["orders"]["channel"].notna().all() and len(set(base_shop["orders"]["channel"])) == 3
+    shop = copy(base_shop)
+    orders = shop["orders"]
+    late = orders["order_ts"] >= C
+    # Every later order moves to another channel (or to none), spelled as exports do.
+    orders.loc[late, "channel"] = np.resize(np.array(["APP ", None, "store", "kiosk"], dtype=object), int(late.sum()))
+    edited = build(shop)
+    assert_features_unchanged(base, edited, "purchase")
+    assert changed(at_c(base), at_c(edited), list(LABELS)) == []  # labels count orders whatever their channel
+    # control: the same for the orders before C moves every share
+    control = copy(base_shop)
+    orders = control["orders"]
+    early = orders["order_ts"] < C
+    orders.loc[early, "channel"] = np.resize(np.array(["APP ", None, "store", "kiosk"], dtype=object), int(early.sum()))
+    assert changed(at_c(base), at_c(build(control)), features(base, "purchase")) == CHANNEL_FEATURES
 
 
 # ---- events: engagement, experience, loyalty ---------------------------------------------------------------

@@ -77,6 +77,9 @@ def assert_same_table(ref: pa.Table, got: pa.Table) -> None:
 def test_spark_builds_the_same_feature_table_as_duckdb(spark, shop_dir):
     ref, ref_manifest, got, manifest = _both(spark, shop_dir[0])
     assert ref.num_rows > 500 and len(ref_manifest["features"]) > 90
+    # the sales-channel shares and the next-order labels (running orders at every grid edge) are compared too
+    new = {"web_order_share", "store_order_share", "next_order_days", "next_order_followup_days"}
+    assert new <= set(ref.column_names)
     assert_same_table(ref, got)
     assert manifest == ref_manifest
 
@@ -108,6 +111,10 @@ def test_every_measure_query_translates_to_spark_sql_without_duckdb_only_functio
     for duckdb_only in ("EPOCH_US", "ARG_MAX", "STRUCT_PACK"):
         assert duckdb_only not in sql.upper() and duckdb_only not in rolled.upper()
     assert "MAX_BY" in sql.upper() and "FILTER(WHERE" in rolled.upper().replace(" (", "(")
+    # the orders' measures: the sales-channel counts are plain CASE / LOWER / TRIM in Spark SQL too
+    orders = [m for m in MEASURES if m.source == "orders"]
+    sql = to_spark(source_sql("orders", orders, 0, by_index=False)).upper()
+    assert "LOWER(TRIM(CHANNEL)) = 'WEB'" in sql and "EPOCH_US" not in sql
 
 
 def test_the_stage_writes_spark_tables_the_training_stage_can_read(spark, shop_dir, tmp_path):

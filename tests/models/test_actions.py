@@ -4,6 +4,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -268,3 +269,92 @@ def test_default_rules_send_lapsed_customers_worth_less_than_the_coupon_to_no_ac
         value_if_retained=np.array([16.0, 100.0, 60.0]),  # CLV 0.8 at p 0.95 is worth 16 if kept
     )
     assert out.tolist() == ["no_action", "winback_email_coupon", "no_action"]
+
+
+# ------------------------------------------------------------------ days to the next order (scores v1.2)
+TIMED = (
+    ActionRule(name="due soon", tiers=("low", "medium"), max_days_to_next_order=30, action="cross_sell_upsell"),
+    ActionRule(name="drifting", tiers=("medium", "high"), min_days_to_next_order=90, action="winback_email_coupon"),
+    ActionRule(name="default", action="no_action"),
+)
+
+
+def _timed(tiers, days, rules=TIMED):
+    n = len(tiers)
+    return recommend(
+        rules,
+        np.array(tiers, dtype=object),
+        np.full(n, 50),
+        np.full(n, 10.0),
+        np.full(n, 400.0),
+        [np.array([None] * n, dtype=object)] * 3,
+        days_to_next_order=days,
+    ).tolist()
+
+
+def test_max_days_to_next_order_matches_up_to_the_bound_and_never_an_empty_median():
+    # Empty (NaN / None): not expected to order within 180 days, later than any bound.
+    out = _timed(["low"] * 5, np.array([0.0, 29.9, 30.0, 30.1, np.nan]))
+    assert out == ["cross_sell_upsell", "cross_sell_upsell", "cross_sell_upsell", "no_action", "no_action"]
+
+
+def test_min_days_to_next_order_matches_from_the_bound_and_always_an_empty_median():
+    out = _timed(["high"] * 4, np.array([89.9, 90.0, 180.0, np.nan]))
+    assert out == ["no_action", "winback_email_coupon", "winback_email_coupon", "winback_email_coupon"]
+
+
+def test_days_conditions_combine_with_the_others_and_the_first_match_wins():
+    # Medium customers match both rules' tiers: due soon -> rule 1, drifting or empty -> rule 2, between -> none.
+    out = _timed(["medium"] * 4, np.array([10.0, 60.0, 120.0, np.nan]))
+    assert out == ["cross_sell_upsell", "no_action", "winback_email_coupon", "winback_email_coupon"]
+
+
+def test_empty_medians_may_come_as_none_or_pandas_na():
+    as_objects = _timed(["low", "high"], np.array([None, None], dtype=object))
+    as_series = _timed(["low", "high"], pd.Series([pd.NA, pd.NA], dtype="Float64"))
+    assert as_objects == as_series == ["no_action", "winback_email_coupon"]
+
+
+def test_a_days_rule_on_scores_without_days_to_next_order_is_a_clear_error_naming_the_rule():
+    with pytest.raises(ValueError, match="days_to_next_order") as info:
+        recommend(TIMED, np.array(["low"], dtype=object), [50], [1.0], [400.0], [np.array([None], dtype=object)])
+    message = str(info.value)
+    assert "rule 'due soon'" in message and "rule 'drifting'" in message and "v1.2" in message
+    # Rules without a days condition do not need the column.
+    plain = recommend(RULES, np.array(["low"], dtype=object), [50], [1.0], [400.0], [np.array([None], dtype=object)])
+    assert plain.tolist() == ["no_action"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"max_days_to_next_order": -1}, r"days in \[0, 180\]"),
+        ({"min_days_to_next_order": 181}, r"days in \[0, 180\]"),
+        ({"max_days_to_next_order": float("nan")}, r"days in \[0, 180\]"),
+        ({"min_days_to_next_order": 60, "max_days_to_next_order": 30}, "never matches"),
+    ],
+)
+def test_a_bad_days_condition_is_refused_with_the_rule_name(kwargs, message):
+    with pytest.raises(ValueError, match=message) as info:
+        ActionRule(name="my rule", action="call", **kwargs)
+    assert "my rule" in str(info.value)
+
+
+def test_a_days_condition_makes_a_rule_conditional():
+    assert not ActionRule(max_days_to_next_order=30, action="call").is_default
+    assert not ActionRule(min_days_to_next_order=0, action="call").is_default
+    with pytest.raises(ValueError, match="last action rule"):
+        validate_rules((ActionRule(max_days_to_next_order=30, action="call"),))
+
+
+def test_days_conditions_load_from_params_and_a_misspelt_key_is_refused():
+    from pipelines.errors import ParamsError
+    from pipelines.params import build_dataclass
+
+    where = "params.yaml:score.actions[0]"
+    rule = build_dataclass(ActionRule, {"action": "call", "max_days_to_next_order": 30}, where)
+    assert rule.max_days_to_next_order == 30.0 and isinstance(rule.max_days_to_next_order, float)
+    with pytest.raises(ParamsError, match=r"unknown key\(s\) \['max_days_to_order'\]"):
+        build_dataclass(ActionRule, {"action": "call", "max_days_to_order": 30}, where)
+    with pytest.raises(ParamsError, match=r"actions\[0\]: rule with action 'call': min_days_to_next_order"):
+        build_dataclass(ActionRule, {"action": "call", "min_days_to_next_order": 365}, where)

@@ -1,5 +1,7 @@
 """CRM file helpers: formula-injection neutralisation, pseudonymous ids, fixed decimals."""
 
+import datetime
+
 import pyarrow as pa
 import pytest
 
@@ -66,3 +68,28 @@ def test_fixed_decimals_keep_nulls_and_the_largest_values_that_fit():
     assert [None if v is None else str(v) for v in out.to_pylist()] == [None, "9999999999999.99", "-123.46"]
     with pytest.raises(ValueError, match="beyond"):
         fixed_decimals(pa.array([1e12]), 6)  # six places leave twelve digits
+
+
+def test_dates_numbers_and_booleans_are_never_neutralised():
+    # A date (2026-01-31) or a negative number is written as such, never as text a spreadsheet could run.
+    for values in (
+        pa.array([datetime.date(2026, 1, 31), None], pa.date32()),
+        pa.array([-3.5, None], pa.float64()),
+        pa.array([True, None]),
+    ):
+        out, changed = neutralise_formulas(values)
+        assert out.equals(values) and changed == 0
+
+
+def test_fixed_decimals_of_a_nullable_double_keep_the_empty_cells_empty():
+    # days_to_next_order: empty when no order is expected within 180 days.
+    out = fixed_decimals(pa.chunked_array([[12.25, None], [None, 180.0]]), 1)
+    assert [None if v is None else str(v) for v in out.to_pylist()] == ["12.2", None, None, "180.0"]
+    assert out.null_count == 2
+
+
+def test_fixed_decimals_refuse_a_column_that_is_not_numbers():
+    with pytest.raises(TypeError, match="date32"):
+        fixed_decimals(pa.array([datetime.date(2026, 1, 31)], pa.date32()), 2)
+    with pytest.raises(TypeError, match="string"):
+        fixed_decimals(pa.array(["1.5"]), 2)

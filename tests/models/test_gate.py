@@ -62,6 +62,29 @@ def test_a_first_version_worse_than_the_best_baseline_is_not_promoted_and_says_w
     assert "no baseline" in clears_baseline_bar({"roc_auc": 0.6}, {}, {"roc_auc": 0.005}).summary()
 
 
+def test_the_auc_standard_error_is_hanley_and_mcneils():
+    from models.gate import auc_standard_error
+
+    # Hanley & McNeil (1982), table 2: AUC 0.8 on 50 positives and 50 negatives, standard error 0.0445.
+    assert auc_standard_error(0.8, 50, 50) == pytest.approx(0.0445, abs=0.0005)
+    assert auc_standard_error(0.72, 5800, 4263) < auc_standard_error(0.72, 425, 308)
+    assert auc_standard_error(0.7, 0, 10) != auc_standard_error(0.7, 0, 10)  # NaN: no positives
+
+
+def test_on_few_test_rows_a_tie_within_one_standard_error_passes_the_bar_and_a_loss_beyond_it_does_not():
+    from models.gate import clears_baseline_bar
+
+    baselines = {"bgnbd": {"roc_auc": 0.716}}
+    tolerance = {"roc_auc": 0.005}
+    # The 1,500-customer orders-only shop: 733 test rows, AUC 0.710, standard error 0.019.
+    tie = clears_baseline_bar({"roc_auc": 0.710}, baselines, tolerance, {"roc_auc": 0.019})
+    assert tie.promote and "within one standard error on these rows (0.0190)" in tie.summary()
+    assert not clears_baseline_bar({"roc_auc": 0.690}, baselines, tolerance, {"roc_auc": 0.019}).promote
+    # On many rows the standard error is below the tolerance, which then decides; a NaN one changes nothing.
+    assert not clears_baseline_bar({"roc_auc": 0.710}, baselines, tolerance, {"roc_auc": 0.004}).promote
+    assert not clears_baseline_bar({"roc_auc": 0.710}, baselines, tolerance, {"roc_auc": float("nan")}).promote
+
+
 def test_models_for_different_label_horizons_are_not_compared():
     from models.gate import same_target
 

@@ -33,6 +33,7 @@ PARAMS = {
         "experiment": "test-evaluate",
         "churn": {"n_estimators": 60, "early_stopping_rounds": 10},
         "clv": {"n_estimators": 60, "early_stopping_rounds": 10},
+        "next_order": {"n_estimators": 60, "early_stopping_rounds": 10},
     },
     "evaluate": {"backtest_cutoffs": 2},
     "risk_tiers": {"method": "probability", "high": 0.8, "medium": 0.5},
@@ -63,6 +64,7 @@ def evaluated(tmp_path_factory):
         report_path=root / "reports" / "evaluation.html",
         params_path=root / "params.yaml",
         headline_path=root / "metrics" / "headline.json",
+        data=shop,
     )
     yield root
     mp.undo()
@@ -123,16 +125,41 @@ def test_every_plot_image_named_in_dvc_yaml_is_written_as_a_png(evaluated):
         assert (evaluated / f).read_bytes().startswith(b"\x89PNG"), f
 
 
-def test_the_headline_metrics_are_ten_numbers_equal_to_the_full_document(evaluated):
+def test_the_headline_metrics_are_eleven_numbers_equal_to_the_full_document(evaluated):
     headline = json.loads((evaluated / "metrics" / "headline.json").read_text())
     full = json.loads((evaluated / "metrics" / "evaluate.json").read_text())
     flat = {f"{group}.{key}": value for group, values in headline.items() for key, value in values.items()}
-    assert len(flat) == 10 and all(isinstance(v, float) for v in flat.values())
+    assert len(flat) == 11 and all(isinstance(v, float) for v in flat.values())
+    assert flat["next_order.cindex"] == full["next_order"]["model"]["concordance"]
     assert flat["churn.roc_auc"] == full["churn"]["model"]["roc_auc"]
     assert flat["clv.gini"] == full["clv"]["model"]["normalized_gini"]
-    assert flat["profit.emp_per_customer"] == full["profit"]["model"]["emp_per_customer"]
+    assert flat["profit.emp"] == full["profit"]["model"]["emp_per_customer"]
     assert flat["baseline.auc"] == max(full["churn"][n]["roc_auc"] for n in BASELINE_NAMES)
     assert flat["baseline.gini"] == max(full["clv"][n]["normalized_gini"] for n in BASELINE_NAMES)
+
+
+def test_the_next_order_model_is_judged_against_bgnbd_in_the_metrics_and_the_report(evaluated):
+    full = json.loads((evaluated / "metrics" / "evaluate.json").read_text())["next_order"]
+    assert full["grid_days"] == [14, 30, 60, 90, 120, 180] and full["rows"] > 500
+    assert full["model"]["concordance"] > full["bgnbd"]["concordance"] > 0.5
+    assert full["model"]["integrated_brier"] < full["bgnbd"]["integrated_brier"]
+    # Calibrated in time: the mean predicted P(order within 90 days) is close to the observed share.
+    assert abs(full["model"]["mean_order_probability_90d"] - full["model"]["order_rate_90d"]) < 0.05
+    html = (evaluated / "reports" / "evaluation.html").read_text()
+    assert "When will they order next" in html
+    curve = pd.read_csv(evaluated / "plots" / "next_order_curve.csv")
+    assert curve["days"].tolist() == [14, 30, 60, 90, 120, 180] and curve["observed"].is_monotonic_increasing
+
+
+def test_the_report_shows_cohorts_periods_and_segments_with_their_counts(evaluated):
+    html = (evaluated / "reports" / "evaluation.html").read_text()
+    assert "Retention: cohorts, periods and segments" in html
+    for segment in ("risk tier", "country", "acquisition channel", "main order channel"):
+        assert f"By {segment}" in html, segment
+    retention = json.loads((evaluated / "metrics" / "evaluate.json").read_text())["retention"]
+    assert retention["customers"] > 1000 and 0 < retention["repeat_rate_ever"] < 1
+    cohorts = pd.read_csv(evaluated / "plots" / "retention" / "cohorts.csv")
+    assert (cohorts["month_0"] == 1.0).all() and cohorts["customers"].sum() == retention["customers"]
 
 
 def _dvc_view_of(evaluated: Path) -> Path:
@@ -175,7 +202,7 @@ def test_dvc_plots_show_renders_every_plot_as_an_image_without_a_network(evaluat
     assert shown.returncode == 0, shown.stderr
     page = (out / "index.html").read_text()
     images = re.findall(r"<img[^>]*src=\"([^\"]+)\"", page)
-    assert len(images) == 7
+    assert len(images) == len(yaml.safe_load(DVC_YAML.read_text())["plots"]) == 12
     for src in images:  # local files (or inline data), nothing fetched
         assert not src.startswith(("http:", "https:", "//"))
         assert src.startswith("data:") or (out / src).is_file()
@@ -185,10 +212,12 @@ def test_the_report_is_self_contained_and_holds_every_section(evaluated):
     report = (evaluated / "reports" / "evaluation.html").read_text(encoding="utf-8")
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", report)
     assert "<script" not in report and "<link" not in report
-    # ROC, PR, reliability, gains, profit, CLV, backtest AUC, 2 importance
-    assert report.count("data:image/png;base64,") == 9
+    # ROC, PR, reliability, gains, profit, CLV, backtest AUC, next order, 4 retention views, 2 importance
+    assert report.count("data:image/png;base64,") == 14
     for heading in ("Headline", "Churn: model against baselines", "Lift, capture and gains", "Risk tiers",
-                    "Money", "Customer lifetime value", "Backtest", "Feature importance", "Run facts"):  # fmt: skip
+                    "Money", "Customer lifetime value", "Backtest", "When will they order next",
+                    "Lifetime value: what the lifetime_value column assumes", "Retention: cohorts",
+                    "Feature importance", "Run facts"):  # fmt: skip
         assert heading in report
     for label in ("LightGBM model", "recency rule", "RFM score", "BG/NBD"):
         assert label in report

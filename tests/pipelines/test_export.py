@@ -1,6 +1,6 @@
 """The export stage: a CRM-ready CSV or Parquet file with a manifest, safe text, stable bytes.
 
-Works on a small hand-made scores file (schema v1.1), so every expected cell can be read off the fixture.
+Works on a small hand-made scores file (schema v1.2), so every expected cell can be read off the fixture.
 """
 
 import csv
@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from models.lifetime import LifetimeValueParams, discounted_lifetime_value
 from models.scores_schema import COLUMNS, HOLD_OUT, SCHEMA_VERSION, validate_scores
 from pipelines import export as stage
 from pipelines import score as score_stage
@@ -29,6 +30,26 @@ from pipelines.console import console
 from pipelines.errors import DataContractError, ParamsError, UsageError
 
 IDS = ["0000001", '=HYPERLINK("http://x")', "+49 30 1234", "-17", "@home", "\tTAB", "\rCR", "plain"]
+# The next-order (survival) columns of v1.2 per customer: P(an order within 30 / 90 / 180 days) and the median
+# days (NaN: not expected to order within 180 days, P(180 d) < 0.5). Customer 2 has P(180 d) = 0.5 exactly: its
+# median is the end of the grid, 180 days.
+P30 = [0.6, 0.3, 0.2, 0.45, 0.05, 0.1, 0.01, 0.0]
+P90 = [0.8, 0.6, 0.45, 0.7, 0.15, 0.3, 0.05, 0.0]
+P180 = [0.9, 0.75, 0.5, 0.85, 0.3, 0.6, 0.1, 0.0]
+DAYS = [21.4, 62.04, 180.0, 31.5, np.nan, 140.25, np.nan, np.nan]
+NEW_COLUMNS = [
+    "order_probability_30d",
+    "order_probability_90d",
+    "order_probability_180d",
+    "days_to_next_order",
+    "expected_next_order_date",
+    "lifetime_value",
+]
+# sha256 of the v1.1 export of this fixture (before the v1.2 columns existed), with its schema_version cells
+# "1.1" replaced by "1.2": the first 22 cells of every v1.2 row must be exactly those.
+V1_1_CSV_SHA256 = "370a315bcb57cc9e6cc67d12b088daf01b3ae06119898d942a9104ac652230c0"
+# Likewise for the Parquet export: sha256 of repr(schema) + repr(rows as dicts) of its first 22 columns.
+V1_1_PARQUET_SHA256 = "97532ee24dad57534565528f48e97ac76af1b079891ef358e2d81b08b7aba22f"
 
 
 def _scores() -> pd.DataFrame:
@@ -59,9 +80,29 @@ def _scores() -> pd.DataFrame:
             "control_group": [False, True, *[False] * 6],
             "model_version": ["churn:v3;clv:v2"] * n,
             "schema_version": [SCHEMA_VERSION] * n,
+            "order_probability_30d": P30,
+            "order_probability_90d": P90,
+            "order_probability_180d": P180,
+            "days_to_next_order": DAYS,
+            "expected_next_order_date": [
+                pd.NaT if np.isnan(d) else pd.Timestamp("2026-01-01") + pd.Timedelta(days=int(np.ceil(d))) for d in DAYS
+            ],
+            "lifetime_value": _lifetime_value(clv, np.array(P180)),
         }
     )
     return validate_scores(frame)
+
+
+def _lifetime_value(clv: np.ndarray, q: np.ndarray) -> np.ndarray:
+    lv = LifetimeValueParams()
+    return discounted_lifetime_value(
+        clv,
+        q,
+        period_days=180,
+        margin=lv.margin,
+        annual_discount_rate=lv.annual_discount_rate,
+        horizon_months=lv.horizon_months,
+    )
 
 
 SUMMARY = {
@@ -123,6 +164,15 @@ def test_value_if_retained_and_value_at_risk_are_money_with_two_decimals(scores,
     assert stage.DECIMALS["value_if_retained"] == 2
 
 
+def test_a_scores_file_of_schema_v1_1_is_refused_naming_the_new_columns(tmp_path):
+    old = score_stage.to_arrow(_scores(), SUMMARY).drop_columns(NEW_COLUMNS)
+    pq.write_table(old, tmp_path / "v1_1.parquet")
+    missing = r"schema v1\.2: missing order_probability_30d; .*missing lifetime_value"
+    with pytest.raises(DataContractError, match=missing):
+        stage.run(tmp_path / "v1_1.parquet", "csv", tmp_path / "out.csv", _params(tmp_path))
+    assert not (tmp_path / "out.csv").exists()
+
+
 def test_a_scores_file_of_schema_v1_is_refused_naming_the_new_columns(tmp_path):
     old = score_stage.to_arrow(_scores(), SUMMARY).drop_columns(["value_if_retained", "value_percentile"])
     pq.write_table(old, tmp_path / "v1.parquet")
@@ -145,10 +195,13 @@ def test_safe_cells_and_numbers_are_left_alone(scores, tmp_path):
     header = rows[0]
     second = dict(zip(header, rows[2], strict=True))
     assert second["reason_1"] == "'-3 in trend" and second["reason_2"] == "'=1+1"
-    numeric = [c.name for c in COLUMNS if c.name in stage.DECIMALS or c.name.endswith("percentile")]
+    numeric = [c for c in COLUMNS if c.name in stage.DECIMALS or c.name.endswith("percentile")]
     for row in rows[1:]:
-        for name in numeric:
-            float(dict(zip(header, row, strict=True))[name])  # still plain numbers, never quoted
+        cells = dict(zip(header, row, strict=True))
+        for col in numeric:
+            if col.nullable and cells[col.name] == "":
+                continue  # an empty cell: days_to_next_order of a customer not expected to order within 180 days
+            float(cells[col.name])  # still plain numbers, never quoted
 
 
 def test_the_raw_csv_quotes_text_and_not_numbers(scores, tmp_path):
@@ -379,6 +432,14 @@ def _with_value(table: pa.Table, column: str, row: int, value) -> pa.Table:
         ("churn_percentile", 0, "churn_percentile: 1 rows outside [1, 100]"),
         ("risk_tier", "urgent", "risk_tier: 1 rows not one of high, medium, low, lapsed"),
         ("recommended_action", "winback_email_coupon", "recommended_action: 1 control_group rows not 'hold_out'"),
+        ("order_probability_30d", 1.5, "order_probability_30d: 1 rows NaN, infinite or outside [0, 1]"),
+        ("order_probability_90d", 0.9, "order_probability_90d: 1 rows break order_probability_30d <= order_prob"),
+        ("days_to_next_order", 200.0, "days_to_next_order: 1 rows NaN, infinite or outside [0, 180]"),
+        ("days_to_next_order", float("nan"), "days_to_next_order: 1 rows NaN, infinite or outside [0, 180]"),
+        ("days_to_next_order", None, "days_to_next_order: 1 rows break days_to_next_order is empty exactly when"),
+        ("expected_next_order_date", None, "expected_next_order_date: 1 rows break expected_next_order_date = "),
+        ("lifetime_value", float("inf"), "lifetime_value: 1 rows NaN, infinite or outside [0, 1e+13]"),
+        ("lifetime_value", -5.0, "lifetime_value: 1 rows NaN, infinite or outside [0, 1e+13]"),
     ],
 )
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
@@ -515,3 +576,82 @@ def test_part_names_sort_in_order_and_stay_stable():
         "scores.part-0002.csv",
     ]
     assert stage.part_paths(Path("scores.csv"), 12345)[-1].name == "scores.part-12345.csv"
+
+
+LAST_VALUE = 0.3 * 99.999 * 1.1 ** (-90 / 365.25)
+
+
+# ---- scores v1.2: next-order columns and lifetime value --------------------------------------------------------
+def test_the_v1_2_columns_follow_schema_version_in_the_header(scores, tmp_path):
+    stage.run(scores, "csv", tmp_path / "out.csv", _params(tmp_path))
+    header = _rows(tmp_path / "out.csv")[0]
+    assert header[21] == "schema_version" and header[22:] == NEW_COLUMNS
+
+
+def test_the_v1_2_cells_have_fixed_decimals_iso_dates_and_empty_cells_for_no_expected_order(scores, tmp_path):
+    stage.run(scores, "csv", tmp_path / "out.csv", _params(tmp_path))
+    header, *rows = _rows(tmp_path / "out.csv")
+    cells = [dict(zip(header, row, strict=True)) for row in rows]
+    assert [c["order_probability_30d"] for c in cells[:2]] == ["0.600000", "0.300000"]
+    assert [c["order_probability_180d"] for c in cells[:3]] == ["0.900000", "0.750000", "0.500000"]
+    # Days with one decimal (half to even: 140.25 -> 140.2); empty where P(order within 180 days) < 0.5.
+    assert [c["days_to_next_order"] for c in cells] == ["21.4", "62.0", "180.0", "31.5", "", "140.2", "", ""]
+    # as_of 2026-01-01 + ceil(days): 22, 63, 180, 32 and 141 days.
+    assert [c["expected_next_order_date"] for c in cells] == [
+        "2026-01-23",
+        "2026-03-05",
+        "2026-06-30",
+        "2026-02-02",
+        "",
+        "2026-05-22",
+        "",
+        "",
+    ]
+    expected = _lifetime_value(np.array([0.0, 12.5, 100.0, 3.333333, 250.0, 7.0, 1.0, 99.999]), np.array(P180))
+    assert [c["lifetime_value"] for c in cells] == [f"{v:.2f}" for v in expected]
+    # Customer 7 (P 0 of an order within 180 days) is worth the margin of its first period, cash at day 90.
+    assert cells[0]["lifetime_value"] == "0.00" and cells[7]["lifetime_value"] == f"{LAST_VALUE:.2f}" == "29.30"
+    for name in ("order_probability_30d", "order_probability_90d", "order_probability_180d", "lifetime_value"):
+        assert stage.DECIMALS[name] == (2 if name == "lifetime_value" else 6)
+    assert stage.DECIMALS["days_to_next_order"] == 1
+
+
+def test_the_raw_csv_writes_dates_and_numbers_unquoted_and_missing_as_nothing(scores, tmp_path):
+    stage.run(scores, "csv", tmp_path / "out.csv", _params(tmp_path))
+    records = (tmp_path / "out.csv").read_text(encoding="utf-8").split("\n")
+    assert records[1].endswith(',"1.2",0.600000,0.800000,0.900000,21.4,2026-01-23,0.00')
+    assert records[5].endswith(f',"1.2",0.050000,0.150000,0.300000,,,{float(_scores()["lifetime_value"][4]):.2f}')
+
+
+def test_the_old_columns_of_a_v1_2_csv_are_byte_identical_to_the_v1_1_export(scores, tmp_path):
+    stage.run(scores, "csv", tmp_path / "out.csv", _params(tmp_path))
+    data = (tmp_path / "out.csv").read_bytes().decode("utf-8")
+    # The six new cells never hold a comma or a quote (numbers, dates, empty): cut them off each record.
+    records = data.split("\n")
+    assert records[-1] == ""
+    old = "\n".join(r.rsplit(",", len(NEW_COLUMNS))[0] for r in records[:-1]) + "\n"
+    assert hashlib.sha256(old.encode("utf-8")).hexdigest() == V1_1_CSV_SHA256
+
+
+def test_the_old_columns_of_a_v1_2_parquet_export_are_those_of_v1_1_and_the_new_ones_native(scores, tmp_path):
+    stage.run(scores, "parquet", tmp_path / "out.parquet", _params(tmp_path))
+    table = pq.read_table(tmp_path / "out.parquet")
+    old = table.select(table.column_names[:22])
+    fingerprint = repr(old.schema.remove_metadata()) + repr(old.to_pylist())
+    assert hashlib.sha256(fingerprint.encode("utf-8")).hexdigest() == V1_1_PARQUET_SHA256
+    assert table.column_names[22:] == NEW_COLUMNS
+    assert str(table.schema.field("expected_next_order_date").type) == "date32[day]"
+    # Rounded as in the CSV (one decimal, half to even), empty cells null.
+    assert table.column("days_to_next_order").to_pylist() == [21.4, 62.0, 180.0, 31.5, None, 140.2, None, None]
+    assert table.column("expected_next_order_date").null_count == 3
+    assert table.column("lifetime_value").to_pylist()[7] == round(LAST_VALUE, 2)
+
+
+def test_the_new_columns_can_get_crm_names_and_the_manifest_lists_their_decimals(scores, tmp_path):
+    mapping = {"days_to_next_order": "next_order_in_days", "expected_next_order_date": "next_order_date"}
+    manifest = _export(scores, tmp_path, column_names=mapping)
+    header = _rows(tmp_path / "out.csv")[0]
+    assert header[-3:-1] == ["next_order_in_days", "next_order_date"] and manifest["columns"] == header
+    assert manifest["schema_version"] == "1.2"
+    assert manifest["decimals"]["next_order_in_days"] == 1 and manifest["decimals"]["lifetime_value"] == 2
+    assert manifest["decimals"]["order_probability_90d"] == 6

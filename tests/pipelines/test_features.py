@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from features.build import LABELS, build_feature_table
+from features.derive import NEXT_ORDER_LABELS
 from features.synthetic import SyntheticShopConfig, generate_shop
 from pipelines import features as stage
 from pipelines.cli import main
@@ -37,6 +38,9 @@ labels:
   clv_horizon_days: 120
 """
 NON_FEATURES = {"customer_id", "cutoff", "is_lapsed", *LABELS}
+CHURN_CLV_LABELS = [n for n in LABELS if n not in NEXT_ORDER_LABELS]
+CHANNEL_FEATURES = ["web_order_share", "app_order_share", "store_order_share"]
+GRID = [14, 30, 60, 90, 120, 180]
 FAMILIES = {"purchase", "bgnbd", "engagement", "experience", "loyalty", "attributes", "calendar"}
 
 
@@ -84,8 +88,10 @@ def check_table_and_manifest(table: pa.Table, info: dict) -> None:
     produced = [c for c in table.column_names if c not in NON_FEATURES]
     assert info["features"] == produced
     assert table.column_names[:3] == ["customer_id", "cutoff", "is_lapsed"]
-    assert table.column_names[-3:] == list(LABELS)
+    assert table.column_names[-len(LABELS) :] == list(LABELS)
+    assert info["labels"] == list(LABELS) and info["next_order_days"] == GRID
     assert info["categorical"] == ["country", "acquisition_channel"]
+    assert set(CHANNEL_FEATURES) <= set(info["features"])
     assert info["skipped_sources"] == []
     assert set(info["families"].values()) == FAMILIES
     assert table.schema.field("customer_id").type == pa.string()
@@ -128,13 +134,26 @@ def test_out_dir_writes_panel_and_scoring(tmp_path, data, params, churn):
     assert frame.loc[~complete, "future_orders"].isna().all()
     assert not frame["is_lapsed"].any()
     assert not frame.duplicated(["customer_id", "cutoff"]).any()
+    # next-order follow-up: the largest grid edge before the end of the data (122, 91 and 61 days away)
+    followup = frame.groupby(frame["cutoff"].dt.strftime("%Y-%m-%d"))["next_order_followup_days"].unique()
+    assert {k: v.tolist() for k, v in followup.items()} == {"2025-09-01": [120], "2025-10-01": [90], "2025-11-01": [60]}
+    event = frame["next_order_days"]
+    assert event.notna().any() and event.isna().any()
+    assert event.dropna().isin(GRID).all()
+    assert (event.dropna() <= frame.loc[event.notna(), "next_order_followup_days"]).all()
+    # an event within the churn horizon (60 days) is exactly a customer who did not churn
+    assert ((event <= 60).fillna(False) == ~frame["churned"].astype(bool)).all()
+    shares = frame[CHANNEL_FEATURES]
+    assert shares.sum(axis=1).round(6).eq(1.0).all()  # the synthetic shop sells via web, app and store only
 
     scoring, sinfo = pq.read_table(out / "scoring.parquet"), manifest(out / "scoring.features.json")
     check_table_and_manifest(scoring, sinfo)
     sframe = scoring.to_pandas()
     assert set(sframe["cutoff"]) == {pd.Timestamp("2026-01-01")}
     assert sinfo["cutoffs"] == ["2026-01-01"]
-    assert sframe[list(LABELS)].isna().all().all()  # nothing is known after the end of the data
+    # nothing is known after the end of the data: labels null, next-order follow-up 0
+    assert sframe[[*CHURN_CLV_LABELS, "next_order_days"]].isna().all().all()
+    assert (sframe["next_order_followup_days"] == 0).all()
     assert sframe["is_lapsed"].any() and not sframe["is_lapsed"].all()
     assert sframe["customer_id"].is_unique
 
@@ -186,7 +205,8 @@ def test_as_of_writes_one_cutoff(tmp_path, data, params, churn):
     frame = table.to_pandas()
     assert set(frame["cutoff"]) == {pd.Timestamp("2025-06-01")}
     assert info["cutoffs"] == ["2025-06-01"]
-    assert frame[list(LABELS)].notna().all().all()  # 2025-06-01 + 120 days is inside the data
+    assert frame[CHURN_CLV_LABELS].notna().all().all()  # 2025-06-01 + 120 days is inside the data
+    assert (frame["next_order_followup_days"] == 180).all()  # and so is + 180 (the data end 2026-01-01)
     assert frame["is_lapsed"].any()  # one cutoff is a scoring table: lapsed customers stay, flagged
     assert (frame["recency_days"] > 0).all()
 
@@ -257,6 +277,50 @@ def test_params_with_a_bad_key(tmp_path, data, churn):
     assert code == 4
     assert "unknown key(s) ['window_days']" in err
     assert outputs(tmp_path) == []
+
+
+def test_next_order_grid_comes_from_params(tmp_path, data, churn):
+    params = tmp_path / "params.yaml"
+    params.write_text(PARAMS + "  next_order_days: [7, 28, 56]\n", encoding="utf-8")
+    out = tmp_path / "features"
+    code, err = churn("--data", data, "--out-dir", out, "--params", params)
+    assert code == 0, err
+    info = manifest(out / "panel.features.json")
+    assert info["next_order_days"] == [7, 28, 56]
+    frame = pq.read_table(out / "panel.parquet", columns=list(NEXT_ORDER_LABELS)).to_pandas()
+    assert set(frame["next_order_followup_days"]) == {56.0}
+    assert set(frame["next_order_days"].dropna()) == {7.0, 28.0, 56.0}
+
+
+@pytest.mark.parametrize(
+    ("grid", "message"),
+    [("[30, 14]", "strictly increasing"), ("[0, 30]", "positive"), ("[14, 14]", "duplicates"), ("[14.5]", "whole")],
+)
+def test_params_with_a_bad_next_order_grid(tmp_path, data, churn, grid, message):
+    params = tmp_path / "params.yaml"
+    params.write_text(PARAMS + f"  next_order_days: {grid}\n", encoding="utf-8")
+    code, err = churn("--data", data, "--out-dir", tmp_path / "o", "--params", params)
+    assert code == 4
+    assert "next_order_days" in err and message in err
+    assert outputs(tmp_path) == []
+
+
+def test_orders_without_a_channel_column_build_without_channel_shares(tmp_path, data, params, churn):
+    shop = tmp_path / "shop"
+    shutil.copytree(data, shop)
+    orders = pq.read_table(shop / "orders.parquet")
+    pq.write_table(orders.drop_columns(["channel"]), shop / "orders.parquet")
+    out = tmp_path / "features"
+    code, err = churn("--data", shop, "--out-dir", out, "--params", params)
+    assert code == 0, err
+    info = manifest(out / "panel.features.json")
+    assert not set(CHANNEL_FEATURES) & set(info["features"]) and "orders.channel" in info["skipped_sources"]
+    panel = pq.read_table(out / "panel.parquet")
+    assert not set(CHANNEL_FEATURES) & set(panel.column_names)
+    # everything else is what the shop with channels gets
+    full = tmp_path / "full"
+    assert churn("--data", data, "--out-dir", full, "--params", params)[0] == 0
+    assert pq.read_table(full / "panel.parquet").drop_columns(CHANNEL_FEATURES).equals(panel)
 
 
 def test_params_with_a_bad_value(tmp_path, data, churn):

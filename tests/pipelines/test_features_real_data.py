@@ -67,7 +67,10 @@ def test_panel_on_online_retail(built):
     assert len(manifest["cutoffs"]) == 12
     assert sorted(panel["cutoff"].dt.strftime("%Y-%m-%d").unique()) == manifest["cutoffs"]
     # every cutoff's 182-day horizon is inside the data: no label is missing, and both classes occur
-    assert panel[list(LABELS)].notna().all().all()
+    assert panel[[label for label in LABELS if label != "next_order_days"]].notna().all().all()
+    # ... and the next-order grid's last edge (180 days) too: every row followed up over the whole grid
+    assert (panel["next_order_followup_days"] == 180).all()
+    assert panel["next_order_days"].notna().mean() == pytest.approx(1 - panel["churned"].mean(), abs=0.03)
     assert 0.05 < panel["churned"].mean() < 0.95
     assert (panel["future_orders"] >= 0).all()
     assert panel["future_revenue"].abs().sum() > 0

@@ -40,6 +40,7 @@ PARAMS = {
         "experiment": "test-score",
         "churn": {"n_estimators": 60, "num_leaves": 15, "early_stopping_rounds": 10},
         "clv": {"n_estimators": 60, "num_leaves": 15, "early_stopping_rounds": 10},
+        "next_order": {"n_estimators": 60, "num_leaves": 15, "early_stopping_rounds": 10},
     },
 }
 
@@ -80,7 +81,7 @@ def test_scores_have_the_schema_columns_in_order(shop):
     assert [str(f.type) for f in table.schema] == [str(c.arrow_type) for c in COLUMNS]
     scores = table.to_pandas()
     assert (scores["schema_version"] == SCHEMA_VERSION).all()
-    assert (scores["model_version"] == "churn:v1;clv:v1").all()
+    assert (scores["model_version"] == "churn:v1;clv:v1;next_order:v1").all()
 
 
 def test_every_customer_with_an_order_gets_one_row_and_the_others_are_counted(shop):
@@ -149,6 +150,11 @@ def test_the_valuable_high_risk_rule_ranks_value_if_retained_not_predicted_clv(s
         "predicted_clv": np.array([10.0, 30.0]),
         "expected_orders": np.array([0.1, 0.5]),
         "value_if_retained": np.array([100.0, 30.0 / 0.15]),
+        "order_probability_30d": np.array([0.05, 0.6]),
+        "order_probability_90d": np.array([0.1, 0.7]),
+        "order_probability_180d": np.array([0.2, 0.8]),
+        "days_to_next_order": np.array([np.nan, 25.0]),
+        "retention_probability": np.array([0.2, 0.8]),
     }
     percentiles = {
         "churn_percentile": np.array([100, 99], dtype=np.int16),
@@ -235,11 +241,12 @@ def test_scoring_twice_gives_byte_identical_files(shop, tmp_path):
 def test_drift_is_measured_against_each_models_training_rows(shop):
     root, _ = shop
     drift = json.loads((root / "scores.drift.json").read_text())
-    assert set(drift["models"]) == {"churn", "clv"}
+    assert set(drift["models"]) == {"churn", "clv", "next_order"}
     churn = drift["models"]["churn"]
     assert len(churn["features"]) == 10 and "cutoff_month" not in churn["features"]
     assert set(churn["scores"]) == {"churn_probability"}
     assert set(drift["models"]["clv"]["scores"]) == {"predicted_clv", "expected_orders"}
+    assert set(drift["models"]["next_order"]["scores"]) == {f"order_probability_{d}d" for d in (30, 90, 180)}
     assert all(np.isfinite(v) and v >= 0 for v in churn["features"].values())
     assert churn["reference_rows"] > 1000 and drift["psi_warning"] == 0.2
     assert all("PSI" in w for w in drift["warnings"])
@@ -253,10 +260,72 @@ def test_an_earlier_as_of_date_scores_the_customers_known_then(shop, tmp_path):
     assert len(s) < len(_scores(root))
 
 
+TIMING = ["order_probability_30d", "order_probability_90d", "order_probability_180d", "days_to_next_order"]
+
+
+def test_the_next_order_columns_are_a_survival_curve_with_its_median_and_date(shop):
+    s = _scores(shop[0])
+    p = s[TIMING[:3]].to_numpy()
+    assert ((p >= 0) & (p <= 1)).all() and (np.diff(p, axis=1) >= 0).all()
+    has_median = s["days_to_next_order"].notna()
+    assert 0 < has_median.mean() < 1
+    assert (has_median == (s["order_probability_180d"] >= 0.5)).all()
+    expected = pd.to_datetime(s["as_of_date"]) + pd.to_timedelta(np.ceil(s["days_to_next_order"]), unit="D")
+    assert (s["expected_next_order_date"].isna() == ~has_median).all()
+    assert (pd.to_datetime(s.loc[has_median, "expected_next_order_date"]) == expected[has_median]).all()
+    # Who is expected to order soon is who the churn model thinks stays (two models, one story).
+    assert np.corrcoef(s["order_probability_90d"], 1 - s["churn_probability"])[0, 1] > 0.8
+
+
+def test_the_lifetime_value_is_the_chained_discounted_margin_of_the_clv(shop):
+    from models.lifetime import discounted_lifetime_value
+
+    s = _scores(shop[0])
+    expected = discounted_lifetime_value(
+        s["predicted_clv"].to_numpy(),
+        s["order_probability_180d"].to_numpy(),
+        period_days=180,
+        margin=0.3,
+        annual_discount_rate=0.1,
+        horizon_months=36,
+    )
+    np.testing.assert_allclose(s["lifetime_value"], expected, rtol=1e-12)
+    # Six half-years of margin: more than one period's margin, less than six undiscounted ones.
+    assert (s["lifetime_value"] >= 0.3 * s["predicted_clv"] * 0.95).all()
+    assert (s["lifetime_value"] <= 0.3 * 6 * s["predicted_clv"] + 1e-9).all()
+    summary = stage.read_summary(shop[0] / "scores.parquet")
+    assert summary["lifetime_value"] == {
+        "margin": 0.3,
+        "annual_discount_rate": 0.1,
+        "horizon_months": 36,
+        "retention_days": 180,
+    }
+
+
+def test_the_next_order_columns_see_nothing_at_or_after_the_as_of_date(shop, tmp_path):
+    root, params = shop
+    as_of = pd.Timestamp("2025-06-01")
+    changed = tmp_path / "changed"
+    shutil.copytree(root / "validated", changed)
+    orders = pq.read_table(changed / "orders.parquet").to_pandas()
+    later = orders["order_ts"] >= as_of
+    assert later.sum() > 0
+    # Every order from the as-of date on doubles in value and moves a day; one lands exactly on the as-of date.
+    orders.loc[later, "amount"] *= 2
+    orders.loc[later, "order_ts"] += pd.Timedelta(days=1)
+    orders.loc[later.idxmax(), "order_ts"] = as_of
+    pq.write_table(pa.Table.from_pandas(orders, preserve_index=False), changed / "orders.parquet")
+    for data, name in ((root / "validated", "a.parquet"), (changed, "b.parquet")):
+        stage.run(data=data, out=tmp_path / name, params_path=params, as_of=str(as_of.date()))
+    a, b = pd.read_parquet(tmp_path / "a.parquet"), pd.read_parquet(tmp_path / "b.parquet")
+    columns = [*TIMING, "expected_next_order_date", "lifetime_value"]
+    pd.testing.assert_frame_equal(a[["customer_id", *columns]], b[["customer_id", *columns]])
+
+
 def test_a_model_version_uri_replaces_the_alias_for_its_kind(shop, tmp_path):
     root, params = shop
     stage.run(data=root / "validated", out=tmp_path / "out.parquet", params_path=params, model_uris=["models:/clv/1"])
-    assert (pd.read_parquet(tmp_path / "out.parquet")["model_version"] == "churn:v1;clv:v1").all()
+    assert (pd.read_parquet(tmp_path / "out.parquet")["model_version"] == "churn:v1;clv:v1;next_order:v1").all()
     summary = stage.read_summary(tmp_path / "out.parquet")
     assert summary["models"]["clv"]["uri"] == "models:/clv/1"
     assert summary["models"]["churn"]["uri"] == "models:/churn@champion"
@@ -268,7 +337,10 @@ def test_a_model_version_uri_replaces_the_alias_for_its_kind(shop, tmp_path):
     [
         (["models:/churn@nope"], r"has no alias 'nope' \(aliases: \{'challenger': '1', 'champion': '1'\}\)"),
         (["models:/churn/7"], "has no version 7"),
-        (["models:/no_such_model@champion"], r"no registered model 'no_such_model'.*registered: \['churn', 'clv'\]"),
+        (
+            ["models:/no_such_model@champion"],
+            r"no registered model 'no_such_model'.*registered: \['churn', 'clv', 'next_order'\]",
+        ),
         (["runs:/abc/churn_model"], "not a registry URI"),
         (["models:/churn/1", "models:/churn@champion"], "two --model-uri give a churn model"),
     ],
@@ -426,7 +498,10 @@ def test_spark_engine_writes_the_same_scores_and_the_same_crm_export(shop, spark
     for name in default.column_names:
         a, b = default.column(name).combine_chunks(), on_spark.column(name).combine_chunks()
         if pa.types.is_floating(a.type):
-            np.testing.assert_allclose(b.to_numpy(), a.to_numpy(), rtol=1e-9, err_msg=name)
+            # days_to_next_order may be empty: nulls must sit on the same rows (NaN == NaN here).
+            assert a.is_null().equals(b.is_null()), name
+            a, b = a.to_numpy(zero_copy_only=False), b.to_numpy(zero_copy_only=False)
+            np.testing.assert_allclose(b, a, rtol=1e-9, err_msg=name)
         else:
             assert a.equals(b), name
     assert json.loads((tmp_path / "scores.summary.json").read_text())["rows"] == default.num_rows

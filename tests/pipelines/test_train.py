@@ -29,6 +29,7 @@ PARAMS = {
         "experiment": "test-train",
         "churn": {"n_estimators": 200, "early_stopping_rounds": 20},
         "clv": {"n_estimators": 200, "early_stopping_rounds": 20},
+        "next_order": {"n_estimators": 100, "early_stopping_rounds": 10},
     },
 }
 
@@ -99,7 +100,7 @@ def test_the_registered_record_names_this_runs_versions_and_store(trained):
     assert record == {
         "tracking_uri": uri,
         "run_id": second["run_id"],
-        "models": {"churn": "models:/churn/2", "clv": "models:/clv/2"},
+        "models": {"churn": "models:/churn/2", "clv": "models:/clv/2", "next_order": "models:/next_order/2"},
     }
 
 
@@ -135,6 +136,30 @@ def test_the_registered_clv_model_returns_value_and_expected_orders(trained):
     )
     assert list(out.columns) == ["predicted_clv", "expected_orders"]
     assert (out >= 0).all().all()
+
+
+def test_the_registered_next_order_model_returns_a_survival_curve_and_a_median(trained):
+    workspace, uri = trained
+    mlflow.set_tracking_uri(uri)
+    out = mlflow.pyfunc.load_model("models:/next_order@champion").predict(
+        pd.read_parquet(workspace / "features" / "scoring.parquet").head(300)
+    )
+    curve = [f"order_probability_{d}d" for d in (14, 30, 60, 90, 120, 180)]
+    assert list(out.columns) == [*curve, "days_to_next_order"]
+    p = out[curve].to_numpy()
+    assert ((p >= 0) & (p <= 1)).all() and (np.diff(p, axis=1) >= 0).all()
+    # A median exactly when half of the customers like this one order within 180 days.
+    assert (out["days_to_next_order"].notna() == (out["order_probability_180d"] >= 0.5)).all()
+    days = out["days_to_next_order"].dropna()
+    assert ((days > 0) & (days <= 180)).all()
+
+
+def test_the_next_order_model_beats_bgnbd_on_concordance_and_is_gated_on_it(trained):
+    workspace, _ = trained
+    first = json.loads((workspace / "first.json").read_text())["next_order"]
+    assert first["concordance"] > first["baselines"]["bgnbd"]["concordance"] > 0.5
+    assert first["integrated_brier"] < first["baselines"]["bgnbd"]["integrated_brier"]
+    assert first["label_horizon_days"] == 180 and first["promoted"]
 
 
 def test_a_feature_table_missing_columns_is_rejected_naming_them_but_never_a_value(trained):

@@ -33,6 +33,7 @@ PARAMS = {
         "experiment": "test-safety",
         "churn": {"n_estimators": 60, "early_stopping_rounds": 10},
         "clv": {"n_estimators": 60, "early_stopping_rounds": 10},
+        "next_order": {"n_estimators": 60, "early_stopping_rounds": 10},
     },
 }
 
