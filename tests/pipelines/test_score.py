@@ -509,3 +509,31 @@ def test_spark_engine_writes_the_same_scores_and_the_same_crm_export(shop, spark
     for scores, csv in ((root / "scores.parquet", tmp_path / "default.csv"), (out, tmp_path / "spark.csv")):
         export_stage.run(scores=scores, fmt="csv", out=csv, params_path=params)
     assert (tmp_path / "spark.csv").read_bytes() == (tmp_path / "default.csv").read_bytes()
+
+
+def test_a_next_order_model_without_the_30_90_180_day_edges_is_a_params_error_naming_the_grid():
+    from types import SimpleNamespace
+
+    model = SimpleNamespace(
+        uri="models:/next_order/3", version="3", estimator=SimpleNamespace(grid_=np.array([60, 120]))
+    )
+    frame = pd.DataFrame(
+        {"order_probability_60d": [0.2], "order_probability_120d": [0.4], "days_to_next_order": [np.nan]}
+    )
+    with pytest.raises(ParamsError, match=r"no P\(order within \[30, 90, 180\] days\).*labels.next_order_days"):
+        stage.next_order_predictions(frame, {"next_order": model})
+
+
+def test_the_lifetime_retention_is_read_at_the_clv_horizon_or_the_largest_edge_below_it():
+    from types import SimpleNamespace
+
+    def models(horizon):
+        grid = np.array([14, 30, 60, 90, 120, 180])
+        return {
+            "next_order": SimpleNamespace(estimator=SimpleNamespace(grid_=grid)),
+            "clv": SimpleNamespace(horizon_days=horizon),
+        }
+
+    assert stage.retention_days(models(180)) == 180
+    assert stage.retention_days(models(100)) == 90
+    assert stage.retention_days(models(7)) == 14
