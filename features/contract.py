@@ -9,6 +9,8 @@ Grain and units
 - ``events``: one row per engagement event (a web session, a page view, an e-mail sent/opened/clicked, a
   support ticket, a review, ...). ``value`` carries the event's number where it has one (see
   :data:`KNOWN_EVENT_TYPES`).
+- ``contacts``: one row per customer per campaign contact, treatment or control. ``cost`` is what the contact
+  and its incentive cost (shop currency, >= 0; null = unknown).
 
 Time
 ----
@@ -161,8 +163,41 @@ EVENTS = TableSpec(
     ),
 )
 
-TABLES: dict[str, TableSpec] = {t.name: t for t in (ORDERS, RETURNS, CUSTOMERS, EVENTS)}
-TABLE_ORDER: tuple[str, ...] = ("customers", "orders", "returns", "events")
+# Retention actions the pipeline knows by name (the default rule table's, models/actions.py). A contact with any
+# other action is kept and counted: a shop may run campaigns the rule table does not recommend.
+KNOWN_ACTIONS: tuple[str, ...] = (
+    "onboarding",
+    "personal_outreach",
+    "winback_email_coupon",
+    "loyalty_points_boost",
+    "cross_sell_upsell",
+)
+CONTACT_GROUPS: tuple[str, ...] = ("treatment", "control")
+
+CONTACTS = TableSpec(
+    name="contacts",
+    required=False,
+    timestamp="contact_ts",
+    description=(
+        "One row per customer and campaign contact: who was sent (treatment) or deliberately not sent (control) "
+        "a retention action, and when. `churn export` output plus the delivery date is such a file "
+        "(`churn contacts`)."
+    ),
+    columns=(
+        ColumnSpec("customer_id", "id", True, "Customer identifier."),
+        ColumnSpec("contact_ts", "timestamp", True, "When the action was delivered, or would have been (UTC)."),
+        ColumnSpec("action", "string", True, "The retention action, e.g. winback_email_coupon (KNOWN_ACTIONS)."),
+        ColumnSpec("group", "string", True, "treatment (contacted) or control (held out at random)."),
+        ColumnSpec(
+            "campaign_id", "string", False, "Campaign identifier; contacts of one send share it.", nullable=True
+        ),
+        ColumnSpec("channel", "string", False, "Contact channel, e.g. email, phone, app.", nullable=True),
+        ColumnSpec("cost", "float", False, "Contact and incentive cost, >= 0, shop currency.", nullable=True),
+    ),
+)
+
+TABLES: dict[str, TableSpec] = {t.name: t for t in (ORDERS, RETURNS, CUSTOMERS, EVENTS, CONTACTS)}
+TABLE_ORDER: tuple[str, ...] = ("customers", "orders", "returns", "events", "contacts")
 
 
 def contract_markdown() -> str:

@@ -10,6 +10,8 @@ the row rules the contract states in words:
   currency); every float is finite;
 - an event's ``value`` lies in the closed range :data:`features.contract.EVENT_VALUE_RANGES` gives its
   ``event_type`` (types without a range, and missing values, pass);
+- ``contacts.group`` is one of :data:`features.contract.CONTACT_GROUPS` (the parser has lower-cased and stripped
+  it); ``contacts.cost`` >= 0 where given;
 - every timestamp lies in the closed interval [``min_timestamp``, ``max_timestamp``] (naive UTC).
 
 Each rule's ``error`` text is the rule name shown in the validation report and quarantine reasons.
@@ -26,7 +28,7 @@ import numpy as np
 import pandas as pd
 import pyarrow
 
-from features.contract import EVENT_VALUE_RANGES, TABLES, ColumnKind, ColumnSpec, TableSpec
+from features.contract import CONTACT_GROUPS, EVENT_VALUE_RANGES, TABLES, ColumnKind, ColumnSpec, TableSpec
 
 # On import, pandera sets PYARROW_IGNORE_TIMEZONE=1 and SPARK_LOCAL_IP=127.0.0.1 and, when PySpark is
 # installed (the `spark` extra), imports pyspark.pandas, which warns that it does not support pandas 3. With
@@ -86,9 +88,15 @@ _LOWER_BOUNDS: dict[tuple[str, str], tuple[float, bool]] = {
     ("orders", "discount_amount"): (0.0, False),
     ("orders", "items"): (0.0, False),
     ("returns", "amount"): (0.0, True),
+    ("contacts", "cost"): (0.0, False),
+}
+# Closed vocabularies per (table, column), checked after the parser's normalisation, with the rule's name.
+_VOCABULARIES: dict[tuple[str, str], tuple[tuple[str, ...], str]] = {
+    ("contacts", "group"): (CONTACT_GROUPS, "group is " + " or ".join(CONTACT_GROUPS)),
 }
 
 EVENT_VALUE_RULE = "value within the range of its event_type"
+GROUP_RULE = _VOCABULARIES[("contacts", "group")][1]
 
 
 def _spec(table: str | TableSpec) -> TableSpec:
@@ -115,6 +123,10 @@ def _column_checks(
             checks.append(pa.Check.gt(value, error=f"{col.name} > {shown}"))
         else:
             checks.append(pa.Check.ge(value, error=f"{col.name} >= {shown}"))
+    vocabulary = _VOCABULARIES.get((spec.name, col.name))
+    if vocabulary is not None:
+        allowed, rule = vocabulary
+        checks.append(pa.Check.isin(list(allowed), error=rule))
     if col.kind == "float":
         checks.append(pa.Check(lambda s: np.isfinite(s), error=f"{col.name} is finite"))
     if col.kind == "timestamp":

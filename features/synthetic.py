@@ -12,7 +12,12 @@ The generative story (told in full, with every knob, in ``docs/synthetic_shop.md
   open more support tickets and give lower NPS scores and review ratings;
 - a loyalty programme (tiers by cumulative spend, points, redemptions), weekly e-mail campaigns (sent,
   opened, clicked, unsubscribed), web sessions with page views and add-to-carts; engagement fades over a
-  window before a customer drops out and stays near zero afterwards.
+  window before a customer drops out and stays near zero afterwards;
+- a latent price sensitivity makes some customers' orders discounted more often;
+- past retention campaigns: a few times over the window the shop contacted a random share of its past
+  buyers with one of four actions, holding out a random control group (the ``contacts`` table); the action
+  changes a treated customer's remaining lifetime and spend by a known, heterogeneous amount, and the
+  ground truth of every contact's effect is returned beside the tables (``campaign_truth``).
 
 Grain and units of the returned tables are those of :mod:`features.contract`: one row per customer, order,
 refund and event; amounts in the shop's currency rounded to cents; timestamps naive UTC ``timestamp[us]``.
@@ -20,20 +25,30 @@ Every order, return and event lies in ``[start, end)``; ``signup_ts`` of custome
 before the export window starts lies before ``start``.
 
 Internally time is float hours since ``start``; timestamps are floored to whole milliseconds. Everything is
-vectorised with numpy: the only Python loops run over e-mail campaigns (one per week), digit positions of
-ids and event-type blocks, never over customers, orders or events.
+vectorised with numpy: the only Python loops run over e-mail campaigns (one per week), retention campaigns
+(a handful), digit positions of ids and event-type blocks, never over customers, orders or events.
 This module is pure: no I/O, no params reading, no work at import time beyond constants.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pyarrow as pa
 
-from features.contract import CUSTOMERS, EVENTS, KNOWN_EVENT_TYPES, LOYALTY_TIERS, ORDERS, RETURNS
+from features.contract import (
+    CONTACT_GROUPS,
+    CONTACTS,
+    CUSTOMERS,
+    EVENTS,
+    KNOWN_ACTIONS,
+    KNOWN_EVENT_TYPES,
+    LOYALTY_TIERS,
+    ORDERS,
+    RETURNS,
+)
 
 HOURS_PER_DAY = 24.0
 HOURS_PER_YEAR = 365.25 * 24.0
@@ -104,6 +119,45 @@ DISCOUNT_RATES: tuple[float, ...] = (0.05, 0.10, 0.15, 0.20, 0.25)
 ITEM_PRICE = 30.0
 # E-mail campaigns go out at this hour (UTC) on the campaign weekday, spread over this many hours.
 EMAIL_SEND_HOUR, EMAIL_SEND_SPREAD_HOURS = 9.0, 2.0
+# A returned order is refunded partly with this probability, then a uniform share of the paid amount.
+PARTIAL_REFUND_PROB, PARTIAL_REFUND_SHARE = 0.4, (0.2, 0.9)
+
+# Past retention campaigns cycle through these actions (name, contact channel); the names are the contract's.
+CAMPAIGN_ACTIONS: tuple[tuple[str, str], ...] = (
+    ("winback_email_coupon", "email"),
+    ("loyalty_points_boost", "email"),
+    ("personal_outreach", "phone"),
+    ("cross_sell_upsell", "email"),
+)
+CONTACT_CHANNELS: tuple[str, ...] = ("email", "phone")
+# Campaign days are spread evenly from this share of the window to a gap before its end: 200 days (a 180-day
+# follow-up and some slack), or this share of the window when that is shorter.
+CAMPAIGN_FIRST_AT, CAMPAIGN_END_GAP_DAYS, CAMPAIGN_END_GAP_SHARE = 0.4, 200.0, 0.3
+# An action's order lift and spend lift apply in this many days after the contact.
+RESPONSE_DAYS = 90.0
+# Horizons of the ground-truth effects, days, and the effect columns of the ground truth.
+TRUTH_HORIZONS_DAYS: tuple[int, ...] = (90, 180)
+UPLIFT_COLUMNS: tuple[str, ...] = tuple(
+    f"true_uplift_{what}_{days}d" for what in ("retention", "revenue") for days in TRUTH_HORIZONS_DAYS
+)
+# Columns of the ground truth (``generate_shop(...)["campaign_truth"]``), one row per contact.
+TRUTH_COLUMNS: tuple[str, ...] = (
+    "customer_id",
+    "campaign_id",
+    "action",
+    "group",
+    "contact_ts",
+    "alive_at_contact",
+    "hazard_ratio",
+    "order_lift",
+    "spend_lift",
+    *UPLIFT_COLUMNS,
+    "price_sensitivity",
+    "days_to_dropout",
+)
+# How strongly the effects act on customers outside each action's target group (share of the full log hazard
+# ratio and order lift): the coupon on customers far from dropping out, the points boost on non-members.
+COUPON_SETTLED_STRENGTH, LOYALTY_BOOST_NON_MEMBER_STRENGTH = 0.1, 0.3
 
 
 @dataclass(frozen=True)
@@ -169,6 +223,26 @@ class SyntheticShopConfig:
     ticket_prob: float = 0.05
     nps_prob: float = 0.1
     review_prob: float = 0.08
+    # Price sensitivity (latent, standard normal across customers): log-odds of a discount per SD
+    price_sensitivity_discount: float = 1.0
+    # Past retention campaigns (0 = none), who is contacted, and what each action costs and does
+    campaigns: int = 8
+    campaign_share: float = 0.25
+    campaign_treatment_share: float = 0.5
+    campaign_cooldown_days: float = 365.0
+    coupon_cost: float = 11.0
+    coupon_hazard_ratio: float = 0.3
+    coupon_order_lift: float = 3.0
+    loyalty_boost_cost: float = 6.0
+    loyalty_boost_hazard_ratio: float = 0.7
+    loyalty_boost_order_lift: float = 0.5
+    loyalty_boost_spend_lift: float = 0.05
+    outreach_cost: float = 15.0
+    outreach_hazard_ratio: float = 0.5
+    outreach_order_lift: float = 1.0
+    cross_sell_cost: float = 0.5
+    cross_sell_spend_lift: float = 0.25
+    cross_sell_hazard_ratio: float = 1.1
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -200,6 +274,8 @@ class SyntheticShopConfig:
             "ticket_prob",
             "nps_prob",
             "review_prob",
+            "campaign_share",
+            "campaign_treatment_share",
         ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -216,6 +292,10 @@ class SyntheticShopConfig:
             "loyalty_hazard_ratio",
             "points_redeem_block",
             "engagement_fade_days",
+            "coupon_hazard_ratio",
+            "loyalty_boost_hazard_ratio",
+            "outreach_hazard_ratio",
+            "cross_sell_hazard_ratio",
         ):
             value = getattr(self, name)
             if not value > 0:
@@ -229,10 +309,27 @@ class SyntheticShopConfig:
             "unsubscribe_dropout_factor",
             "sessions_base_per_year",
             "sessions_per_order",
+            "price_sensitivity_discount",
+            "coupon_cost",
+            "coupon_order_lift",
+            "loyalty_boost_cost",
+            "loyalty_boost_order_lift",
+            "loyalty_boost_spend_lift",
+            "outreach_cost",
+            "outreach_order_lift",
+            "cross_sell_cost",
+            "cross_sell_spend_lift",
         ):
             value = getattr(self, name)
             if not value >= 0:
                 problems.append(f"{name} must be >= 0, got {value}")
+        if self.campaigns < 0:
+            problems.append(f"campaigns must be >= 0 (0 = no past campaigns), got {self.campaigns}")
+        if not self.campaign_cooldown_days >= max(TRUTH_HORIZONS_DAYS):
+            problems.append(
+                f"campaign_cooldown_days must be >= {max(TRUTH_HORIZONS_DAYS)} (the longest ground-truth horizon, so "
+                f"one customer's follow-ups never overlap), got {self.campaign_cooldown_days}"
+            )
         if not 0.0 <= self.summer_dip < 1.0:
             problems.append(f"summer_dip must be within [0, 1), got {self.summer_dip}")
         if self.page_views_per_session < 1.0:
@@ -550,6 +647,8 @@ class _Population:
     first_order: np.ndarray
     life_start: np.ndarray
     death: np.ndarray
+    price_sensitivity: np.ndarray
+    discount_prob: np.ndarray  # probability that an order of the customer is discounted
 
     @property
     def size(self) -> int:
@@ -575,7 +674,11 @@ class _Orders:
     channel: np.ndarray
 
 
-def _draw_population(rng: np.random.Generator, cfg: SyntheticShopConfig, win: _Window) -> _Population:
+def _draw_population(
+    rng: np.random.Generator, cfg: SyntheticShopConfig, win: _Window, rng_campaigns: np.random.Generator
+) -> _Population:
+    """Customer-level traits. The price sensitivity comes from the second stream ``rng_campaigns``, so that
+    every draw of the main stream stays what it was before the trait existed."""
     n, hours = cfg.customers, int(win.horizon)
     n_prior = int(rng.binomial(n, cfg.initial_share))
     prior_signup = -rng.random(n_prior) * cfg.prior_signup_days * HOURS_PER_DAY
@@ -605,6 +708,11 @@ def _draw_population(rng: np.random.Generator, cfg: SyntheticShopConfig, win: _W
     first_order = signup + rng.exponential(cfg.first_order_delay_days * HOURS_PER_DAY, n)
     life_start = np.where(is_new, np.where(never_orders, signup, first_order), 0.0)
     concentration = 4.0  # of the Beta distribution of e-mail open propensities
+    price_sensitivity = rng_campaigns.standard_normal(n)
+    if 0.0 < cfg.discount_prob < 1.0 and cfg.price_sensitivity_discount != 0:
+        discount_prob = _sigmoid(_logit(cfg.discount_prob) + cfg.price_sensitivity_discount * price_sensitivity)
+    else:
+        discount_prob = np.full(n, cfg.discount_prob)
     return _Population(
         signup=signup,
         is_new=is_new,
@@ -621,10 +729,14 @@ def _draw_population(rng: np.random.Generator, cfg: SyntheticShopConfig, win: _W
         first_order=first_order,
         life_start=life_start,
         death=life_start + rng.exponential(1.0, n) / hazard,
+        price_sensitivity=price_sensitivity,
+        discount_prob=discount_prob,
     )
 
 
-def _draw_orders(rng: np.random.Generator, cfg: SyntheticShopConfig, win: _Window, pop: _Population) -> _Orders:
+def _draw_order_times(rng: np.random.Generator, win: _Window, pop: _Population) -> tuple[np.ndarray, np.ndarray]:
+    """Every order's ``(customer, hour)``: the first order of in-window signups, then the repeat orders while
+    alive. Not yet sorted."""
     buyers = np.flatnonzero(~pop.never_orders)
     alive_end = np.minimum(pop.death[buyers], win.horizon)
     row, repeat_t = _poisson_times(
@@ -633,6 +745,20 @@ def _draw_orders(rng: np.random.Generator, cfg: SyntheticShopConfig, win: _Windo
     first_buyers = np.flatnonzero(pop.is_new & ~pop.never_orders & (pop.first_order < win.horizon))
     customer = np.concatenate((first_buyers, buyers[row])).astype(np.int32)
     t = np.concatenate((pop.first_order[first_buyers], repeat_t))
+    return customer, t
+
+
+def _draw_orders(
+    rng: np.random.Generator,
+    cfg: SyntheticShopConfig,
+    win: _Window,
+    pop: _Population,
+    customer: np.ndarray,
+    t: np.ndarray,
+    spend_factor: np.ndarray | None,
+) -> _Orders:
+    """Sorts the orders ``(customer, hour)`` and draws their values; ``spend_factor`` (per order, None = 1)
+    multiplies the gross value (a campaign's spend lift)."""
     span = int(win.horizon) * MS_PER_HOUR + 1
     if _fits_key(cfg.customers * span):
         # One packed int64 key (customer, millisecond) argsorts far faster than a two-key lexsort.
@@ -644,8 +770,13 @@ def _draw_orders(rng: np.random.Generator, cfg: SyntheticShopConfig, win: _Windo
 
     # Heavy tail: a lognormal per-customer scale times Gamma per-order noise (mean 1).
     noise = rng.gamma(cfg.order_noise_shape, 1 / cfg.order_noise_shape, n_orders)
-    gross = _cents(np.maximum(pop.spend_scale[customer] * noise, 1.0))
-    discounted = rng.random(n_orders) < cfg.discount_prob
+    scale = pop.spend_scale[customer]
+    if spend_factor is not None:
+        scale *= spend_factor[by_customer]
+    gross = _cents(np.maximum(scale * noise, 1.0))
+    del scale
+    # Price-sensitive customers' orders are discounted more often.
+    discounted = rng.random(n_orders) < pop.discount_prob[customer]
     rate = np.asarray(DISCOUNT_RATES)[rng.integers(0, len(DISCOUNT_RATES), n_orders)]
     discount = np.where(discounted, _cents(gross * rate), 0.0)
     channel = np.where(
@@ -681,8 +812,8 @@ def _draw_experience(
     ret_rows = np.flatnonzero(returned)
     ret_t = orders.t[ret_rows] + HOURS_PER_DAY * (1.0 + rng.gamma(2.0, 2.5, len(ret_rows)))
     paid = orders.amount[ret_rows]
-    partial = rng.random(len(ret_rows)) < 0.4
-    ret_amount = np.where(partial, _cents(paid * rng.uniform(0.2, 0.9, len(ret_rows))), paid)
+    partial = rng.random(len(ret_rows)) < PARTIAL_REFUND_PROB
+    ret_amount = np.where(partial, _cents(paid * rng.uniform(*PARTIAL_REFUND_SHARE, len(ret_rows))), paid)
     ret_amount = np.minimum(np.maximum(ret_amount, 0.01), paid)
     # Refunds after the window end are not in the export.
     inside = ret_t < win.horizon
@@ -851,16 +982,284 @@ def _draw_web(
     events.add("add_to_cart", customer[cart], t[cart] + rng.random(len(cart)) * views[cart] / 60.0)
 
 
+# --------------------------------------------------------------------------------------------------------
+# Past retention campaigns: who was contacted, what the action did, and the ground truth of its effect.
+# --------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Campaign:
+    campaign_id: str
+    action: int  # index into CAMPAIGN_ACTIONS
+    t0: float  # send hour; the contacts go out over the next EMAIL_SEND_SPREAD_HOURS
+
+
+@dataclass(frozen=True)
+class _Effect:
+    """What an action does to each of a set of customers (one entry per customer)."""
+
+    hazard_ratio: np.ndarray  # on the remaining drop-out hazard: the rest of the life lasts 1 / ratio as long
+    order_lift: np.ndarray  # extra order rate (share of the customer's own) in the RESPONSE_DAYS after contact
+    spend_lift: np.ndarray  # extra gross value (share) of the orders in the RESPONSE_DAYS after contact
+
+
+@dataclass(frozen=True)
+class _Contacts:
+    """Every contact of the past campaigns, treatment and control, in campaign then customer order, with what
+    the action does (or would do) to the customer and the ground truth of its effect."""
+
+    campaign_ids: list[str]
+    campaign: np.ndarray  # index into campaign_ids
+    action: np.ndarray  # index into CAMPAIGN_ACTIONS
+    customer: np.ndarray
+    t: np.ndarray
+    treated: np.ndarray
+    remaining: np.ndarray  # hours from the contact to drop-out without the action; <= 0: dropped out already
+    hazard_ratio: np.ndarray
+    order_lift: np.ndarray
+    spend_lift: np.ndarray
+    price_sensitivity: np.ndarray
+    truth: dict[str, np.ndarray]  # UPLIFT_COLUMNS
+
+
+def _campaign_schedule(cfg: SyntheticShopConfig, win: _Window) -> list[_Campaign]:
+    """``cfg.campaigns`` campaign days spread evenly from CAMPAIGN_FIRST_AT of the window to a gap before its
+    end (so that the last one's follow-up fits), cycling through CAMPAIGN_ACTIONS, sent at EMAIL_SEND_HOUR.
+    Ids are ``YYYY-MM-action``, with the day (and a number) added only where a short window needs them."""
+    if cfg.campaigns == 0:
+        return []
+    days = win.horizon / HOURS_PER_DAY
+    offsets = np.linspace(
+        CAMPAIGN_FIRST_AT * days, days - min(CAMPAIGN_END_GAP_DAYS, CAMPAIGN_END_GAP_SHARE * days), cfg.campaigns
+    )
+    dates = (win.start + (offsets * HOURS_PER_DAY * 3600e6).astype("timedelta64[us]")).astype("datetime64[D]")
+    t0 = (dates - win.start) / np.timedelta64(1, "h") + EMAIL_SEND_HOUR
+    actions = [k % len(CAMPAIGN_ACTIONS) for k in range(cfg.campaigns)]
+    for width in (7, 10):  # month, else day
+        ids = [f"{str(d)[:width]}-{CAMPAIGN_ACTIONS[a][0]}" for d, a in zip(dates, actions, strict=True)]
+        if len(set(ids)) == len(ids):
+            break
+    else:
+        ids = [f"{campaign_id}-{k + 1}" for k, campaign_id in enumerate(ids)]
+    return [_Campaign(i, a, float(t)) for i, a, t in zip(ids, actions, t0, strict=True)]
+
+
+def _action_effect(
+    cfg: SyntheticShopConfig, action: int, pop: _Population, who: np.ndarray, remaining: np.ndarray
+) -> _Effect:
+    """What ``action`` does to customers ``who``, ``remaining`` hours before their drop-out. Each effect is its
+    knob's full size scaled by a strength in [0, 1], how well the customer fits the action's target (the
+    hazard ratio as ratio ** strength). Customers who dropped out already are out of reach (ratio 1, no lift):
+    nothing revives them."""
+    name = CAMPAIGN_ACTIONS[action][0]
+    d = pop.dissatisfaction[who]
+    none = np.zeros(len(who))
+    if name == "winback_email_coupon":
+        # The coupon wins back price-sensitive customers who are drifting away (within the engagement fade
+        # before their drop-out); for customers far from dropping out it mostly pays for orders they would
+        # have placed anyway.
+        drifting = remaining < cfg.engagement_fade_days * HOURS_PER_DAY
+        strength = _sigmoid(2.0 * pop.price_sensitivity[who]) * np.where(drifting, 1.0, COUPON_SETTLED_STRENGTH)
+        ratio, orders, spend = cfg.coupon_hazard_ratio**strength, cfg.coupon_order_lift * strength, none
+    elif name == "loyalty_points_boost":
+        # Bonus points keep the members who collect them (and a few others) and make everyone spend a little more.
+        strength = np.where(pop.member[who], 1.0, LOYALTY_BOOST_NON_MEMBER_STRENGTH)
+        ratio, orders = cfg.loyalty_boost_hazard_ratio**strength, cfg.loyalty_boost_order_lift * strength
+        spend = none + cfg.loyalty_boost_spend_lift
+    elif name == "personal_outreach":
+        # A call keeps high-value customers (spend scale more than one SD above the median) and resolves the
+        # issues of dissatisfied ones (more than one SD); it does little for the rest.
+        value = np.log(pop.spend_scale[who] / cfg.spend_median) / cfg.spend_sigma if cfg.spend_sigma > 0 else none
+        strength = 1.0 - (1.0 - _sigmoid(3.0 * (value - 1.0))) * (1.0 - _sigmoid(3.0 * (d - 1.0)))
+        ratio, orders, spend = cfg.outreach_hazard_ratio**strength, cfg.outreach_order_lift * strength, none
+    else:  # cross_sell_upsell
+        # Frequent buyers add to their baskets; more selling slightly annoys dissatisfied customers.
+        frequent = _sigmoid(3.0 * np.log(np.maximum(pop.purchase_rate[who], 1e-12) / cfg.purchase_rate_mean))
+        ratio, orders = cfg.cross_sell_hazard_ratio ** _sigmoid(3.0 * (d - 1.0)), none
+        spend = cfg.cross_sell_spend_lift * frequent
+    alive = remaining > 0
+    return _Effect(
+        hazard_ratio=np.where(alive, ratio, 1.0),
+        order_lift=np.where(alive, orders, 0.0),
+        spend_lift=np.where(alive, spend, 0.0),
+    )
+
+
+def _true_effects(
+    cfg: SyntheticShopConfig,
+    win: _Window,
+    pop: _Population,
+    who: np.ndarray,
+    t: np.ndarray,
+    remaining: np.ndarray,
+    effect: _Effect,
+) -> dict[str, np.ndarray]:
+    """The expected effect of the action on each contacted customer, treatment minus control, given their latent
+    traits and remaining lifetime R (``remaining`` hours without the action, R / hazard ratio with it), for each
+    horizon H of TRUTH_HORIZONS_DAYS, within the window.
+
+    With m(x) = rate × (Λ(t + x) − Λ(t)) the expected orders of the x hours after contact (Λ the shop's
+    integrated intensity) and r = RESPONSE_DAYS: expected orders in [t, t + H) are m(min(R, H)) without the
+    action and m(min(R', H)) + order lift × m(min(R', H, r)) with it (R' = R / hazard ratio), so retention
+    (P(at least one order), Poisson) is 1 − exp(−expected orders); revenue is expected orders × the expected
+    net value of one order (gross scale less the expected discount and refund), × (1 + spend lift) within r.
+    """
+    rate = pop.purchase_rate[who] / HOURS_PER_YEAR
+    left = np.maximum(remaining, 0.0)
+    left_treated = left / effect.hazard_ratio
+    at_contact = win.grid.cum_at(t)
+
+    def expected_orders(hours: np.ndarray) -> np.ndarray:
+        return rate * (win.grid.cum_at(t + hours) - at_contact)
+
+    p_return = _sigmoid(_logit(cfg.return_prob) + cfg.dissatisfaction_returns * pop.dissatisfaction[who])
+    refunded_share = 1.0 - PARTIAL_REFUND_PROB + PARTIAL_REFUND_PROB * float(np.mean(PARTIAL_REFUND_SHARE))
+    per_order = (
+        pop.spend_scale[who]
+        * (1.0 - pop.discount_prob[who] * float(np.mean(DISCOUNT_RATES)))
+        * (1.0 - p_return * refunded_share)
+    )
+    response_hours = RESPONSE_DAYS * HOURS_PER_DAY
+    truth: dict[str, np.ndarray] = {}
+    for days in TRUTH_HORIZONS_DAYS:
+        hours = days * HOURS_PER_DAY
+        control = expected_orders(np.minimum(left, hours))
+        responding = expected_orders(np.minimum(left_treated, min(hours, response_hours)))
+        treated = expected_orders(np.minimum(left_treated, hours)) + effect.order_lift * responding
+        truth[f"true_uplift_retention_{days}d"] = np.exp(-control) - np.exp(-treated)
+        # Orders in the response window are worth (1 + spend lift) each; the order lift's orders all are.
+        extra_value = effect.spend_lift * (1.0 + effect.order_lift) * responding
+        truth[f"true_uplift_revenue_{days}d"] = per_order * (treated - control + extra_value)
+    return truth
+
+
+def _action_cost(cfg: SyntheticShopConfig, name: str) -> float:
+    """What one treated contact with the action costs (contact and incentive)."""
+    return {
+        "winback_email_coupon": cfg.coupon_cost,
+        "loyalty_points_boost": cfg.loyalty_boost_cost,
+        "personal_outreach": cfg.outreach_cost,
+        "cross_sell_upsell": cfg.cross_sell_cost,
+    }[name]
+
+
+def _run_campaigns(
+    rng: np.random.Generator,
+    cfg: SyntheticShopConfig,
+    win: _Window,
+    pop: _Population,
+    customer: np.ndarray,
+    t: np.ndarray,
+) -> tuple[_Population, np.ndarray, np.ndarray, np.ndarray | None, _Contacts]:
+    """Runs the past campaigns in time order over the drawn orders ``(customer, hour)``.
+
+    Each campaign contacts a random ``campaign_share`` of the eligible customers (an order before the send, no
+    contact in the last ``campaign_cooldown_days``) and assigns a random ``campaign_treatment_share`` of them to
+    treatment, the rest to control. A treated customer still alive lives the rest of their life 1 / hazard ratio
+    times as long (exact for the exponential lifetimes here, which are memoryless); their orders from the
+    contact on are redrawn at the same rate up to the new drop-out, plus the order lift's extra orders in the
+    RESPONSE_DAYS after the contact, where the spend lift applies too. Returns the population with the new
+    drop-out times, the orders ``(customer, hour, spend factor or None)`` and the contacts. With no campaigns
+    the orders come back untouched."""
+    schedule = _campaign_schedule(cfg, win)
+    n = pop.size
+    death = pop.death.copy()
+    first_order = np.full(n, np.inf)
+    if schedule:
+        np.minimum.at(first_order, customer, t)
+    last_contact = np.full(n, -np.inf)
+    cooldown = cfg.campaign_cooldown_days * HOURS_PER_DAY
+    response_hours = RESPONSE_DAYS * HOURS_PER_DAY
+    first_acted = np.full(n, np.inf)  # the drawn orders from here on are replaced by a redraw
+    redrawn: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (customer, hour, spend factor) per campaign
+    parts: dict[str, list[np.ndarray]] = {}  # contact columns, one block per campaign
+
+    for k, campaign in enumerate(schedule):
+        eligible = np.flatnonzero((first_order < campaign.t0) & (last_contact <= campaign.t0 - cooldown))
+        picked = rng.permutation(eligible)[: round(cfg.campaign_share * len(eligible))]
+        treated = np.arange(len(picked)) < round(cfg.campaign_treatment_share * len(picked))
+        by_customer = np.argsort(picked)
+        who, treated = picked[by_customer], treated[by_customer]
+        contact_t = campaign.t0 + rng.random(len(who)) * EMAIL_SEND_SPREAD_HOURS
+        last_contact[who] = campaign.t0
+        remaining = death[who] - contact_t
+        effect = _action_effect(cfg, campaign.action, pop, who, remaining)
+        block = {
+            "campaign": np.full(len(who), k, dtype=np.int32),
+            "action": np.full(len(who), campaign.action, dtype=np.int8),
+            "customer": who,
+            "t": contact_t,
+            "treated": treated,
+            "remaining": remaining,
+            "hazard_ratio": effect.hazard_ratio,
+            "order_lift": effect.order_lift,
+            "spend_lift": effect.spend_lift,
+            "price_sensitivity": pop.price_sensitivity[who],
+            **_true_effects(cfg, win, pop, who, contact_t, remaining, effect),
+        }
+        for name, values in block.items():
+            parts.setdefault(name, []).append(values)
+
+        # The action: treated customers still alive live longer (or shorter), and their orders from the
+        # contact on are redrawn.
+        acted = treated & (remaining > 0)
+        c, c_t = who[acted], contact_t[acted]
+        death[c] = c_t + remaining[acted] / effect.hazard_ratio[acted]
+        first_acted[c] = np.minimum(first_acted[c], c_t)
+        since = np.full(n, np.inf)
+        since[c] = c_t
+        for i, (rc, rt, rf) in enumerate(redrawn):  # earlier campaigns' redraws
+            stay = rt < since[rc]
+            redrawn[i] = (rc[stay], rt[stay], rf[stay])
+        rate, alive_end = pop.purchase_rate[c] / HOURS_PER_YEAR, np.minimum(death[c], win.horizon)
+        row, new_t = _poisson_times(rng, win.grid, c_t, alive_end, rate)
+        # The response: a Poisson process of extra orders on top (the sum is Poisson at the lifted rate).
+        extra_row, extra_t = _poisson_times(
+            rng, win.grid, c_t, np.minimum(alive_end, c_t + response_hours), rate * effect.order_lift[acted]
+        )
+        row, new_t = np.concatenate((row, extra_row)), np.concatenate((new_t, extra_t))
+        lift = np.where(new_t < c_t[row] + response_hours, 1.0 + effect.spend_lift[acted][row], 1.0)
+        redrawn.append((c[row], new_t, lift))
+
+    def column(name: str, dtype: type = np.float64) -> np.ndarray:
+        return np.concatenate(parts[name]) if schedule else np.zeros(0, dtype=dtype)
+
+    contacts = _Contacts(
+        campaign_ids=[c.campaign_id for c in schedule],
+        campaign=column("campaign", np.int32),
+        action=column("action", np.int8),
+        customer=column("customer", np.int64),
+        t=column("t"),
+        treated=column("treated", bool),
+        remaining=column("remaining"),
+        hazard_ratio=column("hazard_ratio"),
+        order_lift=column("order_lift"),
+        spend_lift=column("spend_lift"),
+        price_sensitivity=column("price_sensitivity"),
+        truth={name: column(name) for name in UPLIFT_COLUMNS},
+    )
+    if not schedule:
+        return pop, customer, t, None, contacts
+    kept = t < first_acted[customer]
+    customer = np.concatenate([customer[kept]] + [r[0] for r in redrawn]).astype(np.int32)
+    spend_factor = np.concatenate([np.ones(int(kept.sum()))] + [r[2] for r in redrawn])
+    t = np.concatenate([t[kept]] + [r[1] for r in redrawn])
+    return replace(pop, death=death), customer, t, spend_factor, contacts
+
+
 def generate_shop(config: SyntheticShopConfig | None = None) -> dict[str, pa.Table]:
     """Generate the synthetic shop described by ``config`` (defaults when None).
 
-    Returns tables ``customers``, ``orders``, ``returns``, ``events`` with exactly the contract's columns in
-    its order: one row per customer / order / refund / event, amounts in currency rounded to cents,
-    timestamps naive UTC ``timestamp[us]``; orders, returns and events within ``[start, end)``.
+    Returns tables ``customers``, ``orders``, ``returns``, ``events``, ``contacts`` with exactly the contract's
+    columns in its order: one row per customer / order / refund / event / campaign contact, amounts in currency
+    rounded to cents, timestamps naive UTC ``timestamp[us]``; orders, returns, events and contacts within
+    ``[start, end)``. Beside them, ``campaign_truth`` (not a contract table; columns :data:`TRUTH_COLUMNS`)
+    holds the ground truth of every contact's effect, one row per ``contacts`` row in the same order.
     Same config (seed included) → identical tables. Big repeated string columns (customer ids outside
     ``customers``, categorical columns) are dictionary-encoded Arrow strings; written to Parquet without the
     Arrow schema they read back as plain strings. Row order: customers by ``customer_id`` (ids ascend with
-    signup time), orders (numbered in time order) and returns by time, events by customer then time.
+    signup time), orders (numbered in time order) and returns by time, events by customer then time, contacts
+    by campaign (in time order) then customer.
     """
     cfg = config or SyntheticShopConfig()
     rng = np.random.default_rng(cfg.seed)
@@ -873,9 +1272,19 @@ def generate_shop(config: SyntheticShopConfig | None = None) -> dict[str, pa.Tab
         grid=_Grid.from_weight(_calendar_weight(cfg, start, hours)),
     )
     events = _Events(win.horizon)
+    # A second stream for the price sensitivity and the campaigns: the main stream's draws do not depend on
+    # them, so `campaigns: 0` with `price_sensitivity_discount: 0` gives the shop without either, bit for bit.
+    rng_campaigns = rng.spawn(1)[0]
 
-    pop = _draw_population(rng, cfg, win)
-    orders = _draw_orders(rng, cfg, win, pop)
+    pop = _draw_population(rng, cfg, win, rng_campaigns)
+    order_customer, order_t = _draw_order_times(rng, win, pop)
+    # The campaigns pick customers by their orders so far and change the orders after them (and drop-out
+    # times, which the engagement drawn below follows).
+    pop, order_customer, order_t, spend_factor, contacts = _run_campaigns(
+        rng_campaigns, cfg, win, pop, order_customer, order_t
+    )
+    orders = _draw_orders(rng, cfg, win, pop, order_customer, order_t, spend_factor)
+    del order_customer, order_t, spend_factor
     ret_rows, ret_t, ret_amount = _draw_experience(rng, cfg, win, pop, orders, events)
     final_level = _draw_loyalty(rng, cfg, pop, orders, events)
     clicks = _draw_email(rng, cfg, win, pop, events)
@@ -929,13 +1338,55 @@ def generate_shop(config: SyntheticShopConfig | None = None) -> dict[str, pa.Tab
     )
     del pop, orders
 
+    # Contacts in campaign then customer order; the ground truth row by row beside them.
+    action_names = [a[0] for a in CAMPAIGN_ACTIONS]
+    contact_columns = {
+        "customer_id": customer_column(contacts.customer),
+        "contact_ts": _timestamps(win.start_us, contacts.t),
+        "action": _categorical(contacts.action, action_names),
+        "group": _categorical(
+            np.where(contacts.treated, CONTACT_GROUPS.index("treatment"), CONTACT_GROUPS.index("control")).astype(
+                np.int8
+            ),
+            CONTACT_GROUPS,
+        ),
+        "campaign_id": _categorical(contacts.campaign, contacts.campaign_ids),
+    }
+    channel = np.asarray([CONTACT_CHANNELS.index(a[1]) for a in CAMPAIGN_ACTIONS], dtype=np.int8)[contacts.action]
+    action_cost = np.asarray([_action_cost(cfg, name) for name in action_names])
+    contacts_table = pa.table(
+        {
+            **contact_columns,
+            "channel": _categorical(channel, CONTACT_CHANNELS),
+            "cost": pa.array(np.where(contacts.treated, action_cost[contacts.action], 0.0)),
+        }
+    )
+    truth = pa.table(
+        {
+            **{name: contact_columns[name] for name in ("customer_id", "campaign_id", "action", "group", "contact_ts")},
+            "alive_at_contact": pa.array(contacts.remaining > 0),
+            "hazard_ratio": pa.array(contacts.hazard_ratio),
+            "order_lift": pa.array(contacts.order_lift),
+            "spend_lift": pa.array(contacts.spend_lift),
+            **{name: pa.array(contacts.truth[name]) for name in UPLIFT_COLUMNS},
+            "price_sensitivity": pa.array(contacts.price_sensitivity),
+            "days_to_dropout": pa.array(contacts.remaining / HOURS_PER_DAY),
+        }
+    )
+
     tables = {
         "customers": customers,
         "orders": orders_table,
         "returns": returns,
         "events": events.table(customer_ids, win.start_us),
+        "contacts": contacts_table,
     }
-    for spec in (CUSTOMERS, ORDERS, RETURNS, EVENTS):
+    for spec in (CUSTOMERS, ORDERS, RETURNS, EVENTS, CONTACTS):
         if tuple(tables[spec.name].column_names) != spec.column_names:
             raise AssertionError(f"generator out of step with the contract for table {spec.name!r}")
+    if not set(action_names) <= set(KNOWN_ACTIONS):
+        raise AssertionError("generator out of step with the contract's KNOWN_ACTIONS")
+    if tuple(truth.column_names) != TRUTH_COLUMNS:
+        raise AssertionError("generator out of step with TRUTH_COLUMNS")
+    tables["campaign_truth"] = truth
     return tables

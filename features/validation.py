@@ -5,7 +5,7 @@ Pure functions: no I/O, no params. :mod:`pipelines.validate` reads the files and
 Grain and row numbers
 ---------------------
 Every function works on one table (or one batch of a large table) at the grain the contract defines (one
-row per order, refund, customer or event). Rows are identified by ``_row``, their 0-based position among the
+row per order, refund, customer, event or contact). Rows are identified by ``_row``, their 0-based position among the
 source file's data rows (a CSV's header is not counted, so CSV line = ``_row + 2``); a batch passes
 ``first_row`` so the numbers stay global across batches.
 
@@ -19,21 +19,29 @@ Parsing
   UTC, aware ones converted to UTC; a column mixing zones is accepted and reported with counts per zone.
   Stored as naive UTC ``datetime64[us]``.
 - floats/ints/bools: parsed from text; an int must be whole; bools accept true/false, yes/no, 1/0, t/f, y/n.
+- ``contacts.group`` is lower-cased (after the strip every text gets): ``" Treatment"`` is ``treatment``.
 - A value present but not parseable quarantines its row: ``unparseable <column>: <value>``.
 
 Rules (each failing row is quarantined with the rule as reason; a row collects all its reasons)
 ------------------------------------------------------------------------------------------------
 - the pandera schema of :mod:`features.schemas` (missing ids/timestamps, amounts, event value ranges,
   timestamps within [min_timestamp, max_timestamp]);
-- exact duplicate rows (orders, returns, customers): the first copy stays, later copies are quarantined;
+- exact duplicate rows (orders, returns, customers, contacts): the first copy stays, later copies are
+  quarantined;
 - conflicting duplicate keys (``orders.order_id``, ``customers.customer_id`` with differing rows): every copy
   is quarantined, since nothing says which one is right;
 - orders placed more than ``signup_grace`` before their customer's ``signup_ts``;
 - returns whose ``order_id`` is not among the clean orders, whose ``return_ts`` precedes the order's
-  ``order_ts``, or whose ``customer_id`` differs from the order's.
+  ``order_ts``, or whose ``customer_id`` differs from the order's;
+- contacts whose ``customer_id`` is in neither the clean customers nor the clean orders (a contact of a customer
+  the shop's data does not know cannot be measured); ``group`` not treatment or control; ``cost`` < 0.
 
 Severity: ``error`` problems quarantine rows; ``warning`` problems keep every row (extra columns dropped,
-integer ids, guessed timestamp formats, mixed time zones, orders of customers absent from ``customers``).
+integer ids, guessed timestamp formats, mixed time zones, orders of customers absent from ``customers``;
+contacts with an action outside :data:`features.contract.KNOWN_ACTIONS`, contacts dated before their customer's
+first clean order or of a customer without one (a shop may contact sign-ups), a contacts table with treatment
+rows but not a single control row). A problem may carry a ``detail``: one sentence with the counts and the fix,
+shown under the problem table and kept in the report.
 """
 
 from __future__ import annotations
@@ -50,7 +58,7 @@ import pandas as pd
 import pyarrow
 import pyarrow.compute as pc
 
-from features.contract import TABLES, ColumnSpec, TableSpec
+from features.contract import KNOWN_ACTIONS, TABLES, ColumnSpec, TableSpec
 from features.schemas import EVENT_VALUE_RULE, MISSING_SUFFIX, STRING_DTYPE, SchemaErrors, table_schema
 
 Severity = Literal["error", "warning"]
@@ -64,8 +72,8 @@ BOOL_TOKENS: dict[str, bool] = {
     **dict.fromkeys(("false", "f", "no", "n", "0", "0.0"), False),
 }
 # Tables where a row repeated verbatim is an export glitch. Events may legitimately repeat (two page views in
-# the same microsecond), so they are kept.
-EXACT_DUPLICATE_TABLES = ("orders", "returns", "customers")
+# the same microsecond), so they are kept. A contact repeated verbatim would count the customer twice.
+EXACT_DUPLICATE_TABLES = ("orders", "returns", "customers", "contacts")
 
 NAIVE_ZONE = "naive (read as UTC)"
 UTC_ZONE = "UTC (Z/+00:00)"
@@ -79,6 +87,12 @@ RETURN_UNKNOWN_ORDER_RULE = "order_id not among the clean orders (unknown or qua
 RETURN_BEFORE_ORDER_RULE = "return_ts before its order's order_ts"
 RETURN_OTHER_CUSTOMER_RULE = "customer_id differs from its order's customer_id"
 EMPTY_OPTIONAL_RULE = "column empty in every row: dropped, as if absent (fill it in the export to use it)"
+CONTACT_UNKNOWN_CUSTOMER_RULE = "customer_id in neither the clean customers nor clean orders (unknown or quarantined)"
+CONTACT_UNKNOWN_ACTION_RULE = "action the pipeline does not know (kept, measured as it is)"
+CONTACT_BEFORE_FIRST_ORDER_RULE = "contact_ts before the customer's first order, or no order at all (kept)"
+CONTACT_NO_CONTROL_RULE = "treatment rows but no control rows: the actions' effect cannot be measured"
+# Unknown action names listed in a problem's detail at most.
+MAX_LISTED_ACTIONS = 10
 # Column names shown in a message at most, each cut to this many characters: a header-less or broken file's
 # "column names" are data.
 MAX_LISTED_COLUMNS = 10
@@ -109,9 +123,11 @@ class Problem:
     rows: int
     examples: tuple[str, ...] = ()
     severity: Severity = "error"
+    # One sentence with the counts and the fix, for the problems a rule name cannot explain alone ("" = none).
+    detail: str = ""
 
     def to_dict(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "table": self.table,
             "column": self.column,
             "rule": self.rule,
@@ -119,6 +135,9 @@ class Problem:
             "examples": list(self.examples),
             "severity": self.severity,
         }
+        if self.detail:
+            out["detail"] = self.detail
+        return out
 
 
 @dataclass(frozen=True)
@@ -507,6 +526,8 @@ def parse_table(table: str, raw: pd.DataFrame, first_row: int = 0) -> ParsedTabl
             zones[name] = parsed.zones
         if parsed.bad.any():
             failures.append(_failures(raw.index[parsed.bad], name, f"unparseable {name}", raw[name][parsed.bad]))
+    if table == "contacts" and "group" in columns:
+        columns["group"] = columns["group"].str.lower()  # " Treatment" is treatment; the schema checks the rest
     typed = pd.DataFrame(columns, index=raw.index)
     return ParsedTable(table, typed, _concat_failures(failures), problems, tuple(extras), zones, present)
 
@@ -671,7 +692,8 @@ def return_failures(returns: pd.DataFrame, orders: pd.DataFrame) -> pd.DataFrame
 
 
 def unknown_customers_problem(orders: pd.DataFrame, customers: pd.DataFrame) -> Problem | None:
-    """Warning: clean orders whose customer is absent from the clean customers table (rows kept)."""
+    """Warning: clean orders whose customer is absent from the clean customers table (rows kept). ``orders`` is
+    indexed by ``_row``, so the examples name source rows."""
     unknown = pd.Series(_positions(orders["customer_id"], customers["customer_id"]) < 0, index=orders.index)
     if not unknown.any():
         return None
@@ -680,9 +702,104 @@ def unknown_customers_problem(orders: pd.DataFrame, customers: pd.DataFrame) -> 
         "customer_id",
         UNKNOWN_CUSTOMER_RULE,
         int(unknown.sum()),
-        _examples(np.flatnonzero(unknown.to_numpy())),
+        _examples(orders.index[unknown.to_numpy()]),
         "warning",
     )
+
+
+def _known(keys: pd.Series, references: Sequence[pd.Series]) -> pd.Series:
+    """True where a key is among the values of any of ``references`` (an Arrow hash lookup; missing keys: False)."""
+    values = pyarrow.chunked_array([_arrow_text(r) for r in references], type=pyarrow.large_string())
+    found = pc.is_in(_arrow_text(keys), value_set=pc.unique(values.combine_chunks()), skip_nulls=True)
+    return pd.Series(found.fill_null(False).to_numpy(zero_copy_only=False), index=keys.index) & keys.notna()
+
+
+def contact_customer_failures(
+    contacts: pd.DataFrame, orders: pd.DataFrame, customers: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Contacts of customers in neither the clean ``customers`` nor the clean ``orders``: nothing the shop's data
+    says about them can be measured, so the rows are quarantined (a missing customer_id is a schema failure)."""
+    references = [orders["customer_id"]] + ([customers["customer_id"]] if customers is not None else [])
+    unknown = contacts["customer_id"].notna() & ~_known(contacts["customer_id"], references)
+    return _failures(contacts.index[unknown.to_numpy()], "customer_id", CONTACT_UNKNOWN_CUSTOMER_RULE)
+
+
+def contact_unknown_customer_detail(rows: int, with_customers: bool) -> str:
+    """The sentence (counts and fix) under the quarantine of contacts for unknown customers."""
+    tables = "the orders and customers tables do" if with_customers else "the orders table does"
+    rows_of = "order and customer row" if with_customers else "order row"
+    return (
+        f"contacts for customers {tables} not know: {rows:,} rows quarantined to quarantine/contacts.parquet; "
+        f"export the contacts from the same shop (a customer whose every {rows_of} was quarantined counts as "
+        f"unknown too)."
+    )
+
+
+def unknown_actions_problem(contacts: pd.DataFrame) -> Problem | None:
+    """Warning: clean contacts whose ``action`` is not in :data:`KNOWN_ACTIONS`. They are kept: a shop may run
+    campaigns the rule table does not recommend, and they are measured under their own name."""
+    if "action" not in contacts.columns or not len(contacts):
+        return None
+    unknown = ~contacts["action"].isin(KNOWN_ACTIONS).to_numpy(dtype=bool)
+    if not unknown.any():
+        return None
+    # A handful of action names, not rows: the counts come from one value_counts.
+    counts = contacts["action"][unknown].value_counts(sort=False)
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))
+    named = [f"{shown_value('contacts', 'action', str(a))[:MAX_VALUE_CHARS]} ({n:,})" for a, n in ranked]
+    more = len(named) - MAX_LISTED_ACTIONS
+    listing = ", ".join(named[:MAX_LISTED_ACTIONS]) + (f" and {more:,} more" if more > 0 else "")
+    n = int(unknown.sum())
+    detail = (
+        f"{n:,} contacts of {len(contacts):,} rows have actions the pipeline does not know: {listing}; they are "
+        f"kept and measured as they are."
+    )
+    return Problem("contacts", "action", CONTACT_UNKNOWN_ACTION_RULE, n, tuple(named[:MAX_EXAMPLES]), "warning", detail)
+
+
+def contacts_before_first_order_problem(contacts: pd.DataFrame, orders: pd.DataFrame) -> Problem | None:
+    """Warning: clean contacts dated before their customer's first clean order, or of a customer without any
+    (known from ``customers`` only). Kept, since a shop may contact sign-ups; examples are row numbers only.
+    ``contacts`` is indexed by ``_row``."""
+    if not len(contacts):
+        return None
+    first = orders.groupby("customer_id", sort=False)["order_ts"].min()
+    at = _positions(contacts["customer_id"], pd.Series(first.index, dtype=STRING_DTYPE))
+    first_ts = _take(pd.Series(first.to_numpy()), at, contacts.index)
+    no_order = at < 0
+    early = no_order | (contacts["contact_ts"] < first_ts).to_numpy(dtype=bool, na_value=False)
+    if not early.any():
+        return None
+    n, without = int(early.sum()), int(no_order.sum())
+    none = f" ({without:,} of them for customers without any order)" if without else ""
+    detail = (
+        f"{n:,} of {len(contacts):,} contacts are dated before their customer's first order{none}; they are kept, "
+        f"since a shop may contact sign-ups."
+    )
+    return Problem(
+        "contacts",
+        "contact_ts",
+        CONTACT_BEFORE_FIRST_ORDER_RULE,
+        n,
+        _examples(contacts.index[early]),
+        "warning",
+        detail,
+    )
+
+
+def no_control_problem(contacts: pd.DataFrame) -> Problem | None:
+    """Warning: clean contacts with treatment rows and not a single control row (all rows kept)."""
+    if "group" not in contacts.columns:
+        return None
+    treated = int((contacts["group"] == "treatment").sum())
+    if not treated or (contacts["group"] == "control").any():
+        return None
+    detail = (
+        f"contacts has {treated:,} treatment rows and no control rows: measuring what an action does needs a "
+        f"control group (customers held out at random, who would have got the action: `churn score` marks them "
+        f"control_group, `churn contacts` records them as control). The rows are kept."
+    )
+    return Problem("contacts", "group", CONTACT_NO_CONTROL_RULE, treated, (), "warning", detail)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -754,7 +871,8 @@ def validate_table(
     """Validate one raw table (or a batch of it): parse, schema rules, duplicate rules, cross-table rules.
 
     ``customers`` (clean customers) enables the signup rule for orders; ``orders`` (clean orders) enables the
-    return rules. Returns the clean typed rows, the quarantined raw rows with reasons, and the problems.
+    return rules and, with ``customers`` if given, the contacts' known-customer and first-order rules. Returns the
+    clean typed rows, the quarantined raw rows with reasons, and the problems.
     """
     parsed = parse_table(table, raw, first_row)
     raw = raw.set_axis(parsed.typed.index, axis=0)
@@ -766,19 +884,34 @@ def validate_table(
         parts.append(signup_failures(typed, customers, bounds.signup_grace))
     if table == "returns" and orders is not None:
         parts.append(return_failures(typed, orders))
+    if table == "contacts" and orders is not None:
+        parts.append(contact_customer_failures(typed, orders, customers))
     failures = _concat_failures(parts)
     bad = typed.index.isin(failures["_row"])
-    clean = typed[~bad].reset_index(drop=True)
+    kept = typed[~bad]  # indexed by _row: warnings name source rows
+    clean = kept.reset_index(drop=True)
+    warnings_ = []
     if table == "orders" and customers is not None:
-        warning = unknown_customers_problem(clean, customers)
-        if warning is not None:
-            problems.append(warning)
+        warnings_.append(unknown_customers_problem(kept, customers))
+    if table == "contacts":
+        warnings_ += [unknown_actions_problem(kept), no_control_problem(kept)]
+        if orders is not None:
+            warnings_.append(contacts_before_first_order_problem(kept, orders))
+    problems += [w for w in warnings_ if w is not None]
+    errors = _problems(table, failures)
+    if table == "contacts":
+        errors = [
+            dataclasses.replace(p, detail=contact_unknown_customer_detail(p.rows, customers is not None))
+            if p.rule == CONTACT_UNKNOWN_CUSTOMER_RULE
+            else p
+            for p in errors
+        ]
     quarantine = _quarantine(raw, failures)
     result = TableResult(
         table=table,
         clean=clean,
         quarantine=quarantine,
-        problems=_problems(table, failures) + problems,
+        problems=errors + problems,
         rows_in=len(raw),
         columns=tuple(typed.columns),
         dropped_columns=parsed.dropped_columns,

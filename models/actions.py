@@ -28,6 +28,17 @@ customer gets the ``action`` of the first rule whose every condition holds. Cond
   ``max_days_to_next_order`` and always matches ``min_days_to_next_order`` ("due soon": ``max_days_to_next_order:
   30``; "overdue or drifting away": ``min_days_to_next_order: 90``).
 
+- ``min_expected_profit``: the expected profit of contacting the customer with the rule's action (shop currency,
+  scores v1.3 ``expected_profit``, :mod:`models.targeting`) is at least this: from the uplift model where it
+  covers the action (margin x the predicted revenue uplift - the action's cost), else from the campaign
+  economics above (``p * (gamma * (m * v - d) - f) - (1 - p) * (d + f)``).
+
+The special action ``most_profitable`` gives each customer the action the **uplift model** expects to pay most
+(the argmax of the expected profits over the actions it covers); such a rule must have ``min_expected_profit``
+(it fires only where the best action pays at least that). Without an uplift model (no contacts table, too few
+contacts) :func:`applicable_rules` drops it with a warning and its customers fall through to the rules below, so
+the default table targets by expected profit where a shop's campaign history allows and by the rules elsewhere.
+
 The last rule must have no condition: it is the default (``no_action``). A rule that can never fire because an
 unconditional rule comes before it is an error, and so is an unknown tier or key (the params loader names the
 rule). A rule whose ``reason_features`` match no feature of the churn model (e.g. e-mail and session rules on a
@@ -45,7 +56,7 @@ and the share stay; a larger share keeps everyone who was in and adds more. Chan
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -57,6 +68,7 @@ from models.tiers import TIER_ORDER
 
 __all__ = [
     "DEFAULT_ACTION",
+    "MOST_PROFITABLE",
     "ActionRule",
     "applicable_rules",
     "break_even_value",
@@ -66,6 +78,8 @@ __all__ = [
 ]
 
 DEFAULT_ACTION = "no_action"
+# A rule action resolved per customer to the uplift model's most profitable action (module docstring).
+MOST_PROFITABLE = "most_profitable"
 _ACTION_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 # Reserved for control-group customers (models.scores_schema.HOLD_OUT); a rule may not hand it out.
 _RESERVED = ("hold_out",)
@@ -87,6 +101,7 @@ class ActionRule:
     reason_features: tuple[str, ...] | None = None
     max_days_to_next_order: float | None = None
     min_days_to_next_order: float | None = None
+    min_expected_profit: float | None = None
 
     def __post_init__(self) -> None:
         label = self.label
@@ -127,6 +142,13 @@ class ActionRule:
             and self.min_days_to_next_order > self.max_days_to_next_order
         ):
             raise ValueError(f"{label}: min_days_to_next_order is above max_days_to_next_order, so it never matches")
+        if self.min_expected_profit is not None and not np.isfinite(self.min_expected_profit):
+            raise ValueError(f"{label}: min_expected_profit must be finite, got {self.min_expected_profit}")
+        if self.action == MOST_PROFITABLE and self.min_expected_profit is None:
+            raise ValueError(
+                f"{label}: action {MOST_PROFITABLE!r} needs min_expected_profit (the least expected profit, shop "
+                f"currency, at which the uplift model's best action is worth a contact; e.g. 1.0)"
+            )
         if self.reason_features is not None and (
             not self.reason_features or not all(isinstance(p, str) and p for p in self.reason_features)
         ):
@@ -185,8 +207,13 @@ def validate_rules(rules: Sequence[ActionRule]) -> None:
         )
 
 
-def applicable_rules(rules: Sequence[ActionRule], features: Sequence[str]) -> tuple[tuple[ActionRule, ...], list[str]]:
+def applicable_rules(
+    rules: Sequence[ActionRule], features: Sequence[str], uplift_actions: Sequence[str] | None = None
+) -> tuple[tuple[ActionRule, ...], list[str]]:
     """The rules the churn model's ``features`` can satisfy, and one warning per rule left out or narrowed.
+
+    ``uplift_actions``: the actions the uplift model covers (None or empty: no uplift model); a
+    ``most_profitable`` rule is left out, with a warning, when there are none.
 
     A rule whose ``reason_features`` prefixes all match none of ``features`` can never fire (the model has no
     such reason to give, e.g. e-mail rules for a model trained without events): it is left out, with a warning
@@ -197,6 +224,13 @@ def applicable_rules(rules: Sequence[ActionRule], features: Sequence[str]) -> tu
     kept: list[ActionRule] = []
     warnings: list[str] = []
     for i, rule in enumerate(rules):
+        if rule.action == MOST_PROFITABLE and not uplift_actions:
+            warnings.append(
+                f"actions[{i}] ({rule.label}) skipped: no uplift model (it needs a contacts table with enough "
+                f"treated and control customers per action: `churn uplift`); its customers go to the next matching "
+                f"rule"
+            )
+            continue
         prefixes = rule.reason_features or ()
         dead = [p for p in prefixes if not any(f.startswith(p) for f in features)]
         if prefixes and len(dead) == len(prefixes):
@@ -224,6 +258,8 @@ def recommend(
     reason_codes: Sequence[np.ndarray],
     value_if_retained: np.ndarray | None = None,
     days_to_next_order: np.ndarray | None = None,
+    expected_profit: Callable[[str], np.ndarray] | None = None,
+    most_profitable: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """The action of the first matching rule for every customer (object array of names).
 
@@ -245,6 +281,10 @@ def recommend(
             f"days_to_next_order: it needs scores schema v1.2 and the next-order (survival) model; pass "
             f"days_to_next_order or drop those conditions"
         )
+    if expected_profit is None and any(r.min_expected_profit is not None for r in rules):
+        raise ValueError("a rule has min_expected_profit: pass expected_profit")
+    if most_profitable is None and any(r.action == MOST_PROFITABLE for r in rules):
+        raise ValueError(f"a rule has action {MOST_PROFITABLE!r}: pass most_profitable (needs an uplift model)")
     retained = np.full(n, np.nan) if value_if_retained is None else np.asarray(value_if_retained, dtype=np.float64)
     next_order = np.full(n, np.nan) if days_to_next_order is None else _days(days_to_next_order)
     tier = np.asarray(risk_tier, dtype=object)
@@ -252,9 +292,14 @@ def recommend(
     clv = np.asarray(predicted_clv, dtype=np.float64)
     tenure = np.asarray(tenure_days, dtype=np.float64)
     codes = [pd.Series(np.asarray(c, dtype=object)).astype(object) for c in reason_codes]
-    conditions = []
+    conditions, choices = [], []
     for rule in rules:
         ok = np.ones(n, dtype=bool)
+        if rule.min_expected_profit is not None:
+            if rule.action == MOST_PROFITABLE:
+                ok &= np.asarray(most_profitable[1], dtype=np.float64) >= rule.min_expected_profit
+            else:
+                ok &= np.asarray(expected_profit(rule.action), dtype=np.float64) >= rule.min_expected_profit
         if rule.tiers is not None:
             ok &= np.isin(tier, list(rule.tiers))
         if rule.min_value_percentile is not None:
@@ -280,7 +325,8 @@ def recommend(
                 hit |= slot.str.startswith(prefixes).fillna(False).to_numpy(dtype=bool)
             ok &= hit
         conditions.append(ok)
-    return np.select(conditions, [r.action for r in rules], default=rules[-1].action).astype(object)
+        choices.append(np.asarray(most_profitable[0], dtype=object) if rule.action == MOST_PROFITABLE else rule.action)
+    return np.select(conditions, choices, default=rules[-1].action).astype(object)
 
 
 def _days(values: np.ndarray | pd.Series | Sequence[float | None]) -> np.ndarray:

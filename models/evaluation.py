@@ -467,6 +467,30 @@ def campaign_value_score(churn_probability: ArrayLike, value: ArrayLike, campaig
     return a + campaign.acceptance_rate * b
 
 
+def contact_list_profit(expected_profit: ArrayLike, curve: pd.DataFrame) -> dict[str, float]:
+    """The scores' contact list on evaluation rows: contact exactly the rows whose expected profit
+    (:func:`campaign_value_score`, currency) is positive, as ``churn score`` does (scores column ``contact``).
+    ``curve``: the :func:`profit_curve` of that same ranking at every whole number of rows (its realised profit
+    with the observed outcomes). Returns the list's ``share`` and ``customers``, its realised ``profit`` (total,
+    currency) and ``profit_per_customer`` (over all rows), beside the curve's best (``best_share``, ``max_profit``):
+    a list that earns close to the best share needs no share to be picked by hand."""
+    score = _finite(expected_profit, "expected_profit")
+    n = score.size
+    k = int((score > 0).sum())
+    if len(curve) != n + 1:
+        raise ValueError(f"curve must have a row for every whole number of rows 0..{n}, got {len(curve)} rows")
+    profit = float(curve["profit"].iloc[k])
+    best = max_profit(curve)
+    return {
+        "share": k / n if n else 0.0,
+        "customers": float(k),
+        "profit": profit,
+        "profit_per_customer": profit / n if n else 0.0,
+        "best_share": best["share"],
+        "max_profit": best["profit"],
+    }
+
+
 # -------------------------------------------------------------------------------------------- summaries
 def churn_summary(churned: ArrayLike, churn_probability: ArrayLike, shares: Sequence[float] = DEFAULT_SHARES) -> dict:
     """Headline churn metrics of one ranking on one cutoff: ``roc_auc``, ``pr_auc``, ``brier``, ``log_loss``,

@@ -26,6 +26,8 @@ __all__ = [
     "Section",
     "Table",
     "build_report",
+    "campaign_figure",
+    "campaign_section",
     "evaluation_figures",
     "render_page",
 ]
@@ -484,6 +486,114 @@ def timing_section(timing: Mapping[str, Any], curve_figure_png: bytes | None = N
     )
 
 
+CAMPAIGN_SECTION_TITLE = "What the campaigns achieved"
+VERDICT_COLOURS = {"pays": "#2e9e5b", "does not pay": "#c0392b", "too small to tell": "#d9822b"}
+VERDICT_ORDER = ("pays", "does not pay", "too small to tell", "no control group")
+
+
+def campaign_figure(effects: pd.DataFrame, title: str = "Retention difference per action") -> bytes:
+    """The retention difference, treatment minus control, of each action over its campaigns (the ``level``
+    "action" rows of ``models.measure.measure_effects``) in percentage points, with its interval as error bars,
+    coloured by verdict; a dotted line at 0."""
+    rows = effects[effects["level"].eq("action") & effects["retention_diff_pp"].notna()]
+    rows = rows.iloc[::-1]  # first action on top
+    fig, ax = _axes(
+        title, "retention difference, treatment - control (percentage points)", "", size=(6.8, 1.8 + 0.45 * len(rows))
+    )
+    y = np.arange(len(rows))
+    diff = rows["retention_diff_pp"].to_numpy(dtype=np.float64)
+    low = rows["retention_diff_pp_low"].to_numpy(dtype=np.float64)
+    high = rows["retention_diff_pp_high"].to_numpy(dtype=np.float64)
+    colours = [VERDICT_COLOURS.get(v, "#888888") for v in rows["verdict"]]
+    ax.errorbar(diff, y, xerr=[diff - low, high - diff], fmt="none", ecolor="#5a6475", capsize=4, lw=1.4)
+    ax.scatter(diff, y, c=colours, s=42, zorder=3)
+    ax.axvline(0.0, color="#888888", ls=":", lw=1.2)
+    counts = zip(rows["action"], rows["n_treatment"], rows["n_control"], strict=True)
+    labels = [f"{a} ({t:,} / {c:,})" for a, t, c in counts]
+    ax.set_yticks(y, labels, fontsize=8.5)
+    ax.set_ylim(-0.7, max(len(rows), 1) - 0.3)
+    for verdict, colour in VERDICT_COLOURS.items():
+        ax.scatter([], [], c=colour, s=30, label=verdict)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, frameon=False)
+    return _png(fig)
+
+
+def _ci(low: pd.Series, high: pd.Series, spec: str) -> list[str]:
+    return [
+        f"[{a:{spec}}, {b:{spec}}]" if np.isfinite(a) and np.isfinite(b) else "–"
+        for a, b in zip(low.to_numpy(dtype=np.float64), high.to_numpy(dtype=np.float64), strict=True)
+    ]
+
+
+def campaign_section(measure: Mapping[str, Any], figure_png: bytes | None = None) -> Section | None:
+    """The report's "What the campaigns achieved" section from ``churn measure``'s metrics document (``status``,
+    ``summary``, ``params``, ``effects``: one record per campaign and per action), or None when it has no rows
+    (no contacts table, an empty one). ``figure_png``: :func:`campaign_figure` output (drawn when None)."""
+    effects = pd.DataFrame(list(measure.get("effects") or []))
+    if measure.get("status") != "measured" or effects.empty:
+        return None
+    summary, params = measure.get("summary", {}), measure.get("params", {})
+    campaigns = effects[effects["level"].eq("campaign")]
+    verdicts = campaigns["verdict"].value_counts()
+    measured = f"{summary.get('measured', 0):,} of {measure['contacts']:,}"
+    cards = [("contacts measured (followed up, first contact)", measured)]
+    cards += [(f"campaigns: {v}", f"{int(verdicts[v]):,}") for v in VERDICT_ORDER if v in verdicts]
+    confidence = float(params.get("confidence", 0.95))
+    paragraphs = [
+        f"Every contact of the contacts table, treatment against its campaign's control group: retention = an order "
+        f"within {params.get('retention_days', '?')} days of the contact, net revenue = orders less refunds over "
+        f"{params.get('revenue_days', '?')} days. Profit per contacted customer = margin "
+        f"{params.get('value_margin', '?')} × revenue difference − mean cost of a treated contact. Intervals are "
+        f"{confidence:.0%}, normal approximations (Wald for the retention difference, Welch for the revenue "
+        f"difference); an action's 'all' row averages its campaigns weighted by their size. Verdicts: pays / does "
+        f"not pay (the whole profit interval above / below 0), too small to tell (it covers 0, or a group has fewer "
+        f"than {params.get('min_group_size', '?')} contacts), no control group. Only contacts followed up over both "
+        f"windows count.",
+        *summary.get("messages", []),
+    ]
+    table = pd.DataFrame(
+        {
+            "action": effects["action"],
+            "campaign": effects["campaign_id"],
+            "first contact": effects["first_contact"].astype(str),
+            "treated": effects["n_treatment"].astype("int64"),
+            "control": effects["n_control"].astype("int64"),
+            "retention treated": effects["retention_treatment"].astype("float64"),
+            "retention control": effects["retention_control"].astype("float64"),
+            "retention diff pp": effects["retention_diff_pp"].astype("float64"),
+            "retention CI": _ci(effects["retention_diff_pp_low"], effects["retention_diff_pp_high"], "+.1f"),
+            "revenue diff": effects["revenue_diff"].astype("float64"),
+            "mean cost": effects["mean_cost"].astype("float64"),
+            "profit per customer": effects["profit_per_customer"].astype("float64"),
+            "profit CI": _ci(effects["profit_low"], effects["profit_high"], "+,.2f"),
+            "verdict": effects["verdict"],
+            "note": effects["note"].fillna(""),
+        }
+    )
+    formats = {
+        "retention treated": ".1%",
+        "retention control": ".1%",
+        "retention diff pp": "+.1f",
+        "revenue diff": "+,.2f",
+        "mean cost": ",.2f",
+        "profit per customer": "+,.2f",
+    }
+    figure = figure_png if figure_png is not None else campaign_figure(effects)
+    return Section(
+        CAMPAIGN_SECTION_TITLE,
+        paragraphs=paragraphs,
+        tables=[Table(table, "Per campaign, and per action over its campaigns (campaign 'all')", formats=formats)],
+        figures=[
+            Figure(
+                figure,
+                f"Retention difference per action (treatment - control, percentage points) with its {confidence:.0%} "
+                f"interval; treated / control contacts in brackets, colour = verdict.",
+            )
+        ],
+        cards=cards,
+    )
+
+
 def build_report(
     folds: Sequence[Any],
     backtest: pd.DataFrame,
@@ -630,6 +740,16 @@ def build_report(
             f"Contacting everyone would earn {_money(d['contact_everyone_profit'])}. 'Model, ranked by expected "
             f"profit' orders customers by churn probability × value less costs (both models), instead of by "
             f"churn probability alone.",
+            *(
+                [
+                    f"The scores' contact list (column contact: every customer whose expected profit is positive, "
+                    f"no share picked by hand) would contact {d['contact_list']['share']:.1%} of these customers and "
+                    f"earn {_money(d['contact_list']['profit'])}, against {_money(d['contact_list']['max_profit'])} "
+                    f"at the best share in hindsight ({d['contact_list']['best_share']:.1%})."
+                ]
+                if "contact_list" in d
+                else []
+            ),
         ],
         tables=[
             _metric_table(

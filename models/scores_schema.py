@@ -1,4 +1,4 @@
-"""The scores table, schema version 1.2: one row per scored customer, the columns a CRM imports.
+"""The scores table, schema version 1.3: one row per scored customer, the columns a CRM imports.
 
 Written by ``churn score`` (Parquet) and turned into the CRM file by ``churn export``. Every column's meaning
 and unit is listed in :data:`COLUMNS` (and in ``docs/scores_schema.md``, which a test keeps in step); the order
@@ -21,6 +21,12 @@ Versions (``docs/scores_schema.md`` keeps the list for CRM users):
   when P(order within 180 days) < 0.5) and ``expected_next_order_date`` (as_of_date + that, rounded up to whole
   days; null with it), and ``lifetime_value`` (discounted gross margin over ``score.lifetime_value``
   horizon_months, models.lifetime).
+- ``1.3``: adds, after ``lifetime_value`` (so v1.2's 28 columns keep their positions), targeting by expected
+  profit (models.targeting): ``expected_uplift`` (the uplift model's predicted change in P(an order within the
+  churn horizon) from the intended action; null where no uplift model covers it), ``expected_profit`` (shop
+  currency: the expected profit of contacting with the intended action; 0 for no_action) and ``contact``
+  (true exactly where the recommended action is a real action and its expected profit is positive: the
+  contact list that maximises the campaign's expected profit).
 """
 
 from __future__ import annotations
@@ -71,13 +77,16 @@ __all__ = [
     "value_problems",
 ]
 
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 # The longest horizon of the next-order (survival) model, days: days_to_next_order is at most this, or null.
 NEXT_ORDER_HORIZON_DAYS = 180
 # P(at least one order within d days of as_of_date) for d = 30, 90, 180: non-decreasing along this tuple.
 ORDER_PROBABILITY_COLUMNS = ("order_probability_30d", "order_probability_90d", "order_probability_180d")
 # The recommended_action of control-group customers: never act on them.
 HOLD_OUT = "hold_out"
+# Recommended actions that are not a contact (models.actions.DEFAULT_ACTION and the control group's HOLD_OUT).
+NOT_CONTACTED = ("no_action", HOLD_OUT)
+CONTACT_RULE = "contact only where recommended_action is an action (not no_action, hold_out) with expected_profit > 0"
 
 
 @dataclass(frozen=True)
@@ -226,6 +235,32 @@ COLUMNS: tuple[Column, ...] = (
         "within a CLV horizon (order_probability_180d at the default 180 days), all x margin and discounted at "
         "annual_discount_rate a year with cash at mid-period (models.lifetime) (new in v1.2)",
     ),
+    # New in v1.3, after lifetime_value so that positional importers of v1.2 keep working.
+    Column(
+        "expected_uplift",
+        pa.float64(),
+        "probability -1 to 1",
+        "the uplift model's predicted change in the probability of an order within the churn horizon had the "
+        "customer been contacted with intended_action, trained on the shop's own campaigns (treatment against "
+        "control); empty when no uplift model covers that action (new in v1.3)",
+        nullable=True,
+    ),
+    Column(
+        "expected_profit",
+        pa.float64(),
+        "shop currency",
+        "expected profit of contacting the customer with intended_action over the CLV horizon: margin x the uplift "
+        "model's predicted revenue uplift - the action's cost where the model covers the action, else the "
+        "campaign economics of params evaluate (p (gamma (m v - d) - f) - (1 - p)(d + f)); 0 for no_action; may be "
+        "negative (models.targeting) (new in v1.3)",
+    ),
+    Column(
+        "contact",
+        pa.bool_(),
+        "true/false",
+        "contact this customer now: recommended_action is a real action (not no_action, not hold_out) and its "
+        "expected_profit is positive; the contact list that maximises the campaign's expected profit (new in v1.3)",
+    ),
 )
 
 TEXT_COLUMNS = tuple(c.name for c in COLUMNS if pa.types.is_string(c.arrow_type))
@@ -250,6 +285,8 @@ RANGES: dict[str, tuple[float, float]] = {
     # Empty (null) beyond the survival model's horizon, never a number above it.
     "days_to_next_order": (0.0, float(NEXT_ORDER_HORIZON_DAYS)),
     "lifetime_value": (0.0, MAX_MONEY),
+    "expected_uplift": (-1.0, 1.0),
+    "expected_profit": (-MAX_MONEY, MAX_MONEY),
 }
 # Text columns whose values come from a fixed list.
 VOCABULARIES: dict[str, tuple[str, ...]] = {"risk_tier": tuple(TIER_ORDER), "schema_version": (SCHEMA_VERSION,)}
@@ -357,6 +394,11 @@ def _pandera_schema() -> pandera.DataFrameSchema:
             error=f"control_group customers have recommended_action {HOLD_OUT!r}",
         ),
         pandera.Check(
+            lambda df: ~df["contact"]
+            | (~df["recommended_action"].isin(NOT_CONTACTED) & (df["expected_profit"] > 0)),
+            error=CONTACT_RULE,
+        ),
+        pandera.Check(
             lambda df: df["reason_1"].notna() | df["reason_2"].isna(),
             error="reasons fill from reason_1 on",
         ),
@@ -419,6 +461,17 @@ def value_problems(table: pa.Table) -> list[str]:
         if pa.types.is_date32(column.type):
             column = pc.cast(column, pa.int32())
         values[name] = column.to_numpy().astype(np.float64)  # nulls become NaN
+    contacted = pc.fill_null(table.column("contact"), False)
+    wrong = pc.and_(
+        contacted,
+        pc.or_(
+            pc.is_in(table.column("recommended_action"), value_set=pa.array(NOT_CONTACTED, pa.string())),
+            pc.less_equal(table.column("expected_profit"), 0.0),
+        ),
+    )
+    bad = int(pc.sum(pc.fill_null(wrong, False)).as_py() or 0)
+    if bad:
+        problems.append(f"contact: {bad:,} rows break {CONTACT_RULE}")
     for (name, rule), broken in zip(NEXT_ORDER_RULES, _next_order_rules(values), strict=True):
         bad = int(broken.sum())
         if bad:

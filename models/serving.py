@@ -9,6 +9,10 @@ One class serves both models; ``model_config["kind"]`` says which:
 - ``next_order``: returns ``order_probability_<e>d`` for every edge ``e`` of the model's grid (P(an order within
   ``e`` days of the cutoff), non-decreasing in ``e``) and ``days_to_next_order`` (the median days to the next
   order, NaN when the customer is not expected to order within the grid: :mod:`models.survival`).
+- ``uplift``: returns ``uplift_retention__<action>`` (treatment minus control P(an order within the churn
+  horizon), a share: 0.05 = 5 percentage points) and ``uplift_revenue__<action>`` (net revenue over the CLV
+  horizon, shop currency) for every action the model covers (:mod:`models.uplift`; ``estimator.actions_``,
+  ``estimator.cost_``).
 
 A feature table lacking a column the model was trained on is rejected with an error naming how many are
 missing and the first few of them (never a value: feature tables carry customer ids); extra columns (keys,
@@ -87,6 +91,8 @@ class ServingModel(mlflow.pyfunc.PythonModel):
             from models.survival import next_order_frame  # the model's own code, shipped beside this file
 
             return next_order_frame(self.estimator, model_input)
+        if self.kind == "uplift":
+            return self.estimator.predict_uplift(model_input).reset_index(drop=True)
         return pd.DataFrame(
             {
                 "predicted_clv": self.estimator.predict(model_input),

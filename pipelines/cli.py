@@ -51,12 +51,19 @@ def generate(
         int | None, typer.Option(help="Number of customers (default: params generate.customers).")
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (default: params generate.seed).")] = None,
+    truth: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write the ground truth of the past campaigns' effects (one row per contact) to this Parquet "
+            "file, outside --out."
+        ),
+    ] = None,
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
-    """Generate a synthetic shop (orders, returns, customers, events) in the data contract, reproducibly."""
+    """Generate a synthetic shop (orders, returns, customers, events, contacts) in the data contract, reproducibly."""
     from pipelines import generate as stage
 
-    stage.run(out=out, params_path=params, customers=customers, seed=seed)
+    stage.run(out=out, params_path=params, customers=customers, seed=seed, truth=truth)
 
 
 @import_app.command("online-retail")
@@ -171,6 +178,30 @@ def promote(
 
 
 @app.command()
+def uplift(
+    data: Annotated[
+        Path, typer.Option(help="Validated data (`churn validate` output); its contacts.parquet trains the model.")
+    ],
+    metrics: Annotated[
+        Path, typer.Option(help="JSON file for the held-out Qini/AUUC per action (model, random, churn risk).")
+    ],
+    registered: Annotated[
+        Path, typer.Option(help="JSON record of the registered uplift version (or why there is none).")
+    ],
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Train per-action uplift models (retention and net revenue, treatment against control) on the contact
+    history, judge them on each action's latest campaign against random and churn-risk targeting, and register
+    the model as `uplift` (champion when its held-out retention Qini beats random for an action).
+
+    Without a contacts table, or with too few contacts, no model: both files say why, the uplift champion alias
+    is removed (scoring uses the rule table) and the run succeeds. Exit 3 for data that is not validated."""
+    from pipelines import uplift as stage
+
+    stage.run(data=data, metrics_path=metrics, registered_path=registered, params_path=params)
+
+
+@app.command()
 def evaluate(
     panel: Annotated[Path, typer.Option(help="Training panel from `churn features` (its .features.json beside it).")],
     train_metrics: Annotated[
@@ -185,6 +216,10 @@ def evaluate(
     data: Annotated[
         Path | None,
         typer.Option(help="Validated data (`churn validate` output): adds the retention views (cohorts, periods)."),
+    ] = None,
+    measure: Annotated[
+        Path | None,
+        typer.Option(help="`churn measure` metrics: adds the section on what the campaigns achieved."),
     ] = None,
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
@@ -203,7 +238,30 @@ def evaluate(
         params_path=params,
         headline_path=headline,
         data=data,
+        measure_path=measure,
     )
+
+
+@app.command()
+def measure(
+    data: Annotated[
+        Path, typer.Option(help="Validated data (`churn validate` output); its contacts.parquet is measured.")
+    ],
+    metrics: Annotated[
+        Path, typer.Option(help="JSON file for every number (per campaign and action, what was left out).")
+    ],
+    table: Annotated[Path | None, typer.Option(help="Also write the per-campaign table as CSV.")] = None,
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """What each retention campaign achieved: treated against control contacts, per campaign and per action.
+
+    Retention over labels.churn_horizon_days and net revenue over labels.clv_horizon_days from each contact, their
+    differences with confidence intervals, profit per contacted customer (evaluate.value_margin x revenue difference
+    - mean cost) and a verdict: pays, does not pay, too small to tell, no control group. Without a contacts table
+    the metrics say so and the run succeeds. Exit 3 for data that is not validated."""
+    from pipelines import measure as stage
+
+    stage.run(data=data, metrics=metrics, params_path=params, table=table)
 
 
 @app.command("sample-panel")
@@ -285,6 +343,61 @@ def export(
     from pipelines import export as stage
 
     stage.run(scores=scores, fmt=format, out=out, params_path=params)
+
+
+@app.command()
+def contacts(
+    scores: Annotated[
+        Path,
+        typer.Option(
+            help="The CRM file `churn export` wrote (CSV or Parquet; its manifest beside it is read; a split export "
+            "by its --out name, or one part) or the scores file of `churn score`."
+        ),
+    ],
+    sent_on: Annotated[
+        str,
+        typer.Option(
+            "--sent-on",
+            help="When the CRM delivered the actions: YYYY-MM-DD (00:00 UTC) or an ISO 8601 date and time "
+            "(without a zone: UTC).",
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="The contacts file to write, .parquet or .csv (e.g. contacts.parquet in the shop's raw data "
+            "directory, for `churn validate`)."
+        ),
+    ],
+    campaign_id: Annotated[
+        str | None, typer.Option("--campaign-id", help="campaign_id of every row (default: <sent-on day>-<action>).")
+    ] = None,
+    cost: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--cost",
+            help="Cost of one contact, shop currency: ACTION=AMOUNT (repeat per action) or AMOUNT for every action; "
+            "default: empty (unknown).",
+        ),
+    ] = None,
+    append: Annotated[
+        bool,
+        typer.Option(
+            "--append",
+            help="Add to an existing contacts file; a customer already there with the same campaign_id is not added "
+            "again. Without it an existing --out is refused.",
+        ),
+    ] = False,
+) -> None:
+    """Record a send as the contract's contacts table: one row per customer whose intended_action is not no_action,
+    group control for the control group (recommended_action hold_out), else treatment, dated --sent-on.
+
+    Exit 3 for a file whose ids are pseudonymised (they cannot be joined to the shop's data) or that lacks the
+    columns, 4 for a --sent-on that is not ISO 8601 or lies before the scores' as_of_date, a bad --cost, or an
+    existing --out without --append. Nothing is written then."""
+    from pipelines import contacts as stage
+
+    stage.run(scores=scores, sent_on=sent_on, out=out, campaign_id=campaign_id, cost=cost, append=append)
 
 
 @app.command()

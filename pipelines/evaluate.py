@@ -252,6 +252,8 @@ def evaluate_fold(
     if tiers is not None:
         fold.details = _details(y, prob, actual, predicted, value, curves, params, tiers)
         fold.details["segment_rows"] = segment_rows(rows_c, assign_risk_tier(prob[MODEL], tiers))
+        # The scores' contact list (expected profit > 0, models.targeting without an uplift model) on these rows.
+        fold.details["contact_list"] = ev.contact_list_profit(ranking[MODEL_BY_VALUE], curves[MODEL_BY_VALUE])
     return fold
 
 
@@ -413,6 +415,7 @@ def metrics_document(folds: list[Fold], summary: pd.DataFrame, tiers_table: pd.D
         "churn": {name: {k: m[k] for k in churn_keys} for name, m in test.churn.items()},
         "clv": test.clv,
         "profit": test.profit,
+        **({"contact_list": test.details["contact_list"]} if test.details and "contact_list" in test.details else {}),
         "tiers": {r.tier: {"share": r.share, "churn_rate": r.churn_rate} for r in tiers_table.itertuples(index=False)},
         "backtest": {"folds": len(folds)},
     }
@@ -536,6 +539,22 @@ def evaluate_next_order(panel: pd.DataFrame, model: Any, cutoff: pd.Timestamp) -
     return {"cutoff": str(cutoff.date()), "rows": len(rows), "grid": grid, **result}
 
 
+def read_measure(path: Path) -> dict[str, Any]:
+    """``churn measure``'s metrics document; DataContractError when it is missing or not its output."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataContractError(
+            f"{path} is missing: run `churn measure --metrics {path}` first (or leave --measure out)."
+        )
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataContractError(f"{path} is not valid JSON ({exc}): run `churn measure` again.") from exc
+    if not isinstance(doc, dict) or "status" not in doc or "contacts" not in doc:
+        raise DataContractError(f"{path} is not the output of `churn measure` (no status/contacts): run it again.")
+    return doc
+
+
 def _version_fact(entry: dict) -> str:
     """'v3 (champion)' or 'v4 (challenger; champion is v3)', with the gate's verdict."""
     version, champion = entry["version"], entry.get("champion")
@@ -552,12 +571,15 @@ def run(
     params_path: Path,
     headline_path: Path | None = None,
     data: Path | None = None,
+    measure_path: Path | None = None,
 ) -> None:
     """Evaluate the registered models (module docstring). ``metrics_path``: every number (a plain JSON, logged to
-    MLflow); ``headline_path``: the eleven headline numbers (``headline_metrics``), DVC's ``metrics:`` file."""
+    MLflow); ``headline_path``: the eleven headline numbers (``headline_metrics``), DVC's ``metrics:`` file;
+    ``measure_path``: ``churn measure``'s metrics, shown as the report's "What the campaigns achieved" section when
+    they have rows and copied into the metrics file under ``campaigns`` (not logged to MLflow, not in the headline)."""
     import mlflow
 
-    from models.report import Figure, build_report, evaluation_figures, timing_figure, timing_section
+    from models.report import Figure, build_report, campaign_section, evaluation_figures, timing_figure, timing_section
 
     params = load_section(EvaluateParams, "evaluate", params_path)
     tiers = load_section(RiskTiers, "risk_tiers", params_path)
@@ -571,6 +593,7 @@ def run(
     except json.JSONDecodeError as exc:
         raise DataContractError(f"{train_metrics} is not valid JSON ({exc}): run `churn train` again.") from exc
     manifest = read_manifest(panel_path)
+    campaigns = read_measure(measure_path) if measure_path is not None else None
     configure_mlflow(train_params.experiment)
 
     with step("evaluate: panel and registered models") as s:
@@ -646,6 +669,11 @@ def run(
             figures.update(retention_figs)
             extra.append(retention_section(views, retention_figs))
             document["retention"] = retention_metrics(views)
+        if campaigns is not None:
+            document["campaigns"] = campaigns
+            section = campaign_section(campaigns)
+            if section is not None:
+                extra.append(section)
         figures["next_order"] = Figure(
             timing_figure(timing["curve"], f"Orders within t days of {timing['cutoff']}"),
             "Observed vs predicted share of customers ordering within t days.",
@@ -694,7 +722,8 @@ def run(
                 headline_tmp.write_text(headline + "\n", encoding="utf-8")
             backtest.to_csv(Path(scratch) / "backtest_folds.csv", index=False)
             with mlflow.start_run(run_id=summary["run_id"]):
-                flat = {f"eval.{k}": v for k, v in flatten(document).items() if isinstance(v, int | float)}
+                logged = {k: v for k, v in document.items() if k != "campaigns"}  # campaign ids are data, not keys
+                flat = {f"eval.{k}": v for k, v in flatten(logged).items() if isinstance(v, int | float)}
                 mlflow.log_metrics(flat)
                 mlflow.log_artifact(str(report_tmp), "evaluation")
                 mlflow.log_artifact(str(metrics_tmp), "evaluation")
@@ -724,6 +753,7 @@ __all__ = [
     "headline_metrics",
     "labelled_cutoffs",
     "metrics_document",
+    "read_measure",
     "refit_churn",
     "refit_clv",
     "run",

@@ -88,6 +88,9 @@ DECIMALS = {
     "order_probability_180d": 6,
     "days_to_next_order": 1,
     "lifetime_value": 2,
+    # New in scores v1.3.
+    "expected_uplift": 6,
+    "expected_profit": 2,
 }
 
 

@@ -42,9 +42,9 @@ from scipy.stats import rankdata
 from features.build import LABELS, build_feature_table
 from features.cutoffs import data_end, scoring_cutoff
 from models import reasons as rsn
-from models.actions import ActionRule, applicable_rules, control_group, recommend, validate_rules
+from models.actions import MOST_PROFITABLE, ActionRule, applicable_rules, control_group, recommend, validate_rules
 from models.drift import CALENDAR_FEATURES, level_counts, psi_against, unseen_levels
-from models.evaluation import value_if_retained
+from models.evaluation import Campaign, value_if_retained
 from models.lifetime import LifetimeValueParams, discounted_lifetime_value
 from models.preprocess import check_columns
 from models.scores_schema import (
@@ -58,6 +58,7 @@ from models.scores_schema import (
     validate_scores,
 )
 from models.survival import next_order_frame
+from models.targeting import contact_list, expected_profit_for, most_profitable, uplift_predictions
 from models.tiers import TIER_ORDER, RiskTiers, assign_risk_tier
 from pipelines import features as feature_stage
 from pipelines.console import console, step
@@ -79,6 +80,9 @@ __all__ = [
 ]
 
 KINDS = ("churn", "clv", "next_order")
+# Optional: the uplift model (`churn uplift`, trained on the shop's contact history); scoring without one targets by
+# the rules and the campaign economics (models.targeting).
+UPLIFT_KIND = "uplift"
 # The next-order columns of the scores: P(an order within these many days); their grid edges must exist.
 ORDER_PROBABILITY_DAYS = (30, 90, 180)
 DATE_COLUMNS = ("as_of_date", "expected_next_order_date")
@@ -120,6 +124,7 @@ class DriftParams:
 
 
 DEFAULT_ACTIONS = (
+    ActionRule(name="uplift model: the most profitable action", action=MOST_PROFITABLE, min_expected_profit=1.0),
     ActionRule(
         name="new customers at risk: onboarding journey",
         tiers=("high", "medium", "low"),
@@ -283,7 +288,7 @@ def load_models(uris: list[str], alias: str) -> dict[str, LoadedModel]:
                 f"version: --model-uri models:/{name}/VERSION."
             ) from exc
         kind = (pyfunc.model_config or {}).get("kind")
-        if kind not in KINDS:
+        if kind not in (*KINDS, UPLIFT_KIND):
             raise ParamsError(f"model {uri} is not a churn-pipeline model (model_config kind {kind!r}).")
         wrapper = pyfunc.unwrap_python_model()
         horizon = (client.get_model_version(name, version).tags or {}).get("label_horizon_days")
@@ -311,7 +316,36 @@ def load_models(uris: list[str], alias: str) -> dict[str, LoadedModel]:
             loaded[kind] = load(uri, *_resolve(client, uri))
             if loaded[kind].kind != kind:
                 raise ParamsError(f"{uri} holds a {loaded[kind].kind} model, not a {kind} model.")
+    if UPLIFT_KIND not in loaded:
+        uri = f"models:/{UPLIFT_KIND}@{alias}"
+        if _has_alias(client, UPLIFT_KIND, alias):
+            loaded[UPLIFT_KIND] = load(uri, *_resolve(client, uri))
+            if loaded[UPLIFT_KIND].kind != UPLIFT_KIND:
+                raise ParamsError(f"{uri} holds a {loaded[UPLIFT_KIND].kind} model, not an uplift model.")
+        else:
+            console.print(
+                f"no uplift model ({uri}: `churn uplift` trains one from a contacts table): actions by the rules, "
+                f"expected profit by the campaign economics of params evaluate",
+                soft_wrap=True,
+            )
     return loaded
+
+
+def _has_alias(client: Any, name: str, alias: str) -> bool:
+    """Whether registered model ``name`` exists and has ``alias`` (an optional model may have neither)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return alias in (client.get_registered_model(name).aliases or {})
+    except MlflowException:
+        return False
+
+
+def split_uplift(models: dict[str, LoadedModel]) -> tuple[dict[str, LoadedModel], LoadedModel | None]:
+    """The churn, CLV and next-order models, and the optional uplift model apart (drift, reasons and the feature
+    checks concern the former; the uplift model only adds expected uplift and profit)."""
+    core = {k: m for k, m in models.items() if k != UPLIFT_KIND}
+    return core, models.get(UPLIFT_KIND)
 
 
 def load_checked_models(
@@ -322,7 +356,9 @@ def load_checked_models(
     with step(f"{label}: load models") as s:
         models = load_models(list(model_uris or []), params.model_alias)
         s.detail = model_version_label(models)
-    rules, warnings = applicable_rules(params.actions, models["churn"].estimator.features_)
+    uplift = models.get(UPLIFT_KIND)
+    uplift_actions = tuple(uplift.estimator.actions_) if uplift is not None else ()
+    rules, warnings = applicable_rules(params.actions, models["churn"].estimator.features_, uplift_actions)
     for warning in warnings:
         console.print(f"[yellow]{params_path}:score.{warning}[/yellow]", soft_wrap=True)
     return models, replace(params, actions=rules)
@@ -331,7 +367,9 @@ def load_checked_models(
 def model_version_label(models: dict[str, LoadedModel]) -> str:
     """``churn:v7;clv:v7`` (registered names other than the kind are spelled out: ``churn=my-churn:v3``)."""
     parts = []
-    for kind in KINDS:
+    for kind in (*KINDS, UPLIFT_KIND):
+        if kind not in models:
+            continue  # the optional uplift model
         m = models[kind]
         parts.append(f"{kind}:v{m.version}" if m.name == kind else f"{kind}={m.name}:v{m.version}")
     return ";".join(parts)
@@ -583,9 +621,10 @@ def score_frame(
     models: dict[str, LoadedModel],
     params: ScoreParams,
     tiers: RiskTiers,
+    campaign: Campaign,
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray], str]:
     """The scores table (schema columns, not yet validated), the raw scores for the drift check, and the reason
-    method used."""
+    method used. ``campaign``: the campaign economics (params ``evaluate``) of the expected profit."""
     churn, clv = models["churn"].estimator, models["clv"].estimator
     p = churn.predict_proba(frame)[:, 1]
     value = clv.predict(frame)
@@ -604,7 +643,7 @@ def score_frame(
         "clv_percentile": percentile_1_100(value),
         "value_percentile": percentile_1_100(retained),
     }
-    out = decide(frame, predictions, percentiles, cutoff, models, params, tiers, method)
+    out = decide(frame, predictions, percentiles, cutoff, models, params, tiers, method, campaign)
     return out, predictions, method
 
 
@@ -644,9 +683,12 @@ def decide(
     params: ScoreParams,
     tiers: RiskTiers,
     method: str,
+    campaign: Campaign,
 ) -> pd.DataFrame:
     """Everything after the predictions, row by row (so any batch of rows gives the same answer for its rows):
-    risk tier, value at risk, reasons (``method``), the rule table's action and the control group.
+    risk tier, value at risk, reasons (``method``), the rule table's action, the control group, and the expected
+    uplift and profit of the intended action with the contact list (models.targeting: the uplift model in
+    ``models["uplift"]`` where there is one, else the ``campaign`` economics).
 
     ``predictions``: churn_probability, predicted_clv, expected_orders and value_if_retained (shop currency,
     :func:`models.evaluation.value_if_retained` with ``params.min_stay_probability``); ``percentiles``:
@@ -672,9 +714,28 @@ def decide(
     value_pct = percentiles["value_percentile"]
     tenure = frame["tenure_days"].to_numpy(dtype=np.float64, na_value=np.nan)
     days_next = predictions["days_to_next_order"]
+    uplift_model = models.get(UPLIFT_KIND)
+    uplift = uplift_predictions(uplift_model.estimator, frame, campaign) if uplift_model is not None else None
+    n = len(frame)
+
+    def profit_of(action: str) -> np.ndarray:
+        return expected_profit_for(np.full(n, action, dtype=object), p, retained, campaign, uplift)[1]
+
+    # load_checked_models drops a most_profitable rule when there is no uplift model; so does a direct call.
+    rules = params.actions if uplift is not None else tuple(r for r in params.actions if r.action != MOST_PROFITABLE)
     intended = recommend(
-        params.actions, tier, value_pct, value, tenure, codes, value_if_retained=retained, days_to_next_order=days_next
+        rules,
+        tier,
+        value_pct,
+        value,
+        tenure,
+        codes,
+        value_if_retained=retained,
+        days_to_next_order=days_next,
+        expected_profit=profit_of,
+        most_profitable=most_profitable(uplift, campaign.value_margin) if uplift is not None else None,
     )
+    expected_uplift, expected_profit = expected_profit_for(intended, p, retained, campaign, uplift)
     lv = params.lifetime_value
     lifetime = discounted_lifetime_value(
         value,
@@ -689,7 +750,6 @@ def decide(
     control = control_group(frame["customer_id"], params.control_group.share, params.control_group.salt)
     recommended = np.where(control, HOLD_OUT, intended).astype(object)
 
-    n = len(frame)
     return pd.DataFrame(
         {
             "customer_id": frame["customer_id"].astype(str).to_numpy(dtype=object),
@@ -714,6 +774,9 @@ def decide(
             "days_to_next_order": days_next,
             "expected_next_order_date": next_date,
             "lifetime_value": lifetime,
+            "expected_uplift": expected_uplift,
+            "expected_profit": expected_profit,
+            "contact": contact_list(recommended, expected_profit),
         }
     )
 
@@ -802,9 +865,11 @@ def run(
     check_file_target(drift_path(out), "the drift report path", "scores.drift.json")
     params = load_section(ScoreParams, "score", params_path)
     tiers = load_section(RiskTiers, "risk_tiers", params_path)
+    campaign = campaign_economics(params_path)
     # The cheap check of the data directory first: a wrong --data fails before the models are unpickled.
     _check_data(data)
     models, params = load_checked_models(model_uris, params, params_path, "score")
+    core, _ = split_uplift(models)
     with step("score: features") as s:
         frame, cutoff, left_out, manifest = build_features(data, as_of, params_path)
         s.rows = len(frame)
@@ -813,12 +878,12 @@ def run(
         raise DataContractError(f"no customer of {data} has an order before {cutoff.date()}: nothing to score.")
     _check_features(frame, models, data)
     with step("score: models, reasons, actions") as s:
-        scores, raw, method = score_frame(frame, cutoff, models, params, tiers)
+        scores, raw, method = score_frame(frame, cutoff, models, params, tiers, campaign)
         s.rows = len(scores)
         s.detail = f"reasons by {method}"
     with step("score: drift and schema") as s:
-        drift = drift_report(frame, raw, models, params.drift.psi_warning)
-        drift["unseen_event_types"] = unseen_event_types(*_unseen_event_types_duckdb(data, cutoff), models)
+        drift = drift_report(frame, raw, core, params.drift.psi_warning)
+        drift["unseen_event_types"] = unseen_event_types(*_unseen_event_types_duckdb(data, cutoff), core)
         del frame, raw
         try:
             scores = validate_scores(scores)
@@ -830,6 +895,7 @@ def run(
     intended = {str(k): int(v) for k, v in scores["intended_action"].value_counts().items()}
     summary = run_summary(cutoff, len(scores), left_out, models, tiers_count, intended, control_n, params, method)
     summary["data_end"] = manifest["data_end"]
+    summary["contact"] = contact_summary(scores, campaign)
     summary.update(unseen_summary(drift))
     drift_doc = {"as_of_date": summary["as_of_date"], "model_version": summary["model_version"], **drift}
     table = to_arrow(scores, summary)
@@ -844,6 +910,51 @@ def run(
         f"({', '.join(f'{t} {n:,}' for t, n in tiers_count.items())}); control group {control_n:,} "
         f"({share:.1%}); {left_out:,} customers without an order before the as-of date left out; "
         f"{summary['model_version']} -> {out}",
+        soft_wrap=True,
+    )
+    print_contact(summary["contact"])
+
+
+def campaign_economics(params_path: Path) -> Campaign:
+    """The campaign economics of the expected profit: params ``evaluate`` (contact and incentive cost, acceptance
+    rate, margin), the same the evaluation's profit curve and EMP use, so the contact list and the report agree."""
+    from pipelines.evaluate import EvaluateParams
+
+    return load_section(EvaluateParams, "evaluate", params_path).campaign
+
+
+def contact_summary(scores: pd.DataFrame, campaign: Campaign) -> dict[str, Any]:
+    """The contact list in numbers: customers to contact, their share, the expected profit of contacting them
+    (shop currency), per recommended action, and the economics behind it."""
+    contact = scores["contact"].to_numpy(dtype=bool)
+    profit = scores["expected_profit"].to_numpy(dtype=np.float64)
+    by_action = scores.loc[contact].groupby("recommended_action", sort=True)["expected_profit"].agg(["size", "sum"])
+    return {
+        "rows": int(contact.sum()),
+        "share": round(float(contact.mean()) if len(contact) else 0.0, 6),
+        "expected_profit": round(float(profit[contact].sum()), 2),
+        "by_action": {
+            str(a): {"rows": int(size), "expected_profit": round(float(total), 2)}
+            for a, size, total in zip(by_action.index, by_action["size"], by_action["sum"], strict=True)
+        },
+        "uplift_model_actions": sorted(
+            a for a in scores.loc[scores["expected_uplift"].notna(), "intended_action"].unique()
+        ),
+        "economics": asdict(campaign),
+    }
+
+
+def print_contact(contact: dict[str, Any]) -> None:
+    """One line: how many customers to contact and what it is expected to earn."""
+    parts = ", ".join(f"{a} {v['rows']:,}" for a, v in contact["by_action"].items())
+    modelled = contact["uplift_model_actions"]
+    source = "campaign economics"
+    if modelled:
+        source = f"uplift model for {', '.join(modelled)}, campaign economics otherwise"
+    listed = f": {parts}" if parts else ""
+    console.print(
+        f"contact list: {contact['rows']:,} customers ({contact['share']:.1%}) with positive expected profit, "
+        f"{contact['expected_profit']:,.2f} in total ({source}){listed}",
         soft_wrap=True,
     )
 

@@ -35,7 +35,7 @@ import pyarrow as pa
 from features.build import LABELS
 from features.cutoffs import data_end
 from models import reasons as rsn
-from models.evaluation import value_if_retained
+from models.evaluation import Campaign, value_if_retained
 from models.scores_schema import arrow_schema, summary_path, validate_scores
 from models.tiers import RiskTiers
 from pipelines import features as feature_stage
@@ -47,13 +47,16 @@ from pipelines.score import (
     LoadedModel,
     ScoreParams,
     as_of_cutoff,
+    campaign_economics,
     categorical_columns,
     decide,
     drift_report,
     load_checked_models,
+    print_contact,
     print_unseen,
     retention_days,
     run_summary,
+    split_uplift,
     unseen_event_types,
     unseen_summary,
 )
@@ -65,8 +68,17 @@ DRIFT_SAMPLE_ROWS = 200_000
 class _Decider:
     """``mapInArrow`` function: one batch of features with predictions and percentiles in, scores out."""
 
-    def __init__(self, models: dict[str, LoadedModel], params: ScoreParams, tiers: RiskTiers, cutoff, method: str):
+    def __init__(
+        self,
+        models: dict[str, LoadedModel],
+        params: ScoreParams,
+        tiers: RiskTiers,
+        cutoff,
+        method: str,
+        campaign: Campaign,
+    ):
         self.models, self.params, self.tiers, self.cutoff, self.method = models, params, tiers, cutoff, method
+        self.campaign = campaign
         self.schema = arrow_schema()
 
     def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -77,7 +89,15 @@ class _Decider:
             predictions = {k: frame.pop(k).to_numpy(np.float64) for k in PREDICTIONS}
             percentiles = {k: frame.pop(k).to_numpy(np.int16) for k in PERCENTILES}
             scores = decide(
-                frame, predictions, percentiles, self.cutoff, self.models, self.params, self.tiers, self.method
+                frame,
+                predictions,
+                percentiles,
+                self.cutoff,
+                self.models,
+                self.params,
+                self.tiers,
+                self.method,
+                self.campaign,
             )
             scores = validate_scores(scores)
             arrays = []
@@ -152,7 +172,9 @@ def run(data: str, out: str, params_path: Path, as_of: str | None = None, model_
     feats, config = feature_stage.load_params(params_path)
     spark = spark_session()
     tables = read_tables(spark, data)
+    campaign = campaign_economics(params_path)
     models, params = load_checked_models(model_uris, params, params_path, "score (spark)")
+    core, _ = split_uplift(models)
 
     first, last = feature_stage.spark_span(tables["orders"])
     cutoff = as_of_cutoff(as_of, feats, first, last, data)
@@ -189,9 +211,9 @@ def run(data: str, out: str, params_path: Path, as_of: str | None = None, model_
             kind: mlflow.pyfunc.spark_udf(
                 spark, f"models:/{m.name}/{m.version}", result_type=result_types[kind], env_manager="local"
             )
-            for kind, m in models.items()
+            for kind, m in core.items()
         }
-        inputs = {kind: sf.struct(*m.estimator.features_) for kind, m in models.items()}
+        inputs = {kind: sf.struct(*m.estimator.features_) for kind, m in core.items()}
         scored = frame.withColumn("churn_probability", udf["churn"](inputs["churn"]))
         scored = scored.withColumn("_clv", udf["clv"](inputs["clv"]))
         scored = scored.select("*", "_clv.predicted_clv", "_clv.expected_orders").drop("_clv")
@@ -203,7 +225,7 @@ def run(data: str, out: str, params_path: Path, as_of: str | None = None, model_
         method = rsn.resolved_method(params.reasons.method, n_rows, params.reasons.shap_max_rows)
         from pyspark.sql.pandas.types import from_arrow_schema
 
-        decider = _Decider(models, params, tiers, cutoff, method)
+        decider = _Decider(models, params, tiers, cutoff, method, campaign)
         scores = scored.mapInArrow(decider, from_arrow_schema(arrow_schema()))
         write_parquet(scores.orderBy("customer_id"), out, partition_by=("as_of_date",))
         s.rows = n_rows
@@ -218,8 +240,9 @@ def run(data: str, out: str, params_path: Path, as_of: str | None = None, model_
             cutoff, n_rows, int(left_out), models, tiers_count, intended, int(control_n), params, method
         )
         summary.update(data_end=manifest["data_end"], engine="spark")
-        drift = _drift(scored, models, params.drift.psi_warning, n_rows)
-        drift["unseen_event_types"] = unseen_event_types(*_unseen_event_types(tables, cutoff), models)
+        summary["contact"] = _contact_summary(written, n_rows, campaign)
+        drift = _drift(scored, core, params.drift.psi_warning, n_rows)
+        drift["unseen_event_types"] = unseen_event_types(*_unseen_event_types(tables, cutoff), core)
         summary.update(unseen_summary(drift))
         drift_doc = {"as_of_date": summary["as_of_date"], "model_version": summary["model_version"], **drift}
         write_text(spark, json.dumps(summary, indent=2, sort_keys=True) + "\n", summary_path(out))
@@ -235,6 +258,28 @@ def run(data: str, out: str, params_path: Path, as_of: str | None = None, model_
         f"{left_out:,} customers without an order before the as-of date left out; {summary['model_version']} -> {out}",
         soft_wrap=True,
     )
+    print_contact(summary["contact"])
+
+
+def _contact_summary(written, n_rows: int, campaign: Campaign) -> dict[str, Any]:
+    """:func:`pipelines.score.contact_summary` from the written scores, aggregated by Spark."""
+    from dataclasses import asdict
+
+    from pyspark.sql import functions as sf
+
+    contacted = written.filter("contact")
+    rows = contacted.groupBy("recommended_action").agg(sf.count("*").alias("n"), sf.sum("expected_profit").alias("p"))
+    by_action = {r["recommended_action"]: (int(r["n"]), float(r["p"])) for r in rows.collect()}
+    modelled = written.filter(sf.col("expected_uplift").isNotNull()).select("intended_action").distinct().collect()
+    n_contact = sum(n for n, _ in by_action.values())
+    return {
+        "rows": n_contact,
+        "share": round(n_contact / n_rows if n_rows else 0.0, 6),
+        "expected_profit": round(sum(p for _, p in by_action.values()), 2),
+        "by_action": {a: {"rows": n, "expected_profit": round(p, 2)} for a, (n, p) in sorted(by_action.items())},
+        "uplift_model_actions": sorted(r["intended_action"] for r in modelled),
+        "economics": asdict(campaign),
+    }
 
 
 def _sibling(out: str | Path, suffix: str) -> str:

@@ -135,3 +135,26 @@ def unloadable(exc: BaseException) -> bool:
         text = str(exc)
         return exc.error_code == "RESOURCE_DOES_NOT_EXIST" or "No such artifact" in text or "No such file" in text
     return isinstance(exc, (OSError, EOFError, pickle.UnpicklingError))
+
+
+def input_schema(features: list[str], categorical: list[str] | tuple[str, ...], frame: Any) -> tuple[Any, Any]:
+    """An explicit MLflow input schema for a model's ``features`` and a five-row input example from ``frame``:
+    count features are ``long``, other numbers ``double`` (NaN allowed), ``categorical`` ones ``string`` (never
+    pandas ``category``, which MLflow signatures cannot hold). Inferring it from a few rows would mark columns that
+    happen to have no NaN there as unable to hold one, and int32 columns as int32."""
+    import pandas as pd
+    from mlflow.types import ColSpec, Schema
+
+    example = frame[list(features)].head(5).copy()
+    specs = []
+    for c in example.columns:
+        if c in categorical:
+            example[c] = example[c].astype(object)
+            specs.append(ColSpec("string", c))
+        elif pd.api.types.is_integer_dtype(example[c]):
+            example[c] = example[c].astype("int64")
+            specs.append(ColSpec("long", c))
+        else:
+            example[c] = example[c].astype("float64")
+            specs.append(ColSpec("double", c))
+    return Schema(specs), example

@@ -71,6 +71,7 @@ from pipelines.tracking import (
     file_fingerprint,
     flatten,
     git_state,
+    input_schema,
     tracking_uri,
     unloadable,
 )
@@ -609,21 +610,7 @@ def _log_model(kind: str, result: dict, tmp: Path) -> Any:
         reference_path = tmp / f"{kind}_drift_reference.json"
         reference_path.write_text(json.dumps(result["drift_reference"], sort_keys=True), encoding="utf-8")
         artifacts["drift_reference"] = str(reference_path)
-    # An explicit schema: count features are `long`, other numbers `double` (NaN allowed), text `string`
-    # (never pandas `category`, which MLflow signatures cannot hold). Inferring it from a few rows would mark
-    # columns that happen to have no NaN there as unable to hold one, and int32 columns as int32.
-    example = result["test"][list(model.features_)].head(5).copy()
-    specs = []
-    for c in example.columns:
-        if c in model.preprocessor_.categorical_:
-            example[c] = example[c].astype(object)
-            specs.append(ColSpec("string", c))
-        elif pd.api.types.is_integer_dtype(example[c]):
-            example[c] = example[c].astype("int64")
-            specs.append(ColSpec("long", c))
-        else:
-            example[c] = example[c].astype("float64")
-            specs.append(ColSpec("double", c))
+    inputs, example = input_schema(model.features_, model.preprocessor_.categorical_, result["test"])
     if kind == "churn":
         output = pd.DataFrame({"churn_probability": model.predict_proba(example)[:, 1]})
     elif kind == "next_order":
@@ -638,7 +625,7 @@ def _log_model(kind: str, result: dict, tmp: Path) -> Any:
         artifacts=artifacts,
         code_paths=[str(MODELS_PACKAGE)],
         model_config={"kind": kind},
-        signature=ModelSignature(inputs=Schema(specs), outputs=Schema([ColSpec("double", c) for c in output.columns])),
+        signature=ModelSignature(inputs=inputs, outputs=Schema([ColSpec("double", c) for c in output.columns])),
         input_example=example,
         registered_model_name=kind,
     )

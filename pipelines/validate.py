@@ -7,7 +7,13 @@ directory, atomically (the old one stays until the new one is complete):
 - ``<out>/quarantine/<table>.parquet``: rejected rows as text with ``_row`` (0-based data row of the source
   file) and ``_reason`` (every rule the row broke, joined by "; "), only for tables with rejected rows;
 - ``<out>/report.json``: contract version, the time bounds used, per table rows in/clean/quarantined and
-  columns, and every problem (table, column, rule, rows, examples, severity).
+  columns, and every problem (table, column, rule, rows, examples, severity, and a ``detail`` sentence with the
+  counts and the fix where the rule name alone does not say enough).
+
+Tables are validated in the order the cross-table rules need: customers, orders (signup rule), returns (against
+the clean orders), contacts (against the clean customers and orders: contacts of customers neither knows are
+quarantined; unknown actions, contacts before the customer's first order and a table without control rows are
+warnings), then events, streamed in batches.
 
 With ``--metrics``, also a small JSON of row counts per table for ``dvc metrics``.
 
@@ -217,7 +223,7 @@ def _find_sources(data: Path) -> tuple[dict[str, _Source], list[v.Problem]]:
     if not found:
         raise DataContractError(
             f"{data} holds no contract table (expected orders.csv or orders.parquet, optionally customers, "
-            f"returns, events). `churn contract` lists the tables and columns."
+            f"returns, events, contacts). `churn contract` lists the tables and columns."
         )
     if "orders" not in found:
         raise DataContractError(
@@ -373,9 +379,20 @@ def _problem_table(problems: list[v.Problem]) -> Table:
         table.add_column(name, style=style or None, justify="right" if name == "rows" else "left", overflow="fold")
     # One line per problem (a handful), not per row.
     for p in problems:
-        mark = "[red]✗[/red]" if p.severity == "error" else "[yellow]![/yellow]"
-        table.add_row(mark, p.table, p.column or "—", p.rule, f"{p.rows:,}", "; ".join(p.examples))
+        table.add_row(_mark(p), p.table, p.column or "—", p.rule, f"{p.rows:,}", "; ".join(p.examples))
     return table
+
+
+def _mark(problem: v.Problem) -> str:
+    return "[red]✗[/red]" if problem.severity == "error" else "[yellow]![/yellow]"
+
+
+def _print_problems(problems: list[v.Problem]) -> None:
+    """The problem table, then each problem's detail sentence (counts and fix) on a line of its own."""
+    console.print(_problem_table(problems))
+    for p in problems:
+        if p.detail:
+            console.print(f"{_mark(p)} {p.table}: {p.detail}", soft_wrap=True)
 
 
 def _report(
@@ -438,12 +455,15 @@ def _empty_columns(src: _Source, result: v.TableResult, present: dict[str, int],
     return [v.empty_required_message(str(src.path), src.name, required, rows)] if required else []
 
 
+IN_MEMORY_TABLES = ("customers", "orders", "returns", "contacts")
+
+
 def _validate_in_memory(sources: dict[str, _Source], bounds: v.Bounds) -> list[str]:
-    """customers, then orders (signup rule needs clean customers), then returns (needs clean orders). Returns the
-    fatal errors: required columns empty in every row."""
+    """customers, then orders (signup rule needs clean customers), then returns (needs clean orders), then contacts
+    (needs clean customers and orders). Returns the fatal errors: required columns empty in every row."""
     customers = orders = None
     errors = []
-    for name in ("customers", "orders", "returns"):
+    for name in IN_MEMORY_TABLES:
         src = sources.get(name)
         if src is None:
             continue
@@ -510,7 +530,7 @@ def run(
         problems = [p for name in TABLE_ORDER if name in sources for p in sources[name].problems]
         orders = sources["orders"]
         if orders.rows_clean == 0:
-            console.print(_problem_table(problems + notes))
+            _print_problems(problems + notes)
             broken = [f"{p.rule} ({p.rows:,} rows)" for p in orders.problems if p.severity == "error"]
             top = "; ".join(broken[:5])
             raise DataContractError(
@@ -519,7 +539,7 @@ def run(
             )
         with atomic_path(out) as staged:
             staged.mkdir()
-            for name in ("customers", "orders", "returns"):
+            for name in IN_MEMORY_TABLES:
                 if name in sources:
                     _write_in_memory(sources[name], staged)
                     sources[name].result = None  # free the frames before the events stream in
@@ -530,7 +550,10 @@ def run(
             (staged / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         if metrics is not None:
             write_json(_metrics(sources, problems), Path(metrics))
-        console.print(_problem_table(problems) if problems else "[green]no problems found[/green]")
+        if problems:
+            _print_problems(problems)
+        else:
+            console.print("[green]no problems found[/green]")
         quarantined = sum(s.rows_quarantined for s in sources.values())
         errors_n = sum(p.severity == "error" for p in problems)
         summary.rows = sum(s.rows_clean for s in sources.values())

@@ -407,3 +407,179 @@ def test_examples_never_show_id_values_or_e_mail_addresses():
     assert "jane@example.com" not in shown and "A in 2 rows" not in shown
     assert v.shown_value("orders", "customer_id", "007") == ""
     assert v.shown_value("orders", "amount", "-1.0") == "-1.0"
+
+
+# ------------------------------------------------------------------ issue 15: contacts
+# Clean orders: 007 first ordered on 2024-01-05, 008 on 2024-02-01. Clean customers: 007, 008 and 010 (a sign-up
+# without any order).
+CLEAN_ORDERS = v.validate_table(
+    "orders",
+    orders(customer_id=["007", "008", "007"], order_ts=["2024-01-05", "2024-02-01", "2024-03-01"]),
+    BOUNDS,
+).clean
+CLEAN_CUSTOMERS = v.validate_table(
+    "customers", text(customer_id=["007", "008", "010"], signup_ts=["2023-01-01"] * 3), BOUNDS
+).clean
+
+
+def contacts(**overrides: list) -> pd.DataFrame:
+    base = {
+        "customer_id": ["007", "008", "007"],
+        "contact_ts": ["2024-03-01", "2024-03-01", "2024-03-02"],
+        "action": ["winback_email_coupon", "winback_email_coupon", "onboarding"],
+        "group": ["treatment", "control", "treatment"],
+    }
+    base.update(overrides)
+    return text(**base)
+
+
+def validate_contacts(raw: pd.DataFrame, customers: pd.DataFrame | None = CLEAN_CUSTOMERS) -> v.TableResult:
+    return v.validate_table("contacts", raw, BOUNDS, customers=customers, orders=CLEAN_ORDERS)
+
+
+def problem(result: v.TableResult, rule: str) -> v.Problem:
+    (found,) = [p for p in result.problems if p.rule == rule]
+    return found
+
+
+def test_clean_contacts_pass_with_types_from_the_contract():
+    result = validate_contacts(contacts(cost=["2.5", None, "0"], campaign_id=["c1", "c1", "c2"]))
+    assert result.rows_clean == 3 and result.problems == []
+    assert list(result.clean.columns) == ["customer_id", "contact_ts", "action", "group", "campaign_id", "cost"]
+    assert result.clean["contact_ts"].dtype == "datetime64[us]"
+    assert result.clean["cost"].tolist()[::2] == [2.5, 0.0] and np.isnan(result.clean["cost"][1])
+
+
+def test_group_is_normalised_and_anything_else_is_quarantined():
+    raw = contacts(
+        customer_id=["007"] * 6,
+        contact_ts=["2024-03-01"] * 6,
+        action=["onboarding"] * 6,
+        group=[" Treatment", "CONTROL ", "test", "holdout", None, "treatment"],
+        campaign_id=list("abcdef"),
+    )
+    result = validate_contacts(raw)
+    assert result.clean["group"].tolist() == ["treatment", "control", "treatment"]
+    assert reasons(result) == {
+        2: "group is treatment or control: test",
+        3: "group is treatment or control: holdout",
+        4: "group is missing",
+    }
+    assert problem(result, "group is treatment or control").rows == 2
+
+
+def test_a_negative_or_unparseable_cost_is_quarantined_and_a_missing_one_kept():
+    result = validate_contacts(contacts(cost=["-1", "abc", None]))
+    assert reasons(result) == {0: "cost >= 0: -1.0", 1: "unparseable cost: abc"}
+    assert result.rows_clean == 1 and np.isnan(result.clean["cost"][0])
+
+
+def test_contact_ts_must_parse_and_lie_within_the_bounds():
+    result = validate_contacts(contacts(contact_ts=["2024-03-01", "2026-01-01", "soon"]))
+    assert reasons(result) == {
+        1: "contact_ts <= max_timestamp (2025-01-01 00:00:00): 2026-01-01 00:00:00",
+        2: "unparseable contact_ts: soon",
+    }
+
+
+def test_required_contact_columns_and_values():
+    assert v.missing_columns("contacts", ["customer_id", "contact_ts", "action"]) == ["group"]
+    result = validate_contacts(contacts(action=["onboarding", None, "onboarding"]))
+    assert reasons(result) == {1: "action is missing"}
+
+
+def test_exact_duplicate_contacts_keep_the_first_copy():
+    raw = contacts(
+        customer_id=["007", "007", "007"],
+        contact_ts=["2024-03-01"] * 3,
+        action=["onboarding"] * 3,
+        group=["treatment", "Treatment ", "control"],
+    )
+    result = validate_contacts(raw)
+    # rows 0 and 1 are the same once the group is normalised; row 2 differs (control)
+    assert reasons(result) == {1: "exact duplicate row: same as row 0"}
+
+
+def test_unknown_actions_are_kept_and_counted():
+    raw = contacts(
+        customer_id=["007"] * 5,
+        contact_ts=["2024-03-01", "2024-03-02", "2024-03-03", "2024-03-04", "2024-03-05"],
+        action=["birthday_mail", "onboarding", "birthday_mail", "sms_blast", "winback_email_coupon"],
+        group=["treatment", "control", "treatment", "treatment", "control"],
+    )
+    result = validate_contacts(raw)
+    assert result.rows_clean == 5 and result.rows_quarantined == 0
+    found = problem(result, v.CONTACT_UNKNOWN_ACTION_RULE)
+    assert (found.severity, found.column, found.rows) == ("warning", "action", 3)
+    assert found.examples == ("birthday_mail (2)", "sms_blast (1)")
+    assert found.detail == (
+        "3 contacts of 5 rows have actions the pipeline does not know: birthday_mail (2), sms_blast (1); they are "
+        "kept and measured as they are."
+    )
+    assert found.to_dict()["detail"] == found.detail
+
+
+def test_contacts_before_the_first_order_are_kept_and_flagged_by_row_number_only():
+    raw = contacts(
+        customer_id=["007", "007", "008", "010", "008"],
+        contact_ts=["2024-01-04", "2024-01-05", "2024-01-20", "2024-03-01", "2024-02-01"],
+        action=["onboarding"] * 5,
+        group=["treatment", "treatment", "control", "treatment", "control"],
+    )
+    result = validate_contacts(raw)
+    assert result.rows_clean == 5
+    found = problem(result, v.CONTACT_BEFORE_FIRST_ORDER_RULE)
+    # row 0: a day before 007's first order; row 2: before 008's; row 3: 010 never ordered. Rows 1 and 4 are on
+    # the day of the first order.
+    assert (found.severity, found.rows, found.examples) == ("warning", 3, ("row 0", "row 2", "row 3"))
+    assert found.detail == (
+        "3 of 5 contacts are dated before their customer's first order (1 of them for customers without any "
+        "order); they are kept, since a shop may contact sign-ups."
+    )
+    assert not any(i in " ".join(p.examples) + p.detail for p in result.problems for i in ("007", "008", "010"))
+
+
+def test_contacts_for_unknown_customers_are_quarantined_with_the_fix():
+    raw = contacts(customer_id=["007", "999", "0007"])
+    result = validate_contacts(raw)
+    assert result.clean["customer_id"].tolist() == ["007"]
+    assert set(reasons(result).values()) == {v.CONTACT_UNKNOWN_CUSTOMER_RULE}
+    found = problem(result, v.CONTACT_UNKNOWN_CUSTOMER_RULE)
+    assert (found.severity, found.rows, found.examples) == ("error", 2, ("row 1", "row 2"))
+    assert found.detail.startswith(
+        "contacts for customers the orders and customers tables do not know: 2 rows quarantined to "
+        "quarantine/contacts.parquet; export the contacts from the same shop"
+    )
+
+
+def test_without_a_customers_table_the_orders_say_who_is_known():
+    raw = contacts(customer_id=["007", "010", "008"])
+    result = validate_contacts(raw, customers=None)
+    assert reasons(result) == {1: v.CONTACT_UNKNOWN_CUSTOMER_RULE}  # 010 is known from customers only
+    assert problem(result, v.CONTACT_UNKNOWN_CUSTOMER_RULE).detail.startswith(
+        "contacts for customers the orders table does not know: 1 rows quarantined"
+    )
+    # with the customers table, 010 (a sign-up) is known and kept
+    assert validate_contacts(raw).rows_clean == 3
+
+
+def test_treatment_without_any_control_row_is_a_warning():
+    result = validate_contacts(contacts(group=["treatment", "Treatment", "treatment"]))
+    assert result.rows_clean == 3
+    found = problem(result, v.CONTACT_NO_CONTROL_RULE)
+    assert (found.severity, found.column, found.rows) == ("warning", "group", 3)
+    assert "no control rows: measuring what an action does needs a control group" in found.detail
+    assert found.detail.endswith("The rows are kept.")
+    # one control row anywhere is enough
+    assert v.CONTACT_NO_CONTROL_RULE not in rules(validate_contacts(contacts()), "warning")
+
+
+def test_contacts_without_the_other_tables_get_the_table_rules_only():
+    result = v.validate_table("contacts", contacts(customer_id=["999", "998", "997"]), BOUNDS)
+    assert result.rows_clean == 3 and result.problems == []
+
+
+def test_order_warnings_name_source_rows():
+    raw = orders(customer_id=["007", "-", "999"], amount=["-1", "1", "1"])  # row 0 quarantined, 999 unknown
+    result = v.validate_table("orders", raw, BOUNDS, customers=CLEAN_CUSTOMERS)
+    assert problem(result, v.UNKNOWN_CUSTOMER_RULE).examples == ("row 1", "row 2")

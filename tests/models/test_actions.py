@@ -259,8 +259,9 @@ def test_default_rules_send_lapsed_customers_worth_less_than_the_coupon_to_no_ac
     from pipelines.score import DEFAULT_ACTIONS
 
     n = 3
+    rules, _ = applicable_rules(DEFAULT_ACTIONS, ["recency_days"], uplift_actions=())  # no uplift model
     out = recommend(
-        DEFAULT_ACTIONS,
+        rules,
         np.array(["lapsed", "lapsed", "high"], dtype=object),
         np.array([50, 50, 50]),
         np.array([0.8, 5.0, 3.0]),
@@ -358,3 +359,58 @@ def test_days_conditions_load_from_params_and_a_misspelt_key_is_refused():
         build_dataclass(ActionRule, {"action": "call", "max_days_to_order": 30}, where)
     with pytest.raises(ParamsError, match=r"actions\[0\]: rule with action 'call': min_days_to_next_order"):
         build_dataclass(ActionRule, {"action": "call", "min_days_to_next_order": 365}, where)
+
+
+# ------------------------------------------------------------------ targeting by expected profit (scores v1.3)
+PROFIT_RULES = (
+    ActionRule(name="uplift", action="most_profitable", min_expected_profit=1.0),
+    ActionRule(name="coupon if it pays", tiers=("high",), min_expected_profit=0.0, action="winback_email_coupon"),
+    ActionRule(name="default", action="no_action"),
+)
+
+
+def _by_profit(best_action, best_profit, coupon_profit, tier="high"):
+    n = len(best_action)
+    return recommend(
+        PROFIT_RULES,
+        np.full(n, tier, dtype=object),
+        np.full(n, 50),
+        np.full(n, 10.0),
+        np.full(n, 400.0),
+        [np.full(n, None, dtype=object)] * 3,
+        expected_profit=lambda action: np.asarray(coupon_profit, dtype=np.float64),
+        most_profitable=(np.asarray(best_action, dtype=object), np.asarray(best_profit, dtype=np.float64)),
+    )
+
+
+def test_most_profitable_gives_each_customer_the_uplift_models_best_action_where_it_pays_enough():
+    got = _by_profit(["personal_outreach", "cross_sell_upsell", "personal_outreach"], [5.0, 1.0, 0.99], [3.0, 3.0, -1])
+    # 0.99 < min_expected_profit 1.0: the third falls through to the coupon rule, which does not pay either.
+    assert got.tolist() == ["personal_outreach", "cross_sell_upsell", "no_action"]
+
+
+def test_min_expected_profit_compares_the_rules_own_action():
+    got = _by_profit(["personal_outreach"] * 2, [0.0, 0.0], [0.0, -0.01])
+    assert got.tolist() == ["winback_email_coupon", "no_action"]
+
+
+def test_most_profitable_needs_a_profit_floor_and_the_uplift_models_answers():
+    with pytest.raises(ValueError, match="needs min_expected_profit"):
+        ActionRule(action="most_profitable")
+    one = [np.array(["high"], dtype=object), np.array([50]), np.array([10.0]), np.array([400.0])]
+    with pytest.raises(ValueError, match="pass most_profitable"):
+        recommend(PROFIT_RULES, *one, [np.array([None], dtype=object)] * 3, expected_profit=lambda a: np.zeros(1))
+
+
+def test_without_an_uplift_model_the_most_profitable_rule_is_skipped_with_a_warning():
+    kept, warnings = applicable_rules(PROFIT_RULES, ["recency_days"], uplift_actions=())
+    assert [r.name for r in kept] == ["coupon if it pays", "default"]
+    assert len(warnings) == 1 and "no uplift model" in warnings[0] and "actions[0]" in warnings[0]
+    kept, warnings = applicable_rules(PROFIT_RULES, ["recency_days"], uplift_actions=("personal_outreach",))
+    assert len(kept) == 3 and warnings == []
+
+
+def test_the_shipped_table_starts_with_the_uplift_rule():
+    params = yaml.safe_load((Path(__file__).resolve().parents[2] / "params.yaml").read_text(encoding="utf-8"))
+    first = params["score"]["actions"][0]
+    assert first["action"] == "most_profitable" and first["min_expected_profit"] > 0

@@ -220,3 +220,20 @@ def test_inputs_of_different_length_or_with_nan_are_rejected():
         ev.lift_table([1, 0], [0.3])
     with pytest.raises(ValueError, match="non-finite"):
         ev.clv_deciles([1.0, np.nan], [1.0, 2.0])
+
+
+def test_the_contact_list_contacts_exactly_the_customers_with_positive_expected_profit_and_earns_their_profit():
+    campaign = ev.Campaign(contact_cost=1.0, incentive_cost=10.0, acceptance_rate=0.3, value_margin=0.3)
+    churned = np.array([1, 1, 0, 0])
+    p = np.array([0.9, 0.8, 0.2, 0.1])
+    value = np.array([200.0, 100.0, 50.0, 300.0])
+    expected = ev.campaign_value_score(p, value, campaign)
+    assert (expected > 0).tolist() == [True, True, False, False]  # 0.9 (0.3 x 50 - 1) - 0.1 x 11 = 11.5, ...
+    curve = ev.profit_curve(churned, value, expected, campaign)
+    got = ev.contact_list_profit(expected, curve)
+    # Realised: churner 1 is worth 0.3 (0.3 x 200 - 10) - 1 = 14, churner 2 0.3 (30 - 10) - 1 = 5.
+    assert got["share"] == 0.5 and got["customers"] == 2.0
+    assert got["profit"] == pytest.approx(19.0) and got["profit_per_customer"] == pytest.approx(4.75)
+    assert got["max_profit"] == pytest.approx(19.0) and got["best_share"] == 0.5
+    with pytest.raises(ValueError, match="every whole number"):
+        ev.contact_list_profit(expected, ev.profit_curve(churned, value, expected, campaign, shares=[0.5]))

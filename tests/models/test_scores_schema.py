@@ -1,4 +1,4 @@
-"""Scores schema v1.2: fixed column order, documented columns, and the rules a scores table must keep."""
+"""Scores schema v1.3: fixed column order, documented columns, and the rules a scores table must keep."""
 
 import re
 from pathlib import Path
@@ -57,7 +57,17 @@ NEW_IN_V1_2 = [
     "expected_next_order_date",
     "lifetime_value",
 ]
-ORDER = V1_1 + NEW_IN_V1_2
+NEW_IN_V1_3 = ["expected_uplift", "expected_profit", "contact"]
+ORDER = V1_1 + NEW_IN_V1_2 + NEW_IN_V1_3
+
+
+def targeting_columns(expected_uplift, expected_profit, contact) -> dict:
+    """The v1.3 columns of a scores frame (models.targeting)."""
+    return {
+        "expected_uplift": np.asarray(expected_uplift, dtype=np.float64),
+        "expected_profit": np.asarray(expected_profit, dtype=np.float64),
+        "contact": np.asarray(contact, dtype=bool),
+    }
 
 
 def next_order_columns(as_of: str, p30, p90, p180, days, clv) -> dict:
@@ -115,6 +125,8 @@ def scores_frame() -> pd.DataFrame:
             # A1 is not expected to order within 180 days (P 0.3 < 0.5): no median, no date. B2's median is 47.3
             # days: 2026-01-01 + 48 days.
             **next_order_columns("2026-01-01", [0.05, 0.4], [0.15, 0.7], [0.3, 0.85], [np.nan, 47.3], clv),
+            # A1 is held out (never contacted); B2's cross-sell is expected to pay 4.2 per the uplift model.
+            **targeting_columns([np.nan, 0.02], [12.5, 4.2], [False, True]),
         }
     )
 
@@ -126,7 +138,7 @@ def test_the_column_order_is_fixed():
 
 def test_v1_2_appends_its_columns_after_schema_version_so_positional_v1_1_importers_keep_working():
     names = [c.name for c in COLUMNS]
-    assert names[: len(V1_1)] == V1_1 and names[len(V1_1) :] == NEW_IN_V1_2
+    assert names[: len(V1_1)] == V1_1 and names[len(V1_1) : len(V1_1) + len(NEW_IN_V1_2)] == NEW_IN_V1_2
     types = {c.name: (str(c.arrow_type), c.nullable) for c in COLUMNS}
     assert {n: types[n] for n in NEW_IN_V1_2} == {
         "order_probability_30d": ("double", False),
@@ -189,21 +201,50 @@ def test_a_value_if_retained_below_the_clv_or_above_clv_over_stay_probability_is
         validate_scores(frame)
 
 
-def test_the_schema_version_is_1_2():
-    assert SCHEMA_VERSION == "1.2"
+def test_the_schema_version_is_1_3():
+    assert SCHEMA_VERSION == "1.3"
     text = DOC.read_text(encoding="utf-8")
-    assert "`1.1`" in text and "`1.2`" in text  # the docs list what each version changed
-    assert text.startswith("# Scores schema v1.2")
+    assert "`1.1`" in text and "`1.2`" in text and "`1.3`" in text  # the docs list what each version changed
+    assert text.startswith("# Scores schema v1.3")
+
+
+def test_v1_3_appends_its_columns_after_lifetime_value_so_positional_v1_2_importers_keep_working():
+    names = [c.name for c in COLUMNS]
+    assert names[: len(V1_1) + len(NEW_IN_V1_2)] == V1_1 + NEW_IN_V1_2 and names[-3:] == NEW_IN_V1_3
+    types = {c.name: (str(c.arrow_type), c.nullable) for c in COLUMNS}
+    assert {n: types[n] for n in NEW_IN_V1_3} == {
+        "expected_uplift": ("double", True),
+        "expected_profit": ("double", False),
+        "contact": ("bool", False),
+    }
+    assert all("new in v1.3" in c.meaning for c in COLUMNS if c.name in NEW_IN_V1_3)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"contact": [False, True], "recommended_action": [HOLD_OUT, "no_action"]},
+        {"contact": [False, True], "expected_profit": [12.5, 0.0]},
+        {"contact": [True, True]},
+    ],
+    ids=["no_action", "zero profit", "control group"],
+)
+def test_a_contact_needs_a_real_action_with_positive_expected_profit(change):
+    frame = scores_frame().assign(**change)
+    with pytest.raises(ValueError, match="contact only where"):
+        validate_scores(frame)
+    problems = value_problems(pa.Table.from_pandas(frame, preserve_index=False))
+    assert any(p.startswith("contact: 1 rows") for p in problems)
 
 
 def test_reordered_or_extra_columns_are_refused():
     frame = scores_frame()
-    with pytest.raises(ValueError, match=r"schema v1\.2"):
+    with pytest.raises(ValueError, match=r"schema v1\.3"):
         validate_scores(frame[ORDER[::-1]])
-    with pytest.raises(ValueError, match=r"schema v1\.2"):
+    with pytest.raises(ValueError, match=r"schema v1\.3"):
         validate_scores(frame.assign(extra=1))
-    with pytest.raises(ValueError, match=r"schema v1\.2"):
-        validate_scores(frame[V1_1])  # a v1.1 table lacks the new columns
+    with pytest.raises(ValueError, match=r"schema v1\.3"):
+        validate_scores(frame[V1_1 + NEW_IN_V1_2])  # a v1.2 table lacks the new columns
 
 
 def test_customer_ids_are_unique():

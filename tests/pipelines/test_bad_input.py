@@ -310,3 +310,48 @@ def test_features_prints_a_line_per_cutoff_block(churn, tmp_path, validated, par
     lines = [line for line in err.splitlines() if " cutoff " in line and "rows in" in line]
     assert len(lines) == 4 and "(4/4)" in lines[-1] and lines[-1].lstrip().startswith("scoring cutoff")
     assert "source rows read and rolled up in" in err and "orders," in err
+
+
+# ------------------------------------------------------------------ 8. contacts (issue 15)
+def test_contacts_problems_never_show_ids(churn, tmp_path, params):
+    customers = "customer_id,signup_ts\nC0042,2023-01-01\nC0050,2023-01-01\n"
+    orders = "customer_id,order_id,order_ts,amount\nC0042,O1,2024-01-05,10\n"
+    contacts = (
+        "customer_id,contact_ts,action,group\n"
+        "C0042,2024-01-01,winback_email_coupon,treatment\n"  # before C0042's first order: kept, flagged
+        "C0050,2024-01-01,winback_email_coupon,control\n"  # a sign-up without orders: kept, flagged
+        "C0777,2024-01-01,winback_email_coupon,control\n"  # unknown customer: quarantined
+        f"C0042,2024-02-01,{EMAIL},treatment\n"  # an unknown action that looks like an e-mail address
+    )
+    data = write_shop(tmp_path / "shop", orders=orders, customers=customers, contacts=contacts)
+    code, err = churn("validate", "--data", data, "--out", tmp_path / "out", "--params", params)
+    assert code == 0, err
+    report = (tmp_path / "out" / "report.json").read_text()
+    for text in (err, report):
+        assert "contacts for customers the orders and customers tables do not know: 1 rows quarantined" in text
+        assert "contacts are dated before their customer's first order" in text
+        assert "have actions the pipeline does not know" in text
+        for value in ("C0042", "C0050", "C0777", EMAIL):
+            assert value not in text
+    assert len(pd.read_parquet(tmp_path / "out" / "contacts.parquet")) == 3
+
+
+def test_a_validated_directory_with_contacts_still_builds_features(churn, tmp_path, validated, params):
+    data = tmp_path / "data"
+    shutil.copytree(validated, data)
+    ids = pq.read_table(data / "orders.parquet", columns=["customer_id"]).column(0).unique()[:10]
+    n = len(ids)
+    contacts = pa.table(
+        {
+            "customer_id": ids,
+            "contact_ts": pa.array([pd.Timestamp("2025-05-01")] * n, pa.timestamp("us")),
+            "action": ["winback_email_coupon"] * n,
+            "group": ["treatment", "control"] * (n // 2),
+            "campaign_id": ["c1"] * n,
+            "cost": pa.nulls(n, pa.float64()),  # an optional column without values: treated as absent
+        }
+    )
+    pq.write_table(contacts, data / "contacts.parquet")
+    code, err = churn("features", "--data", data, "--out", tmp_path / "f.parquet", "--params", params)
+    assert code == 0, err
+    assert pq.read_metadata(tmp_path / "f.parquet").num_rows > 0

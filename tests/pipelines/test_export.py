@@ -45,6 +45,12 @@ NEW_COLUMNS = [
     "expected_next_order_date",
     "lifetime_value",
 ]
+# Scores v1.3: targeting by expected profit (models.targeting). Customer 1 is held out (never contacted); the
+# uplift model covers customers 1, 3 and 5 (empty uplift elsewhere).
+NEW_IN_V1_3 = ["expected_uplift", "expected_profit", "contact"]
+UPLIFT = [np.nan, 0.05, np.nan, 0.1, np.nan, 0.123456789, np.nan, np.nan]
+PROFIT = [0.0, 3.0, -2.5, 7.125, 1.0, 0.25, -1.0, 12.0]
+CONTACT = [False, False, False, True, True, True, False, True]
 # sha256 of the v1.1 export of this fixture (before the v1.2 columns existed), with its schema_version cells
 # "1.1" replaced by "1.2": the first 22 cells of every v1.2 row must be exactly those.
 V1_1_CSV_SHA256 = "370a315bcb57cc9e6cc67d12b088daf01b3ae06119898d942a9104ac652230c0"
@@ -88,6 +94,9 @@ def _scores() -> pd.DataFrame:
                 pd.NaT if np.isnan(d) else pd.Timestamp("2026-01-01") + pd.Timedelta(days=int(np.ceil(d))) for d in DAYS
             ],
             "lifetime_value": _lifetime_value(clv, np.array(P180)),
+            "expected_uplift": UPLIFT,
+            "expected_profit": PROFIT,
+            "contact": CONTACT,
         }
     )
     return validate_scores(frame)
@@ -165,9 +174,9 @@ def test_value_if_retained_and_value_at_risk_are_money_with_two_decimals(scores,
 
 
 def test_a_scores_file_of_schema_v1_1_is_refused_naming_the_new_columns(tmp_path):
-    old = score_stage.to_arrow(_scores(), SUMMARY).drop_columns(NEW_COLUMNS)
+    old = score_stage.to_arrow(_scores(), SUMMARY).drop_columns(NEW_COLUMNS + NEW_IN_V1_3)
     pq.write_table(old, tmp_path / "v1_1.parquet")
-    missing = r"schema v1\.2: missing order_probability_30d; .*missing lifetime_value"
+    missing = r"schema v1\.3: missing order_probability_30d; .*missing lifetime_value; missing expected_uplift"
     with pytest.raises(DataContractError, match=missing):
         stage.run(tmp_path / "v1_1.parquet", "csv", tmp_path / "out.csv", _params(tmp_path))
     assert not (tmp_path / "out.csv").exists()
@@ -585,7 +594,7 @@ LAST_VALUE = 0.3 * 99.999 * 1.1 ** (-90 / 365.25)
 def test_the_v1_2_columns_follow_schema_version_in_the_header(scores, tmp_path):
     stage.run(scores, "csv", tmp_path / "out.csv", _params(tmp_path))
     header = _rows(tmp_path / "out.csv")[0]
-    assert header[21] == "schema_version" and header[22:] == NEW_COLUMNS
+    assert header[21] == "schema_version" and header[22:28] == NEW_COLUMNS and header[28:] == NEW_IN_V1_3
 
 
 def test_the_v1_2_cells_have_fixed_decimals_iso_dates_and_empty_cells_for_no_expected_order(scores, tmp_path):
@@ -619,8 +628,10 @@ def test_the_v1_2_cells_have_fixed_decimals_iso_dates_and_empty_cells_for_no_exp
 def test_the_raw_csv_writes_dates_and_numbers_unquoted_and_missing_as_nothing(scores, tmp_path):
     stage.run(scores, "csv", tmp_path / "out.csv", _params(tmp_path))
     records = (tmp_path / "out.csv").read_text(encoding="utf-8").split("\n")
-    assert records[1].endswith(',"1.2",0.600000,0.800000,0.900000,21.4,2026-01-23,0.00')
-    assert records[5].endswith(f',"1.2",0.050000,0.150000,0.300000,,,{float(_scores()["lifetime_value"][4]):.2f}')
+    assert records[1].endswith(',"1.3",0.600000,0.800000,0.900000,21.4,2026-01-23,0.00,,0.00,false')
+    lifetime = float(_scores()["lifetime_value"][4])
+    assert records[5].endswith(f',"1.3",0.050000,0.150000,0.300000,,,{lifetime:.2f},,1.00,true')
+    assert records[6].endswith(",0.123457,0.25,true")
 
 
 def test_the_old_columns_of_a_v1_2_csv_are_byte_identical_to_the_v1_1_export(scores, tmp_path):
@@ -629,7 +640,8 @@ def test_the_old_columns_of_a_v1_2_csv_are_byte_identical_to_the_v1_1_export(sco
     # The six new cells never hold a comma or a quote (numbers, dates, empty): cut them off each record.
     records = data.split("\n")
     assert records[-1] == ""
-    old = "\n".join(r.rsplit(",", len(NEW_COLUMNS))[0] for r in records[:-1]) + "\n"
+    old = "\n".join(r.rsplit(",", len(NEW_COLUMNS) + len(NEW_IN_V1_3))[0] for r in records[:-1]) + "\n"
+    old = old.replace(',"1.3"', ',"1.2"')  # the hash was taken with the version cells of v1.2
     assert hashlib.sha256(old.encode("utf-8")).hexdigest() == V1_1_CSV_SHA256
 
 
@@ -637,9 +649,11 @@ def test_the_old_columns_of_a_v1_2_parquet_export_are_those_of_v1_1_and_the_new_
     stage.run(scores, "parquet", tmp_path / "out.parquet", _params(tmp_path))
     table = pq.read_table(tmp_path / "out.parquet")
     old = table.select(table.column_names[:22])
-    fingerprint = repr(old.schema.remove_metadata()) + repr(old.to_pylist())
+    rows = [{**r, "schema_version": "1.2"} for r in old.to_pylist()]  # the hash was taken with v1.2's version cells
+    fingerprint = repr(old.schema.remove_metadata()) + repr(rows)
     assert hashlib.sha256(fingerprint.encode("utf-8")).hexdigest() == V1_1_PARQUET_SHA256
-    assert table.column_names[22:] == NEW_COLUMNS
+    assert table.column_names[22:28] == NEW_COLUMNS and table.column_names[28:] == NEW_IN_V1_3
+    assert table.column("contact").type == pa.bool_() and table.column("expected_uplift").null_count == 5
     assert str(table.schema.field("expected_next_order_date").type) == "date32[day]"
     # Rounded as in the CSV (one decimal, half to even), empty cells null.
     assert table.column("days_to_next_order").to_pylist() == [21.4, 62.0, 180.0, 31.5, None, 140.2, None, None]
@@ -651,7 +665,8 @@ def test_the_new_columns_can_get_crm_names_and_the_manifest_lists_their_decimals
     mapping = {"days_to_next_order": "next_order_in_days", "expected_next_order_date": "next_order_date"}
     manifest = _export(scores, tmp_path, column_names=mapping)
     header = _rows(tmp_path / "out.csv")[0]
-    assert header[-3:-1] == ["next_order_in_days", "next_order_date"] and manifest["columns"] == header
-    assert manifest["schema_version"] == "1.2"
+    assert header[25:27] == ["next_order_in_days", "next_order_date"] and manifest["columns"] == header
+    assert manifest["schema_version"] == "1.3"
+    assert manifest["decimals"]["expected_uplift"] == 6 and manifest["decimals"]["expected_profit"] == 2
     assert manifest["decimals"]["next_order_in_days"] == 1 and manifest["decimals"]["lifetime_value"] == 2
     assert manifest["decimals"]["order_probability_90d"] == 6

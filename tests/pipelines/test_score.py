@@ -161,7 +161,17 @@ def test_the_valuable_high_risk_rule_ranks_value_if_retained_not_predicted_clv(s
         "clv_percentile": np.array([1, 100], dtype=np.int16),
         "value_percentile": np.array([100, 1], dtype=np.int16),
     }
-    out = stage.decide(rows, predictions, percentiles, cutoff, models, stage.ScoreParams(), RiskTiers(), "shap")
+    out = stage.decide(
+        rows,
+        predictions,
+        percentiles,
+        cutoff,
+        models,
+        stage.ScoreParams(),
+        RiskTiers(),
+        "shap",
+        stage.campaign_economics(params),
+    )
     assert out["intended_action"].tolist() == ["personal_outreach", "winback_email_coupon"]
     np.testing.assert_allclose(out["value_at_risk"], [0.9 * 100.0, 0.85 * 200.0])
     assert out["value_percentile"].tolist() == [100, 1] and out["clv_percentile"].tolist() == [1, 100]

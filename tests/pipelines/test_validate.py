@@ -132,7 +132,7 @@ def test_clean_csv_shop(tmp_path, params):
         "rows_quarantined": 0,
         "columns": ["customer_id", "order_id", "order_ts", "amount", "discount_amount", "items", "channel"],
     }
-    assert rep["problems"] == [] and rep["tables_absent"] == []
+    assert rep["problems"] == [] and rep["tables_absent"] == ["contacts"]
     assert json.loads(metrics.read_text())["tables"]["events"] == {
         "rows_in": 3,
         "rows_clean": 3,
@@ -145,7 +145,7 @@ def test_orders_only_directory_works(tmp_path, params):
     out = tmp_path / "out"
     ok(write_csvs(tmp_path / "shop", {"orders": ORDERS}), out, params)
     assert sorted(p.name for p in out.iterdir()) == ["orders.parquet", "report.json"]
-    assert report(out)["tables_absent"] == ["customers", "returns", "events"]
+    assert report(out)["tables_absent"] == ["customers", "returns", "events", "contacts"]
 
 
 def test_parquet_shop_with_its_own_types(tmp_path, params):
@@ -635,3 +635,98 @@ def test_same_data_gives_byte_identical_output_whatever_the_clock_says(tmp_path)
     assert files_a == files_b and files_a
     for rel in files_a:
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
+
+
+# ---- contacts (issue 15): optional, checked against the clean customers and orders -----------------------
+
+CONTACTS = """customer_id,contact_ts,action,group,campaign_id,cost
+007,2024-01-04,winback_email_coupon,treatment,c1,2.5
+008,2024-02-05,winback_email_coupon, Control ,c1,
+007,2024-03-02,birthday_mail,treatment,c2,0
+999,2024-03-02,onboarding,treatment,c2,1
+008,2024-03-02,onboarding,test,c2,1
+008,2024-03-02,onboarding,control,c2,-1
+007,2024-01-04,winback_email_coupon,treatment,c1,2.5
+"""
+
+
+def test_contacts_are_validated_with_the_other_tables(tmp_path, params):
+    data = write_csvs(tmp_path / "shop", {**SHOP, "contacts": CONTACTS})
+    out, metrics = tmp_path / "out", tmp_path / "validation.json"
+    result = ok(data, out, params, "--metrics", str(metrics))
+    clean = pd.read_parquet(out / "contacts.parquet")
+    assert clean[["customer_id", "group", "campaign_id"]].values.tolist() == [
+        ["007", "treatment", "c1"],
+        ["008", "control", "c1"],
+        ["007", "treatment", "c2"],
+    ]
+    schema = pq.read_schema(out / "contacts.parquet")
+    assert schema.field("contact_ts").type == pa.timestamp("us") and schema.field("cost").type == pa.float64()
+    q = quarantine(out, "contacts").set_index("_row")["_reason"].to_dict()
+    assert q == {
+        3: "customer_id in neither the clean customers nor clean orders (unknown or quarantined)",
+        4: "group is treatment or control: test",
+        5: "cost >= 0: -1.0",
+        6: "exact duplicate row: same as row 0",
+    }
+    rep = report(out)
+    assert rep["tables"]["contacts"] == {
+        "file": "contacts.csv",
+        "rows_in": 7,
+        "rows_clean": 3,
+        "rows_quarantined": 4,
+        "columns": ["customer_id", "contact_ts", "action", "group", "campaign_id", "cost"],
+    }
+    assert rep["tables_absent"] == []
+    found = problems(out, "contacts")
+    unknown = found["customer_id in neither the clean customers nor clean orders (unknown or quarantined)"]
+    assert unknown["detail"].startswith(
+        "contacts for customers the orders and customers tables do not know: 1 rows quarantined to "
+        "quarantine/contacts.parquet; export the contacts from the same shop"
+    )
+    early = found["contact_ts before the customer's first order, or no order at all (kept)"]
+    assert (early["severity"], early["rows"], early["examples"]) == ("warning", 1, ["row 0"])
+    actions = found["action the pipeline does not know (kept, measured as it is)"]
+    assert actions["detail"] == (
+        "1 contacts of 3 rows have actions the pipeline does not know: birthday_mail (1); they are kept and "
+        "measured as they are."
+    )
+    # every detail is printed under the problem table, without an id
+    for p in rep["problems"]:
+        if p.get("detail"):
+            assert p["detail"] in result.output
+    assert "999" not in result.output
+    assert json.loads(metrics.read_text())["tables"]["contacts"] == {
+        "rows_in": 7,
+        "rows_clean": 3,
+        "rows_quarantined": 4,
+    }
+
+
+def test_contacts_without_control_rows_are_kept_with_a_warning(tmp_path, params):
+    contacts = "customer_id,contact_ts,action,group\n007,2024-03-02,onboarding,treatment\n"
+    out = tmp_path / "out"
+    result = ok(write_csvs(tmp_path / "shop", {"orders": ORDERS, "contacts": contacts}), out, params)
+    assert len(pd.read_parquet(out / "contacts.parquet")) == 1
+    warning = problems(out)["treatment rows but no control rows: the actions' effect cannot be measured"]
+    assert warning["severity"] == "warning" and "needs a control group" in warning["detail"]
+    assert "needs a control group" in result.output
+
+
+def test_a_contacts_table_lacking_group_is_fatal(tmp_path, params):
+    contacts = "customer_id,contact_ts,action\n007,2024-03-02,onboarding\n"
+    data = write_csvs(tmp_path / "shop", {"orders": ORDERS, "contacts": contacts})
+    fails(data, tmp_path / "out", params, "(table contacts) lacks required column(s) group")
+
+
+def test_a_validated_contacts_table_does_not_disturb_features(tmp_path, params):
+    from pipelines.features import check_tables, connect
+
+    out = tmp_path / "out"
+    ok(write_csvs(tmp_path / "shop", {**SHOP, "contacts": CONTACTS}), out, params)
+    assert check_tables(out)["contacts"].rows == 3
+    con = connect(out)  # views of the tables the features read; contacts is not one of them (yet)
+    path = str(out / "contacts.parquet")
+    assert con.execute("""SELECT count(*) FROM read_parquet(?) WHERE "group" = 'control'""", [path]).fetchall() == [
+        (1,)
+    ]
