@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-TABLES = ("customers", "orders", "returns", "events")
+TABLES = ("customers", "orders", "returns", "events", "contacts")
 
 
 def main(argv: list[str] | None = None) -> int:

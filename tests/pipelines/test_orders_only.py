@@ -65,11 +65,13 @@ def test_an_orders_only_shop_is_validated_without_the_optional_tables(orders_onl
 
 
 @pytest.mark.slow
-def test_scoring_skips_the_engagement_rule_with_one_warning_line(orders_only):
+def test_scoring_skips_the_engagement_rule_and_the_uplift_rule_with_one_warning_line_each(orders_only):
     _, scored, *_ = orders_only
     skipped = [line for line in scored.splitlines() if "skipped" in line]
-    assert len(skipped) == 1, scored
-    assert "medium risk, disengaging: loyalty points boost" in skipped[0]
+    assert len(skipped) == 2, scored
+    # No contacts table, so no uplift model: the rule table decides as before.
+    assert "uplift model: the most profitable action" in skipped[0] and "no uplift model" in skipped[0]
+    assert "medium risk, disengaging: loyalty points boost" in skipped[1]
 
 
 @pytest.mark.slow
