@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
-from models.baselines import BGNBD, bgnbd_inputs, fit_predict_baselines
+from churn_pipeline.models.baselines import BGNBD, bgnbd_inputs, fit_predict_baselines
 
 COLUMNS = ["customer_id", "cutoff", "recency_days", "frequency", "tenure_days", "orders_total", "monetary_value"]
 

@@ -73,7 +73,7 @@ def child_yardstick(data: Path, cutoff: str, out: Path) -> dict:
 def child_panel(data: Path, out: Path) -> dict:
     import yaml
 
-    from pipelines import features as stage
+    from churn_pipeline.pipelines import features as stage
 
     # The yardstick is the 12-cutoff panel, whatever count params.yaml uses for the default shop.
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -127,7 +127,7 @@ def main() -> None:
                 [
                     sys.executable,
                     "-m",
-                    "pipelines.cli",
+                    "churn_pipeline",
                     "generate",
                     "--out",
                     str(data),

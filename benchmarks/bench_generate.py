@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         command = [
             sys.executable,
             "-m",
-            "pipelines.cli",
+            "churn_pipeline",
             "generate",
             "--out",
             str(out),

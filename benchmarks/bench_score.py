@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def child(validated: Path, params_path: Path, out_dir: Path, engine: str) -> None:
-    from pipelines import export, score
+    from churn_pipeline.pipelines import export, score
 
     start = time.perf_counter()
     score.run(data=validated, out=out_dir / "scores.parquet", params_path=params_path, engine=engine)
@@ -53,7 +53,7 @@ def child(validated: Path, params_path: Path, out_dir: Path, engine: str) -> Non
 
 
 def _cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> None:
-    subprocess.run([sys.executable, "-m", "pipelines.cli", *args], check=True, env=env, cwd=cwd)
+    subprocess.run([sys.executable, "-m", "churn_pipeline", *args], check=True, env=env, cwd=cwd)
 
 
 def main() -> None:

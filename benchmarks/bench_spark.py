@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run_stage(engine: str, data: Path, out: Path, params: Path, env: dict) -> tuple[float, float]:
     """Wall seconds and peak RSS (GB) of the process tree of one `churn features` run."""
-    cmd = [sys.executable, "-m", "pipelines.cli", "features", "--data", str(data), "--out-dir", str(out)]
+    cmd = [sys.executable, "-m", "churn_pipeline", "features", "--data", str(data), "--out-dir", str(out)]
     cmd += ["--engine", engine, "--params", str(params)]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env)

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def child(panel: Path, params_path: Path, metrics: Path) -> None:
-    from pipelines import train as stage
+    from churn_pipeline.pipelines import train as stage
 
     start = time.perf_counter()
     stage.run(panel_path=panel, metrics_path=metrics, params_path=params_path)
@@ -66,7 +66,7 @@ def main() -> None:
         panel = args.panel
         if panel is None:
             shop = tmp / "shop"
-            cli = [sys.executable, "-m", "pipelines.cli"]
+            cli = [sys.executable, "-m", "churn_pipeline"]
             subprocess.run([*cli, "generate", "--out", str(shop), "--customers", str(args.customers)], check=True)
             subprocess.run(
                 [

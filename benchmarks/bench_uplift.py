@@ -43,12 +43,12 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from features.synthetic import SyntheticShopConfig, generate_shop  # noqa: E402
-from models.metrics import spearman  # noqa: E402
-from models.uplift import qini_coefficient  # noqa: E402
-from pipelines import uplift as stage  # noqa: E402
-from pipelines import validate as validate_stage  # noqa: E402
-from pipelines.params import load_section, read_params  # noqa: E402
+from churn_pipeline.features.synthetic import SyntheticShopConfig, generate_shop  # noqa: E402
+from churn_pipeline.models.metrics import spearman  # noqa: E402
+from churn_pipeline.models.uplift import qini_coefficient  # noqa: E402
+from churn_pipeline.pipelines import uplift as stage  # noqa: E402
+from churn_pipeline.pipelines import validate as validate_stage  # noqa: E402
+from churn_pipeline.pipelines.params import load_section, read_params  # noqa: E402
 
 
 def peak_gb() -> float:

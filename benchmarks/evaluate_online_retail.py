@@ -18,7 +18,7 @@ present and ``--evaluate`` is given), from a copy of the project's ``params.yaml
 
 Everything else, the churn calibration included, is the project's ``params.yaml``: with the default
 ``calibration: auto`` the model keeps the BG/NBD prior's level here because the booster's level learnt on the
-training cutoffs loses to it on the validation cutoff (``models/churn.py``); the line "churn calibration"
+training cutoffs loses to it on the validation cutoff (``churn_pipeline/models/churn.py``); the line "churn calibration"
 says which was chosen.
 
 ``--set section.key=value`` (repeatable, YAML values) overrides any other parameter, for experiments.
@@ -100,8 +100,8 @@ def comparison(panel: pd.DataFrame, manifest: dict, train_summary: dict) -> tupl
     registered churn model's calibration report (which calibration it chose and why)."""
     import mlflow
 
-    from models import metrics as mx
-    from models.baselines import fit_predict_baselines
+    from churn_pipeline.models import metrics as mx
+    from churn_pipeline.models.baselines import fit_predict_baselines
 
     h_churn, h_clv = manifest["churn_horizon_days"], manifest["clv_horizon_days"]
     preds: dict[str, dict[str, np.ndarray]] = {}
@@ -168,7 +168,7 @@ def main() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     # MLflow puts artifacts under ./mlruns of the working directory: keep them in the work directory.
     os.chdir(work)
-    from pipelines import features, import_online_retail, train, validate
+    from churn_pipeline.pipelines import features, import_online_retail, train, validate
 
     params = merge(yaml.safe_load((ROOT / "params.yaml").read_text()), OVERRIDES)
     for assignment in args.set:
@@ -188,7 +188,7 @@ def main() -> None:
         summary = json.loads((work / "train.json").read_text())
         backtest = None
         if args.evaluate:
-            from pipelines import evaluate
+            from churn_pipeline.pipelines import evaluate
 
             evaluate.run(
                 panel_path=feats / "panel.parquet",

@@ -109,7 +109,7 @@ def truth(full: Path, customers: pd.Index) -> pd.DataFrame:
 
 def bgnbd_gamma_gamma(history: Path) -> pd.DataFrame:
     """BG/NBD + Gamma-Gamma at AS_OF in weekly units (lifetimes' conventions), per customer of the history."""
-    from models.baselines import BGNBD, GammaGamma
+    from churn_pipeline.models.baselines import BGNBD, GammaGamma
 
     orders = pd.read_parquet(history / "orders.parquet", columns=["customer_id", "order_ts", "amount"])
     returns = pd.read_parquet(history / "returns.parquet", columns=["customer_id", "return_ts", "amount"])
@@ -153,7 +153,7 @@ def bgnbd_gamma_gamma(history: Path) -> pd.DataFrame:
 
 
 def judge(pred: pd.DataFrame, actual: pd.DataFrame) -> dict[str, float]:
-    from models import metrics as mx
+    from churn_pipeline.models import metrics as mx
 
     p = pred.reindex(actual.index)
     scored = p["churn_probability"].notna() & p["predicted_clv"].notna()
@@ -173,7 +173,7 @@ def judge(pred: pd.DataFrame, actual: pd.DataFrame) -> dict[str, float]:
 
 def judge_timing(pred: pd.DataFrame, actual: pd.DataFrame) -> dict[str, float]:
     """Concordance and integrated Brier score of P(an order within 30/90/180 days) against the next order."""
-    from models.survival import concordance_index, integrated_brier_score
+    from churn_pipeline.models.survival import concordance_index, integrated_brier_score
 
     p = pred.reindex(actual.index)
     columns = [f"order_probability_{d}d" for d in TIMING_DAYS]

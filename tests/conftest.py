@@ -17,7 +17,7 @@ def spark():
     # Test data is a few thousand rows: a handful of shuffle partitions, not Spark's 200 (which the stages keep
     # for real data, where adaptive execution coalesces what it does not need).
     os.environ.setdefault("CHURN_SPARK_SHUFFLE_PARTITIONS", "4")
-    from pipelines.spark import spark_session
+    from churn_pipeline.pipelines.spark import spark_session
 
     session = spark_session("churn-pipeline-tests")
     yield session

@@ -22,10 +22,10 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from features.build import LABELS, FeatureConfig, build_feature_table
-from features.contract import KNOWN_EVENT_TYPES
-from features.cutoffs import data_end
-from features.definitions import SALES_CHANNELS
+from churn_pipeline.features.build import LABELS, FeatureConfig, build_feature_table
+from churn_pipeline.features.contract import KNOWN_EVENT_TYPES
+from churn_pipeline.features.cutoffs import data_end
+from churn_pipeline.features.definitions import SALES_CHANNELS
 
 T = pd.Timestamp
 US = pd.Timedelta(microseconds=1)
@@ -427,7 +427,7 @@ def test_families(training):
 
 @pytest.fixture(scope="module")
 def synthetic_con() -> duckdb.DuckDBPyConnection:
-    from features.synthetic import SyntheticShopConfig, generate_shop
+    from churn_pipeline.features.synthetic import SyntheticShopConfig, generate_shop
 
     shop = generate_shop(SyntheticShopConfig(customers=1500, seed=3))
     plain = {
@@ -445,7 +445,7 @@ def synthetic_con() -> duckdb.DuckDBPyConnection:
 
 
 def test_bgnbd_features_are_fitted_on_every_customer_of_the_cutoff_with_purchase_days(synthetic_con):
-    from models.baselines import bgnbd_quantities
+    from churn_pipeline.models.baselines import bgnbd_quantities
 
     cutoff, end = T("2025-06-01"), T("2026-01-01")
     config = FeatureConfig(churn_horizon_days=90, clv_horizon_days=180, max_recency_days=180)
@@ -482,7 +482,7 @@ def test_bgnbd_features_are_fitted_on_every_customer_of_the_cutoff_with_purchase
 
 
 def test_orders_on_one_day_are_one_purchase_occasion_for_the_bgnbd_prior():
-    from features.derive import bgnbd_inputs_at
+    from churn_pipeline.features.derive import bgnbd_inputs_at
 
     now = {
         "n_order_days": np.array([2.0]),
@@ -853,11 +853,11 @@ def _awkward_shop(seed: int) -> dict[str, pa.Table]:
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_every_measure_at_every_offset_equals_its_sql_definition(seed):
-    from features.build import _Reader, _Running, _scan_rows, _Slots, inspect_sources
-    from features.cutoffs import to_day
-    from features.definitions import MEASURES
-    from features.derive import SlotLayout, measure_offsets
-    from features.sql import event_codes, row_columns, source_sql
+    from churn_pipeline.features.build import _Reader, _Running, _scan_rows, _Slots, inspect_sources
+    from churn_pipeline.features.cutoffs import to_day
+    from churn_pipeline.features.definitions import MEASURES
+    from churn_pipeline.features.derive import SlotLayout, measure_offsets
+    from churn_pipeline.features.sql import event_codes, row_columns, source_sql
 
     con = connect(**_awkward_shop(seed))
     con.execute(
@@ -902,7 +902,7 @@ def test_every_measure_at_every_offset_equals_its_sql_definition(seed):
 
 
 def test_blocks_come_one_per_cutoff_in_order_and_make_the_table():
-    from features.build import build_feature_blocks
+    from churn_pipeline.features.build import build_feature_blocks
 
     # 2023-01-01: before every order, so nobody is eligible: an empty block with every column.
     cutoffs = [T("2023-01-01"), C, T("2024-08-01")]

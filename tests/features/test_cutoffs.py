@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features.cutoffs import (
+from churn_pipeline.features.cutoffs import (
     CutoffSchedule,
     data_end,
     from_day,

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.definitions import AMOUNT_SCALE, MEASURES, Measure, exact_amount, exact_sum
-from features.sql import reduce_groups
+from churn_pipeline.features.definitions import AMOUNT_SCALE, MEASURES, Measure, exact_amount, exact_sum
+from churn_pipeline.features.sql import reduce_groups
 
 AMOUNTS = [0.1, 0.2, float("nan"), float("inf"), -2.5, 3.0000004]
 

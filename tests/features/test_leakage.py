@@ -21,9 +21,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from features.build import LABELS, FeatureConfig, build_feature_table
-from features.contract import KNOWN_EVENT_TYPES
-from features.synthetic import SyntheticShopConfig, generate_shop
+from churn_pipeline.features.build import LABELS, FeatureConfig, build_feature_table
+from churn_pipeline.features.contract import KNOWN_EVENT_TYPES
+from churn_pipeline.features.synthetic import SyntheticShopConfig, generate_shop
 
 T = pd.Timestamp
 US = pd.Timedelta(microseconds=1)

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.online_retail import DROPPED_REASONS, KEPT_REASONS, online_retail_to_contract
-from pipelines.errors import DataContractError
+from churn_pipeline.errors import DataContractError
+from churn_pipeline.features.online_retail import DROPPED_REASONS, KEPT_REASONS, online_retail_to_contract
 
 REAL_DIR = Path(__file__).parents[2].parent / "shared/data/online_retail_ii"
 REAL_FILE = REAL_DIR / "online_retail_ii.parquet"

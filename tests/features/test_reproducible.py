@@ -26,10 +26,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from features.build import FeatureConfig, build_feature_table
-from features.cutoffs import data_end
-from features.synthetic import SyntheticShopConfig, generate_shop
-from pipelines.features import connect, data_span
+from churn_pipeline.features.build import FeatureConfig, build_feature_table
+from churn_pipeline.features.cutoffs import data_end
+from churn_pipeline.features.synthetic import SyntheticShopConfig, generate_shop
+from churn_pipeline.pipelines.io import connect, data_span
 
 ROOT = Path(__file__).resolve().parents[2]
 # Twelve monthly cutoffs of a 3,000-customer shop: twelve BG/NBD fits, a few seconds per build.
@@ -41,9 +41,9 @@ CONFIG = {"windows_days": (30, 90, 180, 365), "churn_horizon_days": 90, "clv_hor
 BUILD = """
 import hashlib, io, sys
 import pandas as pd, pyarrow.parquet as pq
-from features.build import FeatureConfig, build_feature_table
-from features.cutoffs import data_end
-from pipelines.features import connect, data_span
+from churn_pipeline.features.build import FeatureConfig, build_feature_table
+from churn_pipeline.features.cutoffs import data_end
+from churn_pipeline.pipelines.features import connect, data_span
 con = connect(sys.argv[1])
 table, _ = build_feature_table(
     con, [pd.Timestamp(c) for c in sys.argv[2].split(",")], data_end(data_span(con)[1]),

@@ -14,12 +14,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from features.build import FeatureConfig, build_feature_table
-from features.definitions import MEASURES, exact_sum
-from features.spark import build_feature_table_spark
-from features.sql import running_sql, source_sql, to_spark
-from features.synthetic import SyntheticShopConfig, generate_shop
-from pipelines import features as features_stage
+from churn_pipeline.features.build import FeatureConfig, build_feature_table
+from churn_pipeline.features.definitions import MEASURES, exact_sum
+from churn_pipeline.features.spark import build_feature_table_spark
+from churn_pipeline.features.sql import running_sql, source_sql, to_spark
+from churn_pipeline.features.synthetic import SyntheticShopConfig, generate_shop
+from churn_pipeline.pipelines import features as features_stage
+from churn_pipeline.pipelines import io as pipeline_io
 
 pytestmark = pytest.mark.spark
 
@@ -48,11 +49,11 @@ def shop_dir(tmp_path_factory):
 
 
 def _both(spark, data, training=True):
-    from pipelines.spark import read_tables
+    from churn_pipeline.pipelines.spark import read_tables
 
     cutoffs = [*CUTOFFS, END]
     ref, ref_manifest = build_feature_table(
-        features_stage.connect(data), cutoffs, END, CONFIG, training=training, keep_lapsed_at=(END,)
+        pipeline_io.connect(data), cutoffs, END, CONFIG, training=training, keep_lapsed_at=(END,)
     )
     frame, manifest = build_feature_table_spark(
         spark, read_tables(spark, data), cutoffs, END, CONFIG, training=training, keep_lapsed_at=(END,)
@@ -123,7 +124,7 @@ def test_the_stage_writes_spark_tables_the_training_stage_can_read(spark, shop_d
         "features:\n  engine: spark\n  cutoffs: {frequency: monthly, count: 3}\n  windows_days: [30, 90, 365]\n"
     )
     features_stage.run(data=shop_dir[0], out_dir=tmp_path / "out", params_path=params)
-    manifest = features_stage.read_manifest(tmp_path / "out" / "panel.parquet")
+    manifest = pipeline_io.read_manifest(tmp_path / "out" / "panel.parquet")
     panel = pq.read_table(tmp_path / "out" / "panel.parquet")
     assert (tmp_path / "out" / "panel.parquet").is_dir()
     assert panel.column_names[:2] == ["customer_id", "cutoff"]
@@ -133,7 +134,7 @@ def test_the_stage_writes_spark_tables_the_training_stage_can_read(spark, shop_d
 
 
 def test_a_sample_keeps_each_cutoff_near_its_cap_and_whole_customer_histories(spark):
-    from features.spark import sample_panel
+    from churn_pipeline.features.spark import sample_panel
 
     rows = [(f"c{i:04d}", pd.Timestamp(c), float(i)) for c in ("2025-01-01", "2025-02-01") for i in range(2000)]
     rows += [(f"c{i:04d}", pd.Timestamp("2025-03-01"), float(i)) for i in range(300)]
@@ -149,7 +150,7 @@ def test_a_sample_keeps_each_cutoff_near_its_cap_and_whole_customer_histories(sp
 
 
 def test_spark_features_at_a_cutoff_ignore_every_row_at_or_after_it(spark, shop_dir, tmp_path):
-    from pipelines.spark import read_tables
+    from churn_pipeline.pipelines.spark import read_tables
 
     cutoff = pd.Timestamp("2025-07-01")
     cut = tmp_path / "cut"

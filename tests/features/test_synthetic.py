@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from features.contract import (
+from churn_pipeline.features.contract import (
     CONTACT_GROUPS,
     EVENT_VALUE_RANGES,
     KNOWN_ACTIONS,
@@ -24,7 +24,7 @@ from features.contract import (
     TABLE_ORDER,
     TABLES,
 )
-from features.synthetic import TRUTH_COLUMNS, UPLIFT_COLUMNS, SyntheticShopConfig, generate_shop
+from churn_pipeline.features.synthetic import TRUTH_COLUMNS, UPLIFT_COLUMNS, SyntheticShopConfig, generate_shop
 
 CONFIG = SyntheticShopConfig(customers=20000, seed=7)
 TRUTH = "campaign_truth"
@@ -336,7 +336,7 @@ def test_engagement_fades_before_churned_customers_stop_ordering(
 def test_fallback_sort_for_huge_shops_gives_the_same_tables(monkeypatch: pytest.MonkeyPatch) -> None:
     small = SyntheticShopConfig(customers=2000, seed=5)
     packed = generate_shop(small)
-    monkeypatch.setattr("features.synthetic._fits_key", lambda largest: False)
+    monkeypatch.setattr("churn_pipeline.features.synthetic._fits_key", lambda largest: False)
     fallback = generate_shop(small)
     for name in (*TABLE_ORDER, TRUTH):
         assert _same(packed[name], fallback[name]), name

@@ -11,9 +11,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from features import validation as v
-from features.contract import EVENT_VALUE_RANGES, TABLES
-from features.schemas import SchemaErrors, arrow_schema, table_schema
+from churn_pipeline.features import validation as v
+from churn_pipeline.features.contract import EVENT_VALUE_RANGES, TABLES
+from churn_pipeline.features.schemas import SchemaErrors, arrow_schema, table_schema
 
 BOUNDS = v.Bounds(pd.Timestamp("1990-01-01"), pd.Timestamp("2025-01-01"), pd.Timedelta(days=1))
 

@@ -15,11 +15,11 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from features.build import FeatureConfig, build_feature_table
-from features.synthetic import SyntheticShopConfig, generate_shop
-from models.churn import ChurnClassifier
-from models.clv import CLVRegressor
-from models.split import TimeSplit, split_frame, time_split
+from churn_pipeline.features.build import FeatureConfig, build_feature_table
+from churn_pipeline.features.synthetic import SyntheticShopConfig, generate_shop
+from churn_pipeline.models.churn import ChurnClassifier
+from churn_pipeline.models.clv import CLVRegressor
+from churn_pipeline.models.split import TimeSplit, split_frame, time_split
 
 CUTOFFS = list(pd.date_range("2024-05-01", "2025-10-01", freq="MS"))
 END = pd.Timestamp("2026-01-01")

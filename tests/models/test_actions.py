@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from models.actions import (
+from churn_pipeline.models.actions import (
     ActionRule,
     applicable_rules,
     break_even_value,
@@ -256,7 +256,7 @@ def test_the_shipped_win_back_rules_have_the_break_even_floor_of_the_shops_costs
 
 
 def test_default_rules_send_lapsed_customers_worth_less_than_the_coupon_to_no_action():
-    from pipelines.score import DEFAULT_ACTIONS
+    from churn_pipeline.pipelines.params import DEFAULT_ACTIONS
 
     n = 3
     rules, _ = applicable_rules(DEFAULT_ACTIONS, ["recency_days"], uplift_actions=())  # no uplift model
@@ -349,8 +349,8 @@ def test_a_days_condition_makes_a_rule_conditional():
 
 
 def test_days_conditions_load_from_params_and_a_misspelt_key_is_refused():
-    from pipelines.errors import ParamsError
-    from pipelines.params import build_dataclass
+    from churn_pipeline.errors import ParamsError
+    from churn_pipeline.pipelines.params import build_dataclass
 
     where = "params.yaml:score.actions[0]"
     rule = build_dataclass(ActionRule, {"action": "call", "max_days_to_next_order": 30}, where)

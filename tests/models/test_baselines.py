@@ -9,7 +9,7 @@ import pytest
 from scipy import integrate
 from scipy.optimize import check_grad
 
-from models.baselines import BASELINES, BGNBD, GammaGamma, RecencyRule, RFMScorer, fit_predict_baselines
+from churn_pipeline.models.baselines import BASELINES, BGNBD, GammaGamma, RecencyRule, RFMScorer, fit_predict_baselines
 
 TRUE_BG = {"r": 0.6, "alpha": 40.0, "a": 0.8, "b": 2.5}  # rate in days: mean 0.015 orders/day
 TRUE_GG = {"p": 6.0, "q": 4.0, "v": 150.0}  # mean order value p v / (q - 1) = 300
@@ -303,7 +303,7 @@ def test_fit_predict_baselines_gives_every_baseline_for_every_target_row_without
         assert frame["churn_probability"].between(0, 1).all(), name
         assert (frame["predicted_clv"] >= 0).all(), name
         # Every baseline ranks churners above stayers better than chance on BG/NBD customers.
-        from models.metrics import roc_auc
+        from churn_pipeline.models.metrics import roc_auc
 
         assert roc_auc(truth, frame["churn_probability"]) > 0.6, name
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from sklearn.base import clone
 
-from models import metrics
+from churn_pipeline.models import metrics
 
 pytestmark = pytest.mark.behavioural
 

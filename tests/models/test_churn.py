@@ -8,8 +8,8 @@ import pytest
 from sklearn.base import clone, is_classifier
 from sklearn.linear_model import LogisticRegression
 
-from models import metrics
-from models.churn import ChurnClassifier, _Platt, _sigmoid, customer_half
+from churn_pipeline.models import metrics
+from churn_pipeline.models.churn import ChurnClassifier, _Platt, _sigmoid, customer_half
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from sklearn.base import clone
 
-from models import metrics
-from models.clv import CLVRegressor, compare_clv_objectives
+from churn_pipeline.models import metrics
+from churn_pipeline.models.clv import CLVRegressor, compare_clv_objectives
 
 
 @pytest.fixture(scope="module")
@@ -155,8 +155,8 @@ def test_offset_needs_the_tweedie_objective_and_a_known_metric():
 
 
 def test_the_gini_eval_function_equals_the_metric_and_computes_its_denominator_once(monkeypatch):
-    from models import metrics
-    from models.clv import _GiniEval
+    from churn_pipeline.models import metrics
+    from churn_pipeline.models.clv import _GiniEval
 
     rng = np.random.default_rng(1)
     labels = np.where(rng.random(2000) < 0.5, 0.0, rng.gamma(1.0, 100.0, 2000)).astype(np.float32)

@@ -5,7 +5,7 @@ import datetime
 import pyarrow as pa
 import pytest
 
-from models.crm import FORMULA_PREFIXES, fixed_decimals, neutralise_formulas, pseudonymise
+from churn_pipeline.models.crm import FORMULA_PREFIXES, fixed_decimals, neutralise_formulas, pseudonymise
 
 
 @pytest.mark.parametrize("first", FORMULA_PREFIXES)

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models import evaluation as ev
-from models import metrics as mx
+from churn_pipeline.models import evaluation as ev
+from churn_pipeline.models import metrics as mx
 
 # Ten customers ranked by a score with no ties: churners at ranks 1, 2, 4 and 8 (churn rate 0.4).
 Y10 = np.array([1, 1, 0, 1, 0, 0, 0, 1, 0, 0])

@@ -1,6 +1,6 @@
 import pytest
 
-from models.gate import GatedMetric, decide
+from churn_pipeline.models.gate import GatedMetric, decide
 
 GATED = (GatedMetric("roc_auc", True, 0.01), GatedMetric("brier", False, 0.002))
 
@@ -42,7 +42,7 @@ def test_negative_tolerance_is_rejected():
 
 
 def test_a_first_version_worse_than_the_best_baseline_is_not_promoted_and_says_which():
-    from models.gate import clears_baseline_bar
+    from churn_pipeline.models.gate import clears_baseline_bar
 
     baselines = {"bgnbd": {"roc_auc": 0.71}, "recency_rule": {"roc_auc": 0.68}}
     decision = clears_baseline_bar({"roc_auc": 0.158}, baselines, {"roc_auc": 0.005})
@@ -63,7 +63,7 @@ def test_a_first_version_worse_than_the_best_baseline_is_not_promoted_and_says_w
 
 
 def test_the_auc_standard_error_is_hanley_and_mcneils():
-    from models.gate import auc_standard_error
+    from churn_pipeline.models.gate import auc_standard_error
 
     # Hanley & McNeil (1982), table 2: AUC 0.8 on 50 positives and 50 negatives, standard error 0.0445.
     assert auc_standard_error(0.8, 50, 50) == pytest.approx(0.0445, abs=0.0005)
@@ -72,7 +72,7 @@ def test_the_auc_standard_error_is_hanley_and_mcneils():
 
 
 def test_on_few_test_rows_a_tie_within_one_standard_error_passes_the_bar_and_a_loss_beyond_it_does_not():
-    from models.gate import clears_baseline_bar
+    from churn_pipeline.models.gate import clears_baseline_bar
 
     baselines = {"bgnbd": {"roc_auc": 0.716}}
     tolerance = {"roc_auc": 0.005}
@@ -86,7 +86,7 @@ def test_on_few_test_rows_a_tie_within_one_standard_error_passes_the_bar_and_a_l
 
 
 def test_models_for_different_label_horizons_are_not_compared():
-    from models.gate import same_target
+    from churn_pipeline.models.gate import same_target
 
     refused = same_target({"label_horizon_days": 60}, {"label_horizon_days": 90}, "1", "churn")
     assert refused is not None and not refused.promote

@@ -6,14 +6,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.lifetime import (
+from churn_pipeline.errors import ParamsError
+from churn_pipeline.models.lifetime import (
     LifetimeValueParams,
     discounted_lifetime_value,
     lifetime_assumptions,
     period_count,
 )
-from pipelines.errors import ParamsError
-from pipelines.params import build_dataclass
+from churn_pipeline.pipelines.params import build_dataclass
 
 
 def _value(clv, q, *, period_days=180.0, margin=0.3, rate=0.1, months=36):

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.measure import (
+from churn_pipeline.models.measure import (
     ALL_CAMPAIGNS,
     EFFECT_COLUMNS,
     campaign_ids,
@@ -443,7 +443,7 @@ def test_outcomes_feed_the_measurement_end_to_end():
 # ------------------------------------------------------------------------------------------- the report
 def _document(effects: pd.DataFrame, outcomes: pd.DataFrame) -> dict:
     """The part of `churn measure`'s metrics document the report reads."""
-    from pipelines.measure import effect_records
+    from churn_pipeline.pipelines.measure import effect_records
 
     return {
         "status": "measured",
@@ -455,7 +455,7 @@ def _document(effects: pd.DataFrame, outcomes: pd.DataFrame) -> dict:
 
 
 def test_the_report_section_shows_every_row_with_its_verdict_and_a_figure():
-    from models.report import CAMPAIGN_SECTION_TITLE, campaign_figure, campaign_section, render_page
+    from churn_pipeline.models.report import CAMPAIGN_SECTION_TITLE, campaign_figure, campaign_section, render_page
 
     outcomes = pd.concat(
         [
@@ -480,7 +480,7 @@ def test_the_report_section_shows_every_row_with_its_verdict_and_a_figure():
 
 
 def test_no_report_section_without_measured_contacts():
-    from models.report import campaign_section
+    from churn_pipeline.models.report import campaign_section
 
     assert campaign_section({"contacts": 0, "status": "no contacts table"}) is None
     assert campaign_section({"contacts": 0, "status": "contacts table is empty", "effects": []}) is None
@@ -494,8 +494,8 @@ def test_the_synthetic_shops_true_retention_effects_lie_within_the_intervals():
     within 90 days) of each contact)."""
     import pyarrow as pa
 
-    from features.cutoffs import data_end
-    from features.synthetic import SyntheticShopConfig, generate_shop
+    from churn_pipeline.features.cutoffs import data_end
+    from churn_pipeline.features.synthetic import SyntheticShopConfig, generate_shop
 
     shop = generate_shop(SyntheticShopConfig(customers=20_000, seed=42))
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
-from models import metrics
+from churn_pipeline.models import metrics
 
 Y = [0, 0, 1, 1]
 S = [0.1, 0.4, 0.35, 0.8]

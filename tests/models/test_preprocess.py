@@ -8,7 +8,7 @@ import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
-from models.preprocess import OTHER, FeaturePreprocessor
+from churn_pipeline.models.preprocess import OTHER, FeaturePreprocessor
 
 
 @pytest.fixture
@@ -168,7 +168,7 @@ def test_few_levels_are_unchanged_and_warn_nothing(train, recwarn):
 
 
 def test_the_default_shops_categoricals_keep_all_their_levels():
-    from features.synthetic import SyntheticShopConfig, generate_shop
+    from churn_pipeline.features.synthetic import SyntheticShopConfig, generate_shop
 
     customers = generate_shop(SyntheticShopConfig())["customers"].to_pandas()  # the shipped 20,000 customers
     for column in ("country", "acquisition_channel"):

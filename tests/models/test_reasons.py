@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.reasons import (
+from churn_pipeline.models.reasons import (
     FAMILIES,
     behaviour_contributions,
     contributions,

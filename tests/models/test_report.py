@@ -4,7 +4,7 @@ import re
 
 import pandas as pd
 
-from models.report import Figure, Section, Table, curve_figure, render_page
+from churn_pipeline.models.report import Figure, Section, Table, curve_figure, render_page
 
 
 def test_every_text_is_escaped():

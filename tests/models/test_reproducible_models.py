@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.churn import ChurnClassifier, _Isotonic, _Platt
-from models.clv import CLVRegressor
+from churn_pipeline.models.churn import ChurnClassifier, _Isotonic, _Platt
+from churn_pipeline.models.clv import CLVRegressor
 
 ROOT = Path(__file__).resolve().parents[2]
 CHURN_OFFSET, CLV_OFFSET = "bgnbd_churn_probability", "bgnbd_clv"

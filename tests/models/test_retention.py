@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.report import Figure, Section, render_page
-from models.retention import (
+from churn_pipeline.models.report import Figure, Section, render_page
+from churn_pipeline.models.retention import (
     OTHER,
     UNKNOWN,
     RetentionViews,

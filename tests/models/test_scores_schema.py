@@ -8,8 +8,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from models.lifetime import LifetimeValueParams, discounted_lifetime_value
-from models.scores_schema import (
+from churn_pipeline.models.lifetime import LifetimeValueParams, discounted_lifetime_value
+from churn_pipeline.models.scores_schema import (
     COLUMNS,
     HOLD_OUT,
     MAX_MONEY,

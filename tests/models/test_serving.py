@@ -13,7 +13,7 @@ import pytest
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
-from pipelines.train import MODELS_PACKAGE, SERVING_CODE
+from churn_pipeline.pipelines.train import MODELS_PACKAGE, SERVING_CODE
 
 FEATURES = [f"feature_{i}" for i in range(40)]
 
@@ -39,7 +39,7 @@ def assert_private(message: str) -> None:
 
 
 def test_the_wrapper_names_missing_columns_capped_without_values():
-    serving = importlib.import_module("models.serving")
+    serving = importlib.import_module("churn_pipeline.models.serving")
     model = serving.ServingModel()
     model.kind, model.estimator = "churn", ConstantChurn()
     with pytest.raises(ValueError) as info:

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.split import TimeSplit, deployment_split, plan_schedule, split_frame, time_split
+from churn_pipeline.models.split import TimeSplit, deployment_split, plan_schedule, split_frame, time_split
 
 T = pd.Timestamp
 MONTHLY = list(pd.date_range("2024-11-01", "2025-10-01", freq="MS"))  # the default 12 monthly cutoffs

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.survival import (
+from churn_pipeline.models.survival import (
     INTERVAL_FEATURE,
     NextOrderModel,
     bgnbd_survival,
@@ -190,7 +190,7 @@ def prior_shop(n, seed):
 
 
 def test_the_prior_curve_reproduces_its_own_churn_probability_at_the_churn_horizon():
-    from models.survival import prior_survival
+    from churn_pipeline.models.survival import prior_survival
 
     s = prior_survival(np.array([0.5, 1.0]), np.array([0.8, 0.3]), 90, GRID)
     np.testing.assert_allclose(s[:, GRID.tolist().index(90)], [0.8, 0.3])
@@ -205,7 +205,7 @@ def test_on_a_few_hundred_rows_the_offset_model_keeps_the_prior_ranking():
     test, ytest = prior_shop(5000, 2)
     features = ["bgnbd_p_alive", "bgnbd_churn_probability"]
     with_prior = NextOrderModel(features=features, offset_horizon_days=90, n_estimators=50, seed=0).fit(X, y, Xv, yv)
-    from models.survival import prior_survival
+    from churn_pipeline.models.survival import prior_survival
 
     prior = prior_survival(test["bgnbd_p_alive"], test["bgnbd_churn_probability"], 90, GRID)
     c_prior = concordance_index(ytest, prior, GRID)

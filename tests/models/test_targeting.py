@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.evaluation import Campaign, campaign_value_score
-from models.targeting import (
+from churn_pipeline.models.evaluation import Campaign, campaign_value_score
+from churn_pipeline.models.targeting import (
     UpliftPredictions,
     contact_list,
     expected_profit_for,

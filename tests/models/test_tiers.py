@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from models.tiers import TIER_ORDER, RiskTiers, assign_risk_tier
+from churn_pipeline.models.tiers import TIER_ORDER, RiskTiers, assign_risk_tier
 
 
 def test_tier_order_lists_the_most_urgent_tier_first():

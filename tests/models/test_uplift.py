@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 from sklearn.base import clone
 
-from models.metrics import spearman
-from models.uplift import UpliftModel, auuc, qini_coefficient, qini_curve, random_targeting, uplift_curve
+from churn_pipeline.models.metrics import spearman
+from churn_pipeline.models.uplift import UpliftModel, auuc, qini_coefficient, qini_curve, random_targeting, uplift_curve
 
 FEATURES = ["x0", "x1", "x2", "x3", "country", "bgnbd_churn_probability", "bgnbd_clv"]
 FAST = {"n_estimators": 150}

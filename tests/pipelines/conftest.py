@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipelines.console import console
+from churn_pipeline.pipelines.console import console
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from features.synthetic import SyntheticShopConfig, generate_shop
-from pipelines.cli import main
+from churn_pipeline.features.synthetic import SyntheticShopConfig, generate_shop
+from churn_pipeline.pipelines.cli import main
 
 PARAMS = """\
 validate:

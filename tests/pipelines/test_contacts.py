@@ -18,13 +18,13 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from models.scores_schema import COLUMNS, HOLD_OUT, SCHEMA_VERSION, validate_scores
-from pipelines import contacts as stage
-from pipelines import export as export_stage
-from pipelines import score as score_stage
-from pipelines import validate as validate_stage
-from pipelines.cli import main
-from pipelines.errors import DataContractError, UsageError
+from churn_pipeline.errors import DataContractError, UsageError
+from churn_pipeline.models.scores_schema import COLUMNS, HOLD_OUT, SCHEMA_VERSION, validate_scores
+from churn_pipeline.pipelines import contacts as stage
+from churn_pipeline.pipelines import export as export_stage
+from churn_pipeline.pipelines import score as score_stage
+from churn_pipeline.pipelines import validate as validate_stage
+from churn_pipeline.pipelines.cli import main
 
 IDS = ["0001", "0002", "=A17", "0004", "0005", "0006"]
 INTENDED = ["winback_email_coupon", "winback_email_coupon", "cross_sell_upsell", "no_action", "onboarding", "no_action"]

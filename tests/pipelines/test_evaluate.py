@@ -19,11 +19,11 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from features.synthetic import SyntheticShopConfig, generate_shop
-from pipelines import evaluate as stage
-from pipelines import features as features_stage
-from pipelines import train as train_stage
-from pipelines.errors import DataContractError, ParamsError
+from churn_pipeline.errors import DataContractError, ParamsError
+from churn_pipeline.features.synthetic import SyntheticShopConfig, generate_shop
+from churn_pipeline.pipelines import evaluate as stage
+from churn_pipeline.pipelines import features as features_stage
+from churn_pipeline.pipelines import train as train_stage
 
 PARAMS = {
     "features": {"cutoffs": {"frequency": "monthly", "count": 24}, "windows_days": [30, 90, 365]},
@@ -241,7 +241,7 @@ def test_baselines_see_only_labels_known_by_the_target_cutoff(evaluated, monkeyp
         zeros = pd.DataFrame({"churn_probability": 0.5, "predicted_clv": 1.0}, index=target.index)
         return {name: zeros for name in BASELINE_NAMES}
 
-    monkeypatch.setattr("models.baselines.fit_predict_baselines", fake)
+    monkeypatch.setattr("churn_pipeline.models.baselines.fit_predict_baselines", fake)
     panel = pd.read_parquet(evaluated / "features" / "panel.parquet")
     cutoff = sorted(panel["cutoff"].unique())[-1]
     stage.baseline_predictions(panel, cutoff, 90, 180)

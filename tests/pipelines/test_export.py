@@ -21,13 +21,13 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from models.lifetime import LifetimeValueParams, discounted_lifetime_value
-from models.scores_schema import COLUMNS, HOLD_OUT, SCHEMA_VERSION, validate_scores
-from pipelines import export as stage
-from pipelines import score as score_stage
-from pipelines.cli import main
-from pipelines.console import console
-from pipelines.errors import DataContractError, ParamsError, UsageError
+from churn_pipeline.errors import DataContractError, ParamsError, UsageError
+from churn_pipeline.models.lifetime import LifetimeValueParams, discounted_lifetime_value
+from churn_pipeline.models.scores_schema import COLUMNS, HOLD_OUT, SCHEMA_VERSION, validate_scores
+from churn_pipeline.pipelines import export as stage
+from churn_pipeline.pipelines import score as score_stage
+from churn_pipeline.pipelines.cli import main
+from churn_pipeline.pipelines.console import console
 
 IDS = ["0000001", '=HYPERLINK("http://x")', "+49 30 1234", "-17", "@home", "\tTAB", "\rCR", "plain"]
 # The next-order (survival) columns of v1.2 per customer: P(an order within 30 / 90 / 180 days) and the median
@@ -389,7 +389,7 @@ def test_a_killed_exports_staging_is_removed_by_the_next_export(scores, tmp_path
 _KILLED_EXPORT = """
 import sys, time
 from pathlib import Path
-from pipelines import export as stage
+from churn_pipeline.pipelines import export as stage
 
 def write_and_hang(table, path, options):
     Path(path).write_text("partial")

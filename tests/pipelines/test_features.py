@@ -17,12 +17,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from features.build import LABELS, build_feature_table
-from features.derive import NEXT_ORDER_LABELS
-from features.synthetic import SyntheticShopConfig, generate_shop
-from pipelines import features as stage
-from pipelines.cli import main
-from pipelines.console import console
+from churn_pipeline.features.build import LABELS, build_feature_table
+from churn_pipeline.features.derive import NEXT_ORDER_LABELS
+from churn_pipeline.features.synthetic import SyntheticShopConfig, generate_shop
+from churn_pipeline.pipelines import features as stage
+from churn_pipeline.pipelines.cli import main
+from churn_pipeline.pipelines.console import console
 
 PARAMS = """\
 features:

@@ -15,8 +15,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from features.build import LABELS
-from features.contract import KNOWN_EVENT_TYPES
+from churn_pipeline.features.build import LABELS
+from churn_pipeline.features.contract import KNOWN_EVENT_TYPES
 
 SOURCE = Path(__file__).parents[2].parent / "shared/data/online_retail_ii"
 PARAMS = """\
@@ -43,7 +43,7 @@ pytestmark = [
 
 def churn(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "churn_pipeline", *args], cwd=cwd, capture_output=True, text=True, timeout=300
     )
     assert proc.returncode == 0, proc.stderr
     return proc

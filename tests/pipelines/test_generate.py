@@ -12,11 +12,11 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from features.contract import TABLE_ORDER, TABLES
-from features.synthetic import TRUTH_COLUMNS, SyntheticShopConfig, generate_shop
-from pipelines import generate
-from pipelines.cli import app
-from pipelines.errors import ParamsError, UsageError
+from churn_pipeline.errors import ParamsError, UsageError
+from churn_pipeline.features.contract import TABLE_ORDER, TABLES
+from churn_pipeline.features.synthetic import TRUTH_COLUMNS, SyntheticShopConfig, generate_shop
+from churn_pipeline.pipelines import generate
+from churn_pipeline.pipelines.cli import app
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -90,7 +90,7 @@ def test_cli_failure_is_one_paragraph_and_a_params_exit_code(tmp_path: Path) -> 
     out = tmp_path / "shop"
     env = {k: v for k, v in os.environ.items() if k != "CHURN_TRACEBACK"}
     proc = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "generate", "--out", str(out), "--params", str(params)],
+        [sys.executable, "-m", "churn_pipeline", "generate", "--out", str(out), "--params", str(params)],
         capture_output=True,
         text=True,
         cwd=REPO,

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from features.online_retail import online_retail_to_contract
-from pipelines.cli import app
+from churn_pipeline.features.online_retail import online_retail_to_contract
+from churn_pipeline.pipelines.cli import app
 
 COLUMNS = [
     "Invoice",
@@ -40,7 +40,7 @@ def raw_frame() -> pd.DataFrame:
 def churn(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """The real entry point (``main``), so exit codes and the one-paragraph message are what users see."""
     return subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "churn_pipeline", *args], cwd=cwd, capture_output=True, text=True, timeout=120
     )
 
 

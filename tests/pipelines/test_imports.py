@@ -10,7 +10,7 @@ def test_no_stage_imports_pyspark_unless_the_engine_is_spark():
     code = (
         "import sys, importlib\n"
         f"for stage in {STAGES!r}:\n"
-        "    importlib.import_module('pipelines.' + stage)\n"
+        "    importlib.import_module('churn_pipeline.pipelines.' + stage)\n"
         "loaded = sorted(m for m in sys.modules if m == 'pyspark' or m.startswith('pyspark.'))\n"
         "assert not loaded, loaded\n"
     )
@@ -21,7 +21,7 @@ def test_no_stage_imports_pyspark_unless_the_engine_is_spark():
 def test_pyspark_still_imports_after_the_schemas_module_when_installed():
     code = (
         "import importlib.util, sys\n"
-        "import features.schemas\n"
+        "import churn_pipeline.features.schemas\n"
         "if importlib.util.find_spec('pyspark') is not None:\n"
         "    import pyspark.sql\n"
         "    assert sys.modules['pyspark'] is not None\n"
@@ -35,7 +35,7 @@ def test_a_pandera_validation_after_mlflow_loaded_pyspark_does_not_load_pyspark_
     code = (
         "import sys\n"
         "import pandas as pd\n"
-        "from features.schemas import pa\n"
+        "from churn_pipeline.features.schemas import pa\n"
         "import mlflow.types.schema\n"
         "pa.DataFrameSchema({'a': pa.Column(int, pa.Check.ge(0))}).validate(pd.DataFrame({'a': [1]}))\n"
         "assert 'pyspark.pandas' not in sys.modules\n"

@@ -11,8 +11,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from pipelines.errors import UsageError
-from pipelines.io import atomic_files, atomic_path, staging_dir, write_json, write_parquet
+from churn_pipeline.errors import UsageError
+from churn_pipeline.pipelines.io import atomic_files, atomic_path, staging_dir, write_json, write_parquet
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -80,7 +80,7 @@ def test_the_staging_directory_has_one_fixed_name_per_target(tmp_path):
 _KILLED_WRITER = """
 import sys, time
 from pathlib import Path
-from pipelines.io import atomic_path
+from churn_pipeline.pipelines.io import atomic_path
 target = Path(sys.argv[1])
 with atomic_path(target) as tmp:
     with open(tmp, "w") as f:

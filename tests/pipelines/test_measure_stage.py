@@ -15,13 +15,13 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from models.measure import EFFECT_COLUMNS
-from pipelines import measure as stage
-from pipelines.cli import main
-from pipelines.console import console
-from pipelines.errors import DataContractError
-from pipelines.evaluate import read_measure
-from pipelines.params import load_section
+from churn_pipeline.errors import DataContractError
+from churn_pipeline.models.measure import EFFECT_COLUMNS
+from churn_pipeline.pipelines import measure as stage
+from churn_pipeline.pipelines.cli import main
+from churn_pipeline.pipelines.console import console
+from churn_pipeline.pipelines.evaluate import read_measure
+from churn_pipeline.pipelines.params import load_section
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = pd.Timestamp("2025-03-03 09:00")
@@ -200,7 +200,7 @@ def test_without_a_contacts_table_the_stage_says_so_and_succeeds(tmp_path, churn
     header = (tmp_path / "r" / "measure.csv").read_text().splitlines()
     assert header == [",".join(EFFECT_COLUMNS)]
     # Evaluate reads it and adds no section.
-    from models.report import campaign_section
+    from churn_pipeline.models.report import campaign_section
 
     assert campaign_section(read_measure(tmp_path / "m" / "measure.json")) is None
 
@@ -282,7 +282,8 @@ def test_the_dvc_stage_reads_the_params_and_feeds_evaluate():
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     measure = stages["measure"]
     assert "churn measure --data data/validated --metrics metrics/measure.json" in measure["cmd"]
-    assert {"data/validated", "models/measure.py", "pipelines/measure.py"} <= set(measure["deps"])
+    wanted = {"data/validated", "churn_pipeline/models/measure.py", "churn_pipeline/pipelines/measure.py"}
+    assert wanted <= set(measure["deps"])
     assert set(measure["params"]) == {
         "measure",
         "labels.churn_horizon_days",

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from pipelines.cli import app
+from churn_pipeline.pipelines.cli import app
 
 SHIPPED = Path(__file__).resolve().parents[2] / "params.yaml"
 ENGAGEMENT = ("sessions_", "days_since_last_session", "page_views_", "email_", "days_since_last_email")

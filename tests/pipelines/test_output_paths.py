@@ -9,7 +9,7 @@ def test_score_out_pointed_at_a_directory_is_refused_and_the_directory_is_kept(t
     out.mkdir()
     (out / "keep.txt").write_text("precious")
     run = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "score", "--data", str(tmp_path / "none"), "--out", str(out)],
+        [sys.executable, "-m", "churn_pipeline", "score", "--data", str(tmp_path / "none"), "--out", str(out)],
         capture_output=True,
         text=True,
         cwd=tmp_path,

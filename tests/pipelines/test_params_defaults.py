@@ -8,14 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from models.tiers import RiskTiers
-from pipelines.evaluate import EvaluateParams
-from pipelines.export import ExportParams
-from pipelines.features import FeaturesParams, LabelsParams
-from pipelines.params import load_section
-from pipelines.score import ScoreParams
-from pipelines.train import TrainParams
-from pipelines.validate import ValidateParams
+from churn_pipeline.models.tiers import RiskTiers
+from churn_pipeline.pipelines.export import ExportParams
+from churn_pipeline.pipelines.params import (
+    EvaluateParams,
+    FeaturesParams,
+    LabelsParams,
+    ScoreParams,
+    TrainParams,
+    load_section,
+)
+from churn_pipeline.pipelines.validate import ValidateParams
 
 PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
 

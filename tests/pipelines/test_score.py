@@ -19,15 +19,15 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from models.actions import control_group
-from models.scores_schema import COLUMNS, HOLD_OUT, SCHEMA_VERSION
-from models.tiers import RiskTiers
-from pipelines import features as features_stage
-from pipelines import generate as generate_stage
-from pipelines import score as stage
-from pipelines import train as train_stage
-from pipelines import validate as validate_stage
-from pipelines.errors import DataContractError, ParamsError
+from churn_pipeline.errors import DataContractError, ParamsError
+from churn_pipeline.models.actions import control_group
+from churn_pipeline.models.scores_schema import COLUMNS, HOLD_OUT, SCHEMA_VERSION
+from churn_pipeline.models.tiers import RiskTiers
+from churn_pipeline.pipelines import features as features_stage
+from churn_pipeline.pipelines import generate as generate_stage
+from churn_pipeline.pipelines import score as stage
+from churn_pipeline.pipelines import train as train_stage
+from churn_pipeline.pipelines import validate as validate_stage
 
 # Small and quick: 14 monthly cutoffs without purging, shallow boosters. Scoring does not care how good they are.
 PARAMS = {
@@ -288,7 +288,7 @@ def test_the_next_order_columns_are_a_survival_curve_with_its_median_and_date(sh
 
 
 def test_the_lifetime_value_is_the_chained_discounted_margin_of_the_clv(shop):
-    from models.lifetime import discounted_lifetime_value
+    from churn_pipeline.models.lifetime import discounted_lifetime_value
 
     s = _scores(shop[0])
     expected = discounted_lifetime_value(
@@ -481,7 +481,7 @@ def test_the_cli_exits_4_for_an_unknown_alias_and_writes_nothing(shop, tmp_path)
     root, params = shop
     args = ["--data", str(root / "validated"), "--params", str(params), "--out", str(tmp_path / "out.parquet")]
     proc = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "score", *args, "--model-uri", "models:/churn@nope"],
+        [sys.executable, "-m", "churn_pipeline", "score", *args, "--model-uri", "models:/churn@nope"],
         capture_output=True,
         text=True,
         env=dict(os.environ),
@@ -496,8 +496,8 @@ def test_the_cli_exits_4_for_an_unknown_alias_and_writes_nothing(shop, tmp_path)
 # ------------------------------------------------------------------ spark engine
 @pytest.mark.spark
 def test_spark_engine_writes_the_same_scores_and_the_same_crm_export(shop, spark, tmp_path):
-    from pipelines import export as export_stage
-    from pipelines.export import read_scores
+    from churn_pipeline.pipelines import export as export_stage
+    from churn_pipeline.pipelines.export import read_scores
 
     root, params = shop
     out = tmp_path / "scores.parquet"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from pipelines import features as features_stage
-from pipelines.errors import DataContractError, ParamsError
-from pipelines.spark import read_tables, shuffle_partitions, write_parquet
+from churn_pipeline.errors import DataContractError, ParamsError
+from churn_pipeline.pipelines import features as features_stage
+from churn_pipeline.pipelines.spark import read_tables, shuffle_partitions, write_parquet
 
 pytestmark = pytest.mark.spark
 

@@ -1,6 +1,6 @@
 import hashlib
 
-from pipelines.tracking import DEFAULT_TRACKING_URI, file_fingerprint, flatten, git_commit, tracking_uri
+from churn_pipeline.pipelines.tracking import DEFAULT_TRACKING_URI, file_fingerprint, flatten, git_commit, tracking_uri
 
 
 def test_flatten_joins_nested_keys_with_dots():

@@ -17,9 +17,9 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from features.synthetic import SyntheticShopConfig, generate_shop
-from pipelines import features as features_stage
-from pipelines import train as stage
+from churn_pipeline.features.synthetic import SyntheticShopConfig, generate_shop
+from churn_pipeline.pipelines import features as features_stage
+from churn_pipeline.pipelines import train as stage
 
 PARAMS = {
     "features": {"cutoffs": {"frequency": "monthly", "count": 24}, "windows_days": [30, 90, 365]},

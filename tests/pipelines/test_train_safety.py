@@ -16,14 +16,14 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, RESOURCE_DOES_NOT_EXIST
 
-from features.synthetic import SyntheticShopConfig, generate_shop
-from pipelines import features as features_stage
-from pipelines import score as score_stage
-from pipelines import train as stage
-from pipelines.console import console
-from pipelines.errors import DataContractError, ParamsError, UsageError
-from pipelines.params import load_section
-from pipelines.tracking import git_commit, git_state
+from churn_pipeline.errors import DataContractError, ParamsError, UsageError
+from churn_pipeline.features.synthetic import SyntheticShopConfig, generate_shop
+from churn_pipeline.pipelines import features as features_stage
+from churn_pipeline.pipelines import score as score_stage
+from churn_pipeline.pipelines import train as stage
+from churn_pipeline.pipelines.console import console
+from churn_pipeline.pipelines.params import load_section
+from churn_pipeline.pipelines.tracking import git_commit, git_state
 
 PARAMS = {
     "features": {"cutoffs": {"frequency": "monthly", "count": 24}, "windows_days": [30, 90, 365]},
@@ -292,7 +292,7 @@ def _git(repo: Path, *args: str) -> None:
 
 def test_pipeline_outputs_and_params_do_not_make_the_commit_dirty_but_source_does(tmp_path):
     _git(tmp_path, "init", "-q")
-    for name in ("dvc.lock", "params.yaml", "metrics/train.json", "models/churn.py"):
+    for name in ("dvc.lock", "params.yaml", "metrics/train.json", "churn_pipeline/models/churn.py"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("v1\n")
     _git(tmp_path, "add", ".")
@@ -302,9 +302,9 @@ def test_pipeline_outputs_and_params_do_not_make_the_commit_dirty_but_source_doe
         (tmp_path / name).write_text("v2\n")
     commit = git_commit(tmp_path)
     assert len(commit) == 40 and not commit.endswith("-dirty")
-    (tmp_path / "models" / "churn.py").write_text("v2\n")
+    (tmp_path / "churn_pipeline" / "models" / "churn.py").write_text("v2\n")
     assert git_commit(tmp_path) == commit + "-dirty"
-    assert git_state(tmp_path)[1] == ["models/churn.py"]
+    assert git_state(tmp_path)[1] == ["churn_pipeline/models/churn.py"]
 
 
 # ------------------------------------------------------------------ 5. progress

@@ -21,10 +21,10 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from features.synthetic import SyntheticShopConfig, generate_shop
-from pipelines import uplift as stage
-from pipelines import validate as validate_stage
-from pipelines.params import load_section
+from churn_pipeline.features.synthetic import SyntheticShopConfig, generate_shop
+from churn_pipeline.pipelines import uplift as stage
+from churn_pipeline.pipelines import validate as validate_stage
+from churn_pipeline.pipelines.params import load_section
 
 PARAMS = {
     "features": {"cutoffs": {"frequency": "monthly", "count": 14}, "windows_days": [30, 90, 365]},
@@ -187,7 +187,7 @@ def test_without_a_contacts_table_there_is_no_model_the_champion_alias_goes_and_
     shutil.copytree(root / "validated", bare)
     (bare / "contacts.parquet").unlink()
     proc = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "uplift", "--data", str(bare), "--metrics", str(tmp_path / "m.json"),
+        [sys.executable, "-m", "churn_pipeline", "uplift", "--data", str(bare), "--metrics", str(tmp_path / "m.json"),
          "--registered", str(tmp_path / "r.json"), "--params", str(params)],
         capture_output=True, text=True, env=dict(os.environ), timeout=300, cwd=root,
     )  # fmt: skip
@@ -224,14 +224,14 @@ def test_too_few_contacts_write_the_status_and_no_model(shop, tmp_path):
 
 
 def test_data_that_is_not_validated_is_refused(tmp_path):
-    from pipelines.errors import DataContractError
+    from churn_pipeline.errors import DataContractError
 
     with pytest.raises(DataContractError, match="not a validated data directory"):
         stage.prepare(tmp_path, SHIPPED)
 
 
 def test_churn_risk_comes_from_the_churn_champion_when_it_loads(monkeypatch):
-    import pipelines.score as score_stage
+    import churn_pipeline.pipelines.score as score_stage
 
     class Churn:
         features_ = ("x",)

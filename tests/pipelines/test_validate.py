@@ -13,9 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from pipelines import validate as stage
-from pipelines.cli import app
-from pipelines.errors import DataContractError, ParamsError
+from churn_pipeline.errors import DataContractError, ParamsError
+from churn_pipeline.pipelines import validate as stage
+from churn_pipeline.pipelines.cli import app
 
 CUSTOMERS = """customer_id,signup_ts,country,email_opt_in
 007,2023-01-01,DE,true
@@ -275,7 +275,7 @@ def test_cli_exit_code_and_one_paragraph(tmp_path, params):
     cmd = [
         sys.executable,
         "-m",
-        "pipelines.cli",
+        "churn_pipeline",
         "validate",
         "--data",
         str(data),
@@ -339,7 +339,7 @@ def test_an_out_beside_the_data_with_a_similar_name_is_fine(tmp_path, params):
 
 def test_the_cli_exits_4_when_out_is_the_data_directory(tmp_path, params):
     data = write_csvs(tmp_path / "shop", {"orders": ORDERS})
-    cmd = [sys.executable, "-m", "pipelines.cli", "validate", "--data", str(data), "--out", str(data)]
+    cmd = [sys.executable, "-m", "churn_pipeline", "validate", "--data", str(data), "--out", str(data)]
     proc = subprocess.run([*cmd, "--params", str(params)], capture_output=True, text=True, check=False)
     assert proc.returncode == ParamsError.exit_code == 4
     assert "is the data directory itself" in proc.stderr and "Traceback" not in proc.stderr
@@ -720,7 +720,7 @@ def test_a_contacts_table_lacking_group_is_fatal(tmp_path, params):
 
 
 def test_a_validated_contacts_table_does_not_disturb_features(tmp_path, params):
-    from pipelines.features import check_tables, connect
+    from churn_pipeline.pipelines.io import check_tables, connect
 
     out = tmp_path / "out"
     ok(write_csvs(tmp_path / "shop", {**SHOP, "contacts": CONTACTS}), out, params)
