@@ -1,12 +1,14 @@
 # Two commands from a fresh clone:
 #   make run   - set everything up, run the whole DVC pipeline on the built-in synthetic shop
 #   make test  - set everything up, run lint and the whole test suite
+# Also: make test-fast (the suite without the `slow` and `spark` tests), make check (ruff, the import contracts,
+# dvc.yaml's code deps and docs/experiments.md, in a few seconds).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup run test test-fast lint bench clean
+.PHONY: setup run test test-fast lint check bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "churn-pipeline needs Python >= 3.11, found " + sys.version.split()[0]'
@@ -19,6 +21,7 @@ setup: $(STAMP)
 
 run: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+	$(BIN)/python scripts/experiments.py --write
 	@echo ""
 	@echo "Done. Results:"
 	@echo "  validated data, quarantine    : data/validated/ (report.json, quarantine/), counts in metrics/validation.json"
@@ -34,16 +37,25 @@ run: setup
 	@echo "  CRM export + manifest         : data/export/scores.csv, data/export/scores.csv.manifest.json"
 	@echo "  browse runs                   : $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db"
 	@echo "  compare experiments           : $(BIN)/dvc exp show --only-changed --drop '.*/.*'"
+	@echo "  this run's figures, measured  : docs/experiments.md (current run, recorded experiments)"
 
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
+# The quick loop: every test but those marked slow (the DVC pipeline end to end, the real Online Retail II file,
+# the heaviest stage runs) or spark. TIMING_PLACEHOLDER
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow and not spark"
 
 lint: setup
 	$(BIN)/ruff check .
+
+check: setup
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/python scripts/dvc_deps.py --check
+	$(BIN)/python scripts/experiments.py --check
 
 bench: setup
 	$(BIN)/python benchmarks/bench_generate.py

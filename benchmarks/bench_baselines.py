@@ -27,7 +27,8 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
-from churn_pipeline.models.baselines import BGNBD, bgnbd_inputs, fit_predict_baselines
+from churn_pipeline.btyd import BGNBD
+from churn_pipeline.models.baselines import bgnbd_inputs, fit_predict_baselines
 
 COLUMNS = ["customer_id", "cutoff", "recency_days", "frequency", "tenure_days", "orders_total", "monetary_value"]
 

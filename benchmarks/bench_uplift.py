@@ -46,6 +46,12 @@ sys.path.insert(0, str(ROOT))
 from churn_pipeline.features.synthetic import SyntheticShopConfig, generate_shop  # noqa: E402
 from churn_pipeline.models.metrics import spearman  # noqa: E402
 from churn_pipeline.models.uplift import qini_coefficient  # noqa: E402
+from churn_pipeline.models.uplift_evaluation import (  # noqa: E402
+    evaluate_held_out,
+    fit_on_contacts,
+    held_out_plan,
+    held_out_rows,
+)
 from churn_pipeline.pipelines import uplift as stage  # noqa: E402
 from churn_pipeline.pipelines import validate as validate_stage  # noqa: E402
 from churn_pipeline.pipelines.params import load_section, read_params  # noqa: E402
@@ -137,21 +143,21 @@ def main() -> None:
             columns={ret_col: "true_retention", rev_col: "true_revenue"}
         )
         truth["customer_id"] = truth["customer_id"].astype(str)
-        plan = stage.held_out_plan(frame)
-        held = stage.held_out_rows(frame, plan)
+        plan = held_out_plan(frame)
+        held = held_out_rows(frame, plan)
         train, test = frame[~held], frame[held].reset_index(drop=True)
         test = test.merge(truth, on=["customer_id", "campaign_id"], how="left", validate="many_to_one")
         if test["true_revenue"].isna().any():
             raise SystemExit(f"{int(test['true_revenue'].isna().sum())} held-out contacts have no ground truth")
 
         start = time.perf_counter()
-        model = stage.fit(params.estimator(prepared.manifest, config), train)
+        model = fit_on_contacts(params.estimator(prepared.manifest, config), train)
         fit_s = time.perf_counter() - start
         print(f"held-out model ({params.learner}-learner, revenue {params.revenue_objective}): {len(train):,} "
               f"contacts, fitted in {fit_s:.1f} s, peak RSS {peak_gb():.2f} GB")  # fmt: skip
         risk, source = stage.churn_risk(test, params.churn_model_alias)
         print(f"churn risk: {source}")
-        report, predicted = stage.evaluate_held_out(model, test, risk, plan, params.shuffles, params.seed)
+        report, predicted = evaluate_held_out(model, test, risk, plan, params.shuffles, params.seed)
 
         print()
         print(f"{'action':<22} {'held out':<30} {'n_t':>5} {'n_c':>5} | {'Qini retention':^30} | "
@@ -193,7 +199,7 @@ def main() -> None:
               f"{total['everyone']:>10,.0f} {total['oracle']:>9,.0f}")  # fmt: skip
 
         start = time.perf_counter()
-        deployed = stage.fit(params.estimator(prepared.manifest, config), frame)
+        deployed = fit_on_contacts(params.estimator(prepared.manifest, config), frame)
         print()
         print(f"deployed model: {len(frame):,} contacts, actions {', '.join(deployed.actions_)}, fitted in "
               f"{time.perf_counter() - start:.1f} s; peak RSS {peak_gb():.2f} GB")  # fmt: skip

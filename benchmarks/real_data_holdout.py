@@ -109,7 +109,7 @@ def truth(full: Path, customers: pd.Index) -> pd.DataFrame:
 
 def bgnbd_gamma_gamma(history: Path) -> pd.DataFrame:
     """BG/NBD + Gamma-Gamma at AS_OF in weekly units (lifetimes' conventions), per customer of the history."""
-    from churn_pipeline.models.baselines import BGNBD, GammaGamma
+    from churn_pipeline.btyd import BGNBD, GammaGamma
 
     orders = pd.read_parquet(history / "orders.parquet", columns=["customer_id", "order_ts", "amount"])
     returns = pd.read_parquet(history / "returns.parquet", columns=["customer_id", "return_ts", "amount"])

@@ -11,7 +11,7 @@ the data; the next-order labels use ``[c, c + e)`` for the edges ``e`` of ``Feat
 that the data reach (:mod:`features.derive`). Durations are in days (fractional, from microsecond timestamps);
 money is in the shop's currency.
 
-Feature family ``bgnbd``: BG/NBD and Gamma-Gamma (:mod:`models.baselines`) refitted at every cutoff on
+Feature family ``bgnbd``: BG/NBD and Gamma-Gamma (:mod:`churn_pipeline.btyd`) refitted at every cutoff on
 that cutoff's customers who are not lapsed (their purchase history before ``c`` only; at most 100,000 of them),
 then applied to every row: ``bgnbd_p_alive``, ``bgnbd_churn_probability`` (no order within the churn horizon),
 ``bgnbd_expected_orders`` and ``bgnbd_clv`` (over the CLV horizon) and ``bgnbd_order_value``. NaN at a cutoff
@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from churn_pipeline.btyd import MAX_FIT_ROWS, fit_sample_positions
 from churn_pipeline.features.contract import KNOWN_EVENT_TYPES
 from churn_pipeline.features.cutoffs import to_day
 from churn_pipeline.features.definitions import AMOUNT_SCALE, MEASURES, OTHER_EVENTS, Measure
@@ -62,7 +63,6 @@ from churn_pipeline.features.derive import (
     measure_offsets,
 )
 from churn_pipeline.features.sql import day_expr, event_codes, row_columns, rows_sql
-from churn_pipeline.models.baselines import MAX_FIT_ROWS, fit_sample_positions
 
 __all__ = [
     "BGNBD_FEATURES",

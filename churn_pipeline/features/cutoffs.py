@@ -21,6 +21,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from churn_pipeline.errors import DataContractError
+
 Frequency = Literal["monthly", "semimonthly", "weekly", "daily"]
 FREQUENCIES = ("auto", "monthly", "semimonthly", "weekly", "daily")
 # The grids ``frequency: auto`` tries, coarsest first (models.split.plan_schedule), and how many cutoffs of each
@@ -118,11 +120,32 @@ def training_cutoffs(
     return kept, messages
 
 
-def scoring_cutoff(schedule: CutoffSchedule, last_ts: pd.Timestamp) -> pd.Timestamp:
-    """The cutoff to score at: ``schedule.scoring_date`` or, by default, the end of the data."""
-    if schedule.scoring_date is not None:
-        return pd.Timestamp(schedule.scoring_date).floor("D")
-    return data_end(last_ts)
+def scoring_cutoff(
+    schedule: CutoffSchedule,
+    last_ts: pd.Timestamp,
+    *,
+    as_of: pd.Timestamp | None = None,
+    first_ts: pd.Timestamp | None = None,
+    source: object = None,
+) -> pd.Timestamp:
+    """The one cutoff a scoring table is built at (``churn features`` and ``churn score``, both engines): ``as_of``
+    (``--as-of``, a parsed day) or ``schedule.scoring_date``, each floored to its day, or by default the end of the
+    data. Given ``first_ts`` (the first order), a cutoff on or before its day is a DataContractError (nobody has
+    an order before it), naming ``source`` (the data read) when given."""
+    if as_of is not None:
+        cutoff = pd.Timestamp(as_of).floor("D")
+    elif schedule.scoring_date is not None:
+        cutoff = pd.Timestamp(schedule.scoring_date).floor("D")
+    else:
+        cutoff = data_end(last_ts)
+    if first_ts is not None and cutoff <= pd.Timestamp(first_ts).floor("D"):
+        what = "--as-of" if as_of is not None else "as-of date"
+        where = f" in {source}" if source is not None else ""
+        raise DataContractError(
+            f"{what} {cutoff.date()} is not after the first order ({pd.Timestamp(first_ts).date()}){where}: no "
+            f"customer has an order before it. Use a later --as-of (the data runs to {pd.Timestamp(last_ts).date()})."
+        )
+    return cutoff
 
 
 def slot_boundaries(cutoff_days: np.ndarray, offsets_days: np.ndarray) -> np.ndarray:

@@ -15,8 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from churn_pipeline.features.contract import KNOWN_EVENT_TYPES
-
 Rollup = Literal["sum", "max", "min", "last"]
 Aggregate = Literal["count", "sum", "max", "min", "last"]
 
@@ -160,7 +158,6 @@ MEASURES: tuple[Measure, ...] = (
 )
 
 OTHER_EVENTS = "*other*"
-KNOWN_TYPES = KNOWN_EVENT_TYPES
 
 
 # Which windowed features each family derives: (output prefix, measure). Windows come from params.

@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from churn_pipeline.btyd import MAX_FIT_ROWS, BGNBDPrior, fit_bgnbd_prior
 from churn_pipeline.features.cutoffs import slot_boundaries, slot_of_day
 from churn_pipeline.features.definitions import (
     MEASURES,
@@ -48,7 +49,6 @@ from churn_pipeline.features.definitions import (
     Measure,
     channel_measure,
 )
-from churn_pipeline.models.baselines import MAX_FIT_ROWS, BGNBDPrior, fit_bgnbd_prior
 
 US_PER_DAY = 86_400_000_000
 # The next-order (survival) labels come after the churn and CLV labels, in this order.
@@ -56,7 +56,7 @@ NEXT_ORDER_LABELS = ("next_order_days", "next_order_followup_days")
 LABELS = ("churned", "future_orders", "future_revenue", *NEXT_ORDER_LABELS)
 KEY_COLUMNS = ("customer_id", "cutoff")
 CATEGORICAL_FEATURES = ("country", "acquisition_channel")
-# Output name of each BG/NBD quantity (models.baselines.BGNBDPrior.quantities): P(alive at c), P(no order in
+# Output name of each BG/NBD quantity (btyd.BGNBDPrior.quantities): P(alive at c), P(no order in
 # the churn horizon), expected orders and expected (gross) order revenue over the CLV horizon, expected order value.
 BGNBD_FEATURES = {
     "p_alive": "bgnbd_p_alive",
@@ -253,7 +253,7 @@ def fit_priors(
     customer with an order before it (:func:`prior_fit_mask`), which the engines pass whatever table they build.
 
     Rows must be in customer_id order within a cutoff: a capped fit takes evenly spaced rows in that order
-    (:func:`models.baselines.fit_sample_positions`), which an engine can draw without collecting every row.
+    (:func:`churn_pipeline.btyd.fit_sample_positions`), which an engine can draw without collecting every row.
     """
     fit = prior_fit_mask(now, c_day, config)
     priors: dict[int, BGNBDPrior | None] = {}

@@ -15,14 +15,13 @@ the row rules the contract states in words:
 - every timestamp lies in the closed interval [``min_timestamp``, ``max_timestamp``] (naive UTC).
 
 Each rule's ``error`` text is the rule name shown in the validation report and quarantine reasons.
-No I/O here.
+No I/O here, and no work at import: pandera is imported, through :mod:`churn_pipeline.pandera_shim`, when the
+first schema is built.
 """
 
 from __future__ import annotations
 
-import os
-import sys
-import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -36,37 +35,10 @@ from churn_pipeline.features.contract import (
     ColumnSpec,
     TableSpec,
 )
+from churn_pipeline.pandera_shim import pandera
 
-# On import, pandera sets PYARROW_IGNORE_TIMEZONE=1 and SPARK_LOCAL_IP=127.0.0.1 and, when PySpark is
-# installed (the `spark` extra), imports pyspark.pandas, which warns that it does not support pandas 3. With
-# the first flag pyarrow reads zone-aware Python datetimes as if their wall time were UTC (10:00+01:00 becomes
-# 10:00Z), silently, in this process and every child process; the second would bind a Spark driver to
-# loopback, which a cluster's executors cannot reach. Only pandas-on-Spark needs them, and nothing here uses
-# it: both are put back as they were, and the warning is not shown.
-# pyspark itself is kept out of the import: a None entry in sys.modules makes pandera's `import pyspark.pandas`
-# fail at once (pandera then treats pyspark as absent), so DuckDB runs never load it (0.1 s, and its warning);
-# the spark engine imports it later as usual. When it is already loaded, the warning is silenced instead.
-_SPARK_ENV = {name: os.environ.get(name) for name in ("PYARROW_IGNORE_TIMEZONE", "SPARK_LOCAL_IP")}
-_BLOCK_PYSPARK = "pyspark" not in sys.modules
-if _BLOCK_PYSPARK:
-    sys.modules["pyspark"] = None  # type: ignore[assignment]
-try:
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
-        # pandera's checks module tries `import pyspark.pandas` once, at the first validation, whenever pyspark
-        # is loaded by then (MLflow imports it): imported here, it sees pyspark blocked.
-        import pandera.backends.pandas.builtin_checks  # noqa: F401
-        import pandera.pandas as pa
-finally:
-    if _BLOCK_PYSPARK:
-        del sys.modules["pyspark"]
-for _name, _value in _SPARK_ENV.items():
-    if _value is None:
-        os.environ.pop(_name, None)
-    else:
-        os.environ[_name] = _value
-
-SchemaErrors = pa.errors.SchemaErrors
+if TYPE_CHECKING:
+    import pandera.pandas as pa
 
 # pandas 3's default string dtype (missing = NaN): what `pd.Series(["a"])` gives, so no conversion is needed.
 STRING_DTYPE = pd.StringDtype(na_value=np.nan)
@@ -103,24 +75,20 @@ _VOCABULARIES: dict[tuple[str, str], tuple[tuple[str, ...], str]] = {
 }
 
 EVENT_VALUE_RULE = "value within the range of its event_type"
-GROUP_RULE = _VOCABULARIES[("contacts", "group")][1]
 
 
 def _spec(table: str | TableSpec) -> TableSpec:
     return table if isinstance(table, TableSpec) else TABLES[table]
 
 
+# The rule name reported for a missing value in a non-nullable column: the column's name, then this.
 MISSING_SUFFIX = " is missing"
-
-
-def missing_rule(column: str) -> str:
-    """The rule name reported for a missing value in a non-nullable column."""
-    return column + MISSING_SUFFIX
 
 
 def _column_checks(
     spec: TableSpec, col: ColumnSpec, min_timestamp: pd.Timestamp | None, max_timestamp: pd.Timestamp | None
 ) -> list[pa.Check]:
+    pa = pandera()
     checks: list[pa.Check] = []
     bound = _LOWER_BOUNDS.get((spec.name, col.name))
     if bound is not None:
@@ -170,6 +138,7 @@ def table_schema(
     extra columns are refused (``strict``), because the parser drops them first. ``min_timestamp`` and
     ``max_timestamp`` are naive UTC instants bounding every timestamp column (inclusive); None = no bound.
     """
+    pa = pandera()
     spec = _spec(table)
     columns = {
         c.name: pa.Column(

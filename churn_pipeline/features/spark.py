@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from churn_pipeline.btyd import MAX_FIT_ROWS, BGNBDPrior, fit_sample_positions
 from churn_pipeline.features.build import Sources, feature_manifest, skipped_sources
 from churn_pipeline.features.cutoffs import to_day
 from churn_pipeline.features.definitions import MEASURES, Measure
@@ -41,7 +42,6 @@ from churn_pipeline.features.derive import (
     running_column,
 )
 from churn_pipeline.features.sql import micros_expr, read_column, reduce_groups, running_sql, source_sql, to_spark
-from churn_pipeline.models.baselines import MAX_FIT_ROWS, BGNBDPrior, fit_sample_positions
 
 TABLES = ("orders", "returns", "customers", "events")
 

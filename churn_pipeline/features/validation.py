@@ -59,7 +59,8 @@ import pyarrow
 import pyarrow.compute as pc
 
 from churn_pipeline.features.contract import KNOWN_ACTIONS, TABLES, ColumnSpec, TableSpec
-from churn_pipeline.features.schemas import EVENT_VALUE_RULE, MISSING_SUFFIX, STRING_DTYPE, SchemaErrors, table_schema
+from churn_pipeline.features.schemas import EVENT_VALUE_RULE, MISSING_SUFFIX, STRING_DTYPE, table_schema
+from churn_pipeline.pandera_shim import pandera
 
 Severity = Literal["error", "warning"]
 
@@ -109,8 +110,6 @@ _ZONE_PATTERN = r"\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(Z|z|UTC|[+-]\d{2}(?::?\d
 _DATE_LIKE_PATTERN = r"\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}"
 # Fractional seconds past the sixth digit (nanoseconds): group 1 keeps the time up to the microsecond.
 _SUB_MICROSECOND_PATTERN = r"(\d{2}:\d{2}:\d{2}[.,]\d{6})\d+"
-
-FAILURE_COLUMNS = ("_row", "column", "rule", "value")
 
 
 @dataclass(frozen=True)
@@ -542,7 +541,7 @@ def schema_failures(table: str, typed: pd.DataFrame, bounds: Bounds) -> pd.DataF
     schema = table_schema(table, min_timestamp=bounds.min_timestamp, max_timestamp=bounds.max_timestamp)
     try:
         schema.validate(typed, lazy=True)
-    except SchemaErrors as exc:
+    except pandera().errors.SchemaErrors as exc:
         cases = exc.failure_cases
     else:
         return _no_failures()

@@ -68,6 +68,7 @@ from churn_pipeline.models.tiers import TIER_ORDER
 
 __all__ = [
     "DEFAULT_ACTION",
+    "DEFAULT_ACTIONS",
     "MOST_PROFITABLE",
     "ActionRule",
     "applicable_rules",
@@ -348,3 +349,54 @@ def control_group(customer_ids: Sequence[str] | np.ndarray | pd.Series, share: f
     if not 0.0 <= share < 1.0:
         raise ValueError(f"control group share must be in [0, 1), got {share}")
     return unit_hash(customer_ids, salt) < share
+
+
+# The default rule table: the one source of pipelines.params.ScoreParams.actions; params.yaml ``score.actions`` ships
+# the same rules (tests/pipelines/test_params_defaults.py checks that they agree).
+DEFAULT_ACTIONS = (
+    ActionRule(name="uplift model: the most profitable action", action=MOST_PROFITABLE, min_expected_profit=1.0),
+    ActionRule(
+        name="new customers at risk: onboarding journey",
+        tiers=("high", "medium", "low"),
+        max_tenure_days=60.0,
+        action="onboarding",
+    ),
+    ActionRule(
+        name="valuable customers at high risk: personal outreach",
+        tiers=("high",),
+        min_value_percentile=60,
+        action="personal_outreach",
+    ),
+    # Value floors: break-even value if retained at the evaluate costs (params.yaml score.actions comments).
+    ActionRule(
+        name="lapsed, worth the coupon: win-back e-mail with coupon",
+        tiers=("lapsed",),
+        min_value_if_retained=45.0,
+        action="winback_email_coupon",
+    ),
+    ActionRule(
+        name="high risk, worth the coupon: win-back e-mail with coupon",
+        tiers=("high",),
+        min_value_if_retained=75.0,
+        action="winback_email_coupon",
+    ),
+    ActionRule(
+        name="medium risk, disengaging: loyalty points boost",
+        tiers=("medium",),
+        reason_features=("sessions_", "days_since_last_session", "page_views_", "email_", "days_since_last_email"),
+        action="loyalty_points_boost",
+    ),
+    ActionRule(
+        name="medium risk otherwise, worth the coupon: win-back e-mail with coupon",
+        tiers=("medium",),
+        min_value_if_retained=167.0,
+        action="winback_email_coupon",
+    ),
+    ActionRule(
+        name="safe and valuable: cross-sell / upsell",
+        tiers=("low",),
+        min_value_percentile=80,
+        action="cross_sell_upsell",
+    ),
+    ActionRule(name="everyone else", action="no_action"),
+)

@@ -31,61 +31,15 @@ prior level's shift (``prior_shift``, log-odds). ``calibration`` ``"isotonic"``,
 ``"prior"`` fixes the method. The same validation rows also chose the number of trees (early stopping on log
 loss): a single integer, so they stay close to unseen for the calibrator.
 
-Measured, test Brier score (ROC AUC is the same for every calibration of one booster) on three backtest
-folds each, the ``train`` params of ``params.yaml`` (log-loss early stopping, BG/NBD offset), LightGBM seed
-42. UCI Online Retail II (``benchmarks/evaluate_online_retail.py``: 182-day horizon, one purged validation
-cutoff six months before the test cutoff, training cutoffs 2010-01..06 whose features see at most seven
-months of history, the data starting 2009-12-01), test cutoffs 2011-06 / 2011-05 / 2011-04 (validation
-2010-12 / 2010-10 / 2010-10); synthetic shop (``dvc repro``, 24 cutoffs, 90-day horizon, 2 validation
-cutoffs), test cutoffs 2025-10 / 2025-09 / 2025-08:
-
-==========================================  ========================  ========================
-calibration                                 Online Retail II          synthetic shop
-==========================================  ========================  ========================
-validation, isotonic or Platt (before)      0.2128 / 0.1930 / 0.2001  0.1816 / 0.1810 / 0.1770
-none (the booster's own level)              0.1884 / 0.1944 / 0.2037  0.1813 / 0.1811 / 0.1770
-Platt, out of fold on training rows         0.2280 / 0.2625 / 0.2783  0.1813 / 0.1810 / 0.1770
-Platt, training out of fold + validation    0.2052 / 0.2322 / 0.2452  0.1813 / 0.1809 / 0.1769
-Platt on [trees, prior log-odds], valid     0.2115 / 0.1927 / 0.1997  -
-prior level                                 0.1874 / 0.1884 / 0.1954  0.1926 / 0.1938 / 0.1899
-**auto (level check, then step 2)**         0.1874 / 0.1884 / 0.1954  0.1816 / 0.1810 / 0.1770
-BG/NBD alone (the ``bgnbd`` baseline)       0.1883 / 0.1907 / 0.1986  0.2104 / 0.2088 / 0.2099
-==========================================  ========================  ========================
-
-("out of fold on training rows": 5 boosters with the same number of trees, each fitted on 4 of 5 customer
-groups of the training rows, Platt fitted on their pooled out-of-fold log-odds.) Validation Brier of the
-level check, booster's level against prior level: Online Retail II 0.2312 against 0.2263 (validation
-2010-12) and 0.2015 against 0.2011 (2010-10), so ``"prior"``; synthetic shop 0.1762 / 0.1790 / 0.1800
-against 0.1910 / 0.1942 / 0.1947 (also with shop seeds 7 and 123: 0.178-0.180 against 0.194-0.197), so
-step 2, with probabilities identical to before. On Online Retail II the training cutoffs' churn rates
-(0.22-0.29) lie far below later ones (0.39-0.52: left-truncated history, seasons) and the one validation
-cutoff sits in another season than the test cutoff (December-May against June-November windows), so any
-level fitted on labels of earlier cutoffs, training or validation, lands on the wrong side; BG/NBD, refitted
-on each cutoff's own customers, moves with them. Over LightGBM seeds 1, 7, 42, 123 and 2024, with either
-early-stopping metric, the level check chose ``"prior"`` in all 30 Online Retail II fits and beat BG/NBD's
-Brier score in all 30. The 2010-10 margin (0.0004) is small: the check is a held-out comparison, not a proof.
+Measured, the test Brier score of each calibration on Online Retail II and the synthetic shop:
+docs/experiments.md#churn-calibration.
 
 Class imbalance (``imbalance``): churners are the *majority* here (58-67 % per cutoff on the synthetic
 shop: the panel keeps customers up to a year after their last order), and the model's output is a
 calibrated probability, not a decision at a fixed threshold, so re-weighting classes only distorts the raw
-probabilities that calibration then has to undo. Measured on the synthetic shop (20,000 customers, monthly
-cutoffs 2024-05-01..2025-10-01, churn horizon 90 days, purged split with 2 validation cutoffs; mean over
-shop seeds 42, 7, 123 and test cutoffs 2025-08-01 and 2025-10-01; calibration chosen automatically):
-
-==============  ======  ===========  ================  =========  ==============  =====
-imbalance       AUC     Brier raw    Brier calibrated  ECE raw    ECE calibrated  trees
-==============  ======  ===========  ================  =========  ==============  =====
-none            0.7819  0.1815       0.1817            0.0170     0.0209          115
-is_unbalance    0.7814  0.1906       0.1821            0.0878     0.0222          157
-==============  ======  ===========  ================  =========  ==============  =====
-
-The default is ``"none"``: the same ranking, the best Brier score, fewer trees, nothing to undo. With it the
-booster (trained on log loss, a proper scoring rule) is already close to calibrated: Platt scaling is
-chosen (slope near 1) and moves the test Brier score by less than 0.0006 either way, while with
-``"is_unbalance"`` calibration is what repairs the probabilities (Brier 0.1906 -> 0.1821). The residual ECE
-is largest at the October test cutoff (about 0.027), whose churn rate (0.58) is well below that of the
-June/July validation cutoffs (0.67). ``"is_unbalance"`` (LightGBM's class re-weighting) and
-``"scale_pos_weight"`` (weight of the positive class; None = n_neg / n_pos of the training rows) stay
+probabilities that calibration then has to undo.
+The default is ``"none"`` (measured: docs/experiments.md#churn-imbalance). ``"is_unbalance"`` (LightGBM's class
+re-weighting) and ``"scale_pos_weight"`` (weight of the positive class; None = n_neg / n_pos of the training rows) stay
 available for shops where churners are rare.
 
 Structural prior (``offset``): the name of a feature holding a churn probability computed point-in-time,
@@ -94,26 +48,22 @@ by default ``bgnbd_churn_probability`` (BG/NBD refitted at every cutoff on that 
 rate and learns only corrections (engagement, seasonality, whatever the counting model misses); the prior's
 log-odds are added back at predict time, and a missing prior gets the median training log-odds
 (``offset_fill_``). Where labelled history is short or unlike the present, the corrections stay small and the
-model falls back on the structural prior instead of extrapolating trees. Measured on the default synthetic
-shop (train stage, test cutoff 2025-10-01): AUC 0.7930 -> 0.7940, Brier 0.1821 -> 0.1816, ECE 0.020 -> 0.018.
-On UCI Online Retail II (``benchmarks/evaluate_online_retail.py``, 182-day horizon, test 2011-06-01): AUC
-0.7601 -> 0.7835 (BG/NBD alone: 0.7812); Brier 0.2110 -> 0.2128 with calibration on the validation cutoff,
-0.1874 with the level check above (BG/NBD 0.1883). The prior is also what makes the ``"prior"`` level
-possible: without an offset the level check is skipped.
+model falls back on the structural prior instead of extrapolating trees.
+Measured: docs/experiments.md#churn-prior. The prior is also what makes the ``"prior"`` level possible: without
+an offset the level check is skipped.
 
-Early stopping (``early_stopping_metric``): ``"logloss"`` (default) or ``"auc"``. Log loss also scores the
+Early stopping (``early_stopping_metric``): ``"logloss"`` or ``"auc"`` (the default). Log loss also scores the
 level of the probabilities, so when validation cutoffs sit in another season than the training cutoffs it can
-stop after one tree; AUC only ranks (calibration sets the level afterwards). On Online Retail II with the
-offset, AUC stopping keeps 9 trees instead of 1 (test AUC 0.7866 instead of 0.7835; with the prior level,
-Brier 0.1865 instead of 0.1874; over the three folds and five seeds above, AUC +0.003 and Brier -0.001 on
-average, not on every fold); on the synthetic shop it stops earlier (42 trees instead of 59) at the same AUC
-(0.7931 against 0.7940), hence not the default.
+stop after one tree; AUC only ranks (calibration sets the level afterwards).
+Measured: docs/experiments.md#churn-early-stopping. The estimator's defaults are params.yaml's
+``train.churn`` (the offset, AUC stopping, learning rate 0.1, at most 300 trees, 63 bins;
+``tests/pipelines/test_params_defaults.py``).
 
 Determinism: ``deterministic=True``, ``force_row_wise=True`` (measured 2.3 s against 3.3 s column-wise on the
-panel above, 2 threads; forcing one also removes LightGBM's timing-based choice), one ``seed`` for every
+default shop's panel, 2 threads; forcing one also removes LightGBM's timing-based choice), one ``seed`` for every
 LightGBM random source, and a fixed customer hash for the calibration halves: the same data and parameters
 give identical predictions (measured identical with 1 and 2 threads too), and on any CPU: ``exp``/``log`` come
-from the C library and Platt scaling runs without BLAS, as in :mod:`models.baselines`
+from the C library and Platt scaling runs without BLAS, as in :mod:`churn_pipeline.btyd`
 (``tests/models/test_reproducible_models.py``).
 """
 
@@ -130,8 +80,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.isotonic import IsotonicRegression
 from sklearn.utils.validation import check_is_fitted
 
+from churn_pipeline.btyd import _exp, _log
 from churn_pipeline.models import metrics
-from churn_pipeline.models.baselines import _exp, _log
 from churn_pipeline.models.preprocess import FeaturePreprocessor
 
 __all__ = ["ChurnClassifier", "customer_half"]
@@ -202,7 +152,7 @@ def customer_half(ids: pd.Series | np.ndarray | Sequence[str]) -> np.ndarray:
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     """``1 / (1 + exp(-z))`` with the C library's ``exp`` on every CPU (scipy's ``expit``), not numpy's
-    AVX-512 kernel: the same bits on every machine (:mod:`models.baselines`, "Reproducible to the bit")."""
+    AVX-512 kernel: the same bits on every machine (:mod:`churn_pipeline.btyd`, "Reproducible to the bit")."""
     return expit(z)
 
 
@@ -218,7 +168,7 @@ class _Platt:
     def fit(self, margin: np.ndarray, y: np.ndarray) -> _Platt:
         """Newton's method on the two parameters from ``(1, 0)`` (the booster's own probabilities), each step
         halved until the loss does not rise. Not sklearn's ``LogisticRegression``: its solver runs on OpenBLAS,
-        whose kernels are chosen per CPU (:mod:`models.baselines`, "Reproducible to the bit"); here every
+        whose kernels are chosen per CPU (:mod:`churn_pipeline.btyd`, "Reproducible to the bit"); here every
         operation is elementwise or a fixed-order sum, so the same inputs give the same bits everywhere."""
         x, t = np.asarray(margin, dtype=np.float64), np.asarray(y, dtype=np.float64)
         a, b = 1.0, 0.0
@@ -310,17 +260,17 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         scale_pos_weight: float | None = None,
         calibration: str = "auto",
         calibration_key: str = "customer_id",
-        offset: str | None = None,
-        early_stopping_metric: str = "logloss",
+        offset: str | None = "bgnbd_churn_probability",
+        early_stopping_metric: str = "auc",
         num_leaves: int = 31,
-        learning_rate: float = 0.05,
-        n_estimators: int = 1000,
+        learning_rate: float = 0.1,
+        n_estimators: int = 300,
         min_child_samples: int = 100,
         feature_fraction: float = 0.8,
         bagging_fraction: float = 0.8,
         bagging_freq: int = 1,
         lambda_l2: float = 1.0,
-        max_bin: int = 255,
+        max_bin: int = 63,
         early_stopping_rounds: int = 50,
         seed: int = 42,
         n_jobs: int = -1,

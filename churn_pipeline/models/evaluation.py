@@ -45,8 +45,10 @@ from churn_pipeline.models.tiers import TIER_ORDER
 __all__ = [
     "Campaign",
     "campaign_value_score",
+    "churn_metrics",
     "churn_summary",
     "clv_deciles",
+    "clv_metrics",
     "clv_summary",
     "decile_mape",
     "expected_maximum_profit",
@@ -194,9 +196,9 @@ def gains_table(churned: ArrayLike, score: ArrayLike, n_groups: int = 10) -> pd.
 def reliability_curve(churned: ArrayLike, churn_probability: ArrayLike, n_bins: int = 10) -> pd.DataFrame:
     """Observed churn rate against mean predicted probability in ``n_bins`` equal-width probability bins.
 
-    The bins are those of ``models.metrics.expected_calibration_error``: ``[k/n, (k+1)/n)``, the last
-    closed at 1. Only non-empty bins are returned. Columns: ``bin_lower``, ``bin_upper``, ``customers``,
-    ``mean_predicted``, ``observed_rate``. A calibrated model lies on the diagonal.
+    The bins are ``models.metrics.probability_bins`` (those of ``expected_calibration_error``): ``[k/n,
+    (k+1)/n)``, the last closed at 1. Only non-empty bins are returned. Columns: ``bin_lower``, ``bin_upper``,
+    ``customers``, ``mean_predicted``, ``observed_rate``. A calibrated model lies on the diagonal.
     """
     if n_bins < 1:
         raise ValueError(f"n_bins must be >= 1, got {n_bins}")
@@ -205,16 +207,15 @@ def reliability_curve(churned: ArrayLike, churn_probability: ArrayLike, n_bins: 
     _same_length((y, "churned"), (p, "churn_probability"))
     if (p < 0).any() or (p > 1).any():
         raise ValueError("churn_probability must lie in [0, 1]")
-    k = np.minimum((p * n_bins).astype(np.int64), n_bins - 1)
-    counts = np.bincount(k, minlength=n_bins)
+    counts, sum_y, sum_p = mx.probability_bins(y, p, n_bins)
     seen = counts > 0
     return pd.DataFrame(
         {
             "bin_lower": np.arange(n_bins)[seen] / n_bins,
             "bin_upper": (np.arange(n_bins)[seen] + 1) / n_bins,
             "customers": counts[seen],
-            "mean_predicted": np.bincount(k, weights=p, minlength=n_bins)[seen] / counts[seen],
-            "observed_rate": np.bincount(k, weights=y, minlength=n_bins)[seen] / counts[seen],
+            "mean_predicted": sum_p[seen] / counts[seen],
+            "observed_rate": sum_y[seen] / counts[seen],
         }
     )
 
@@ -492,21 +493,50 @@ def contact_list_profit(expected_profit: ArrayLike, curve: pd.DataFrame) -> dict
 
 
 # -------------------------------------------------------------------------------------------- summaries
+def churn_metrics(churned: ArrayLike, churn_probability: ArrayLike) -> dict[str, float]:
+    """The probability metrics of one churn ranking on one cutoff (the train stage's test metrics, and the first
+    keys of :func:`churn_summary`): ``roc_auc``, ``pr_auc``, ``brier``, ``log_loss``, ``ece`` (10 bins),
+    ``churn_rate`` (observed share of churners) and ``mean_probability``."""
+    return {
+        "roc_auc": mx.roc_auc(churned, churn_probability),
+        "pr_auc": mx.pr_auc(churned, churn_probability),
+        "brier": mx.brier(churned, churn_probability),
+        "log_loss": mx.log_loss(churned, churn_probability),
+        "ece": mx.expected_calibration_error(churned, churn_probability),
+        "churn_rate": float(np.mean(churned)),
+        "mean_probability": float(np.mean(churn_probability)),
+    }
+
+
+def clv_metrics(
+    actual: ArrayLike,
+    predicted: ArrayLike,
+    orders: ArrayLike | None = None,
+    predicted_orders: ArrayLike | None = None,
+) -> dict[str, float]:
+    """The revenue metrics of one CLV prediction (the train stage's test metrics; :func:`clv_summary` adds
+    deciles, totals and capture): ``mae``, ``rmse`` (currency), ``normalized_gini``, ``spearman``,
+    ``total_bias_pct`` (percent, positive = over-forecast), and with ``orders`` / ``predicted_orders`` (order
+    counts over the CLV horizon) ``orders_mae``."""
+    out = {
+        "mae": mx.mae(actual, predicted),
+        "rmse": mx.rmse(actual, predicted),
+        "normalized_gini": mx.normalized_gini(actual, predicted),
+        "spearman": mx.spearman(actual, predicted),
+        "total_bias_pct": 100.0 * mx.bias(actual, predicted, relative=True),
+    }
+    if orders is not None:
+        out["orders_mae"] = mx.mae(orders, predicted_orders)
+    return out
+
+
 def churn_summary(churned: ArrayLike, churn_probability: ArrayLike, shares: Sequence[float] = DEFAULT_SHARES) -> dict:
     """Headline churn metrics of one ranking on one cutoff: ``roc_auc``, ``pr_auc``, ``brier``, ``log_loss``,
     ``ece``, ``churn_rate``, ``mean_probability``, and ``lift_top{5,10,20}`` / ``capture_top{5,10,20}`` (the
     percentage in the key)."""
     y = _labels(churned)
     p = _finite(churn_probability, "churn_probability")
-    out = {
-        "roc_auc": mx.roc_auc(y, p),
-        "pr_auc": mx.pr_auc(y, p),
-        "brier": mx.brier(y, p),
-        "log_loss": mx.log_loss(y, p),
-        "ece": mx.expected_calibration_error(y, p),
-        "churn_rate": float(y.mean()),
-        "mean_probability": float(p.mean()),
-    }
+    out = churn_metrics(y, p)
     lift = lift_table(y, p, shares)
     for row in lift.itertuples(index=False):
         pct = f"{round(row.share * 100):d}"
@@ -521,14 +551,12 @@ def clv_summary(actual: ArrayLike, predicted: ArrayLike, top_share: float = 0.1)
     over-forecast), ``top10_capture`` (share of actual revenue in the top ``top_share`` by prediction)."""
     a = _finite(actual, "actual")
     p = _finite(predicted, "predicted")
+    core = clv_metrics(a, p)
     return {
-        "mae": mx.mae(a, p),
-        "rmse": mx.rmse(a, p),
-        "normalized_gini": mx.normalized_gini(a, p),
-        "spearman": mx.spearman(a, p),
+        **{key: core[key] for key in ("mae", "rmse", "normalized_gini", "spearman")},
         "decile_mape": decile_mape(clv_deciles(a, p)),
         "total_actual": float(a.sum()),
         "total_predicted": float(p.sum()),
-        "total_bias_pct": 100.0 * mx.bias(a, p, relative=True),
+        "total_bias_pct": core["total_bias_pct"],
         f"top{round(top_share * 100):d}_capture": top_share_capture(a, p, top_share),
     }

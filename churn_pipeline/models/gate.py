@@ -13,6 +13,10 @@ customers.
 
 Two models trained on different label horizons (or feature sets) predict different things: they are never
 compared, the champion stays (:func:`same_target`).
+
+:func:`champion_decision` applies these to one model kind (:func:`gated_metrics`, :data:`BAR_TOLERANCES`);
+:func:`registry_verdict` is the train stage's verdict on a registered version (unloadable champion, manual
+promotion). No MLflow here: ``pipelines.registry.gate_champion`` loads the champion and moves the aliases.
 """
 
 from __future__ import annotations
@@ -20,6 +24,23 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import pandas as pd
+
+from churn_pipeline.models.training import held_out_metrics
+
+
+class GateParams(Protocol):
+    """The gate's tolerances: how much worse than the champion a challenger may be on the same test rows, in
+    each metric's own units (pipelines.params.GateParams, params ``train.gate``, satisfies it)."""
+
+    churn_roc_auc_tolerance: float
+    churn_brier_tolerance: float
+    clv_gini_tolerance: float
+    clv_spearman_tolerance: float
+    next_order_concordance_tolerance: float
+    next_order_brier_tolerance: float
 
 
 @dataclass(frozen=True)
@@ -148,3 +169,162 @@ def same_target(
             f"promote by hand: `churn promote {kind} VERSION`",
         ),
     )
+
+
+def bar_noise(kind: str, metrics: dict[str, float], test: pd.DataFrame) -> dict[str, float] | None:
+    """The ``noise`` of :func:`clears_baseline_bar` for a ``kind`` model's test ``metrics``: one standard error of
+    the bar's ranking metric on the test rows (churn's ROC AUC over churners and stayers, the next-order
+    concordance over customers who ordered within the grid and who did not); None for CLV (its bar is the
+    tolerance alone)."""
+    if kind == "churn":
+        n_churners = int(test["churned"].astype(bool).sum())
+        return {"roc_auc": auc_standard_error(metrics["roc_auc"], n_churners, len(test) - n_churners)}
+    if kind == "next_order":
+        ordered = int(test["next_order_days"].notna().sum())
+        return {"concordance": auc_standard_error(metrics["concordance"], ordered, len(test) - ordered)}
+    return None
+
+
+# The ranking metric of the minimum-quality bar per model and the gate tolerance it allows (a rule's Brier or
+# MAE would mean nothing).
+BAR_TOLERANCES = {
+    "churn": {"roc_auc": "churn_roc_auc_tolerance"},
+    "clv": {"normalized_gini": "clv_gini_tolerance"},
+    "next_order": {"concordance": "next_order_concordance_tolerance"},
+}
+
+
+def gated_metrics(kind: str, gate: GateParams) -> tuple[GatedMetric, ...]:
+    """The metrics a ``kind`` challenger is compared on against its champion, with ``gate``'s tolerances."""
+    if kind == "churn":
+        return (
+            GatedMetric("roc_auc", True, gate.churn_roc_auc_tolerance),
+            GatedMetric("brier", False, gate.churn_brier_tolerance),
+        )
+    if kind == "next_order":
+        return (
+            GatedMetric("concordance", True, gate.next_order_concordance_tolerance),
+            GatedMetric("integrated_brier", False, gate.next_order_brier_tolerance),
+        )
+    return (
+        GatedMetric("normalized_gini", True, gate.clv_gini_tolerance),
+        GatedMetric("spearman", True, gate.clv_spearman_tolerance),
+    )
+
+
+def champion_decision(
+    kind: str,
+    champion: Any,
+    champion_version: str | None,
+    challenger: dict[str, float],
+    test: pd.DataFrame,
+    gate: GateParams,
+    *,
+    baselines: dict[str, dict[str, float]] | None = None,
+    target: dict[str, Any] | None = None,
+    champion_target: dict[str, Any] | None = None,
+    bar_noise: dict[str, float] | None = None,
+) -> Decision:
+    """The gate's verdict between the challenger's held-out test metrics and the champion's held-out estimator
+    (``None``: no champion yet) scored on the same test rows.
+
+    No champion: the challenger must not lose to the best of ``baselines`` (name -> metrics on the test rows) by
+    more than the gate's tolerance, or one standard error of the metric on the test rows (``bar_noise``) where
+    that is larger (``models.gate.clears_baseline_bar``); ``None`` skips the bar. A champion
+    trained for another target (``target`` vs ``champion_target``, e.g. ``label_horizon_days``) or needing
+    features the current table lacks cannot be compared: it is kept, and the reason says why and how to switch
+    by hand.
+    """
+    gated = gated_metrics(kind, gate)
+    if champion is None:
+        if baselines is None:
+            return decide(challenger, None, gated)
+        tolerances = {metric: getattr(gate, key) for metric, key in BAR_TOLERANCES[kind].items()}
+        return clears_baseline_bar(challenger, baselines, tolerances, bar_noise)
+    refused = same_target(target or {}, champion_target or {}, champion_version, kind)
+    if refused is not None:
+        return refused
+    missing = sorted(set(champion.features_) - set(test.columns))
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        return Decision(
+            False,
+            (
+                f"champion v{champion_version} uses {len(missing)} feature(s) the current feature table lacks "
+                f"({shown}), so the two cannot be compared on the same rows and features; the champion stays. "
+                f"If the feature set changed on purpose, promote by hand: `churn promote {kind} VERSION`",
+            ),
+        )
+    decision = decide(challenger, held_out_metrics(kind, champion, test), gated)
+    return Decision(decision.promote, (f"against champion v{champion_version}", *decision.reasons))
+
+
+def registry_verdict(
+    kind: str,
+    version: str,
+    champion: Any,
+    champion_version: str | None,
+    broken: str | None,
+    champion_target: dict[str, Any],
+    challenger: dict[str, float],
+    test: pd.DataFrame,
+    gate: GateParams,
+    *,
+    baselines: dict[str, dict[str, float]] | None = None,
+    target: dict[str, Any] | None = None,
+    manual: tuple[bool, str] = (False, ""),
+    bar_noise: dict[str, float] | None = None,
+) -> Decision:
+    """The verdict on registered ``version`` of ``kind``: :func:`champion_decision`, except that a champion that
+    cannot be loaded (``broken``: why) keeps its alias and the challenger is not promoted, a first version below
+    the baseline bar says how to promote it by hand, and a promotion under ``manual`` (``(is_manual, why)``) is
+    refused with the ``churn promote`` command. Every ``churn promote KIND VERSION`` hint names ``version``."""
+    if broken is not None:
+        decision = Decision(
+            False,
+            (
+                f"champion v{champion_version} cannot be loaded ({broken}): its files are missing or unreadable, "
+                f"so the challenger cannot be compared with it and is NOT promoted; the champion alias stays on "
+                f"v{champion_version} (`churn score` will fail on it). Restore its artefacts, or promote this "
+                f"version by hand: `churn promote {kind} {version}`",
+            ),
+        )
+    else:
+        decision = champion_decision(
+            kind,
+            champion,
+            champion_version,
+            challenger,
+            test,
+            gate,
+            baselines=baselines,
+            target=target,
+            champion_target=champion_target,
+            bar_noise=bar_noise,
+        )
+        if champion is None and not decision.promote:
+            decision = Decision(
+                False,
+                (
+                    *decision.reasons,
+                    f"registered as challenger only, no champion: check the training data (enough churners "
+                    f"and history?) or promote by hand: `churn promote {kind} {version}`",
+                ),
+            )
+    # The refusals that name no version (they are decided before registration): this one.
+    decision = Decision(
+        decision.promote,
+        tuple(r.replace(f"churn promote {kind} VERSION", f"churn promote {kind} {version}") for r in decision.reasons),
+    )
+    is_manual, why = manual
+    if decision.promote and is_manual:
+        current = f"v{champion_version}" if champion_version else "none"
+        decision = Decision(
+            False,
+            (
+                *decision.reasons,
+                f"the gate would promote it, but {why}: registered as challenger only, champion stays "
+                f"{current}; to promote: `churn promote {kind} {version}`",
+            ),
+        )
+    return decision

@@ -21,6 +21,7 @@ __all__ = [
     "mae",
     "normalized_gini",
     "pr_auc",
+    "probability_bins",
     "rmse",
     "roc_auc",
     "spearman",
@@ -102,11 +103,24 @@ def expected_calibration_error(y_true: ArrayLike, y_prob: ArrayLike, n_bins: int
     if n_bins < 1:
         raise ValueError(f"n_bins must be >= 1, got {n_bins}")
     t, p = _probabilities(y_true, y_prob)
-    k = np.minimum((p * n_bins).astype(np.int64), n_bins - 1)
     # (n_k / N) * |sum_y_k / n_k - sum_p_k / n_k| = |sum_y_k - sum_p_k| / N; empty bins add 0.
-    sum_y = np.bincount(k, weights=t, minlength=n_bins)
-    sum_p = np.bincount(k, weights=p, minlength=n_bins)
+    _, sum_y, sum_p = probability_bins(t, p, n_bins)
     return float(np.abs(sum_y - sum_p).sum() / t.size)
+
+
+def probability_bins(y: np.ndarray, p: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The one binning of calibration (``expected_calibration_error``, ``models.evaluation.reliability_curve``):
+    ``n_bins`` equal-width bins of the probabilities ``p`` (checked in [0, 1] by the caller), bin ``k`` being
+    ``[k/n, (k+1)/n)``, the last one closed at 1. Returns per bin (all ``n_bins``, empty ones too) the row count,
+    the sum of the labels ``y`` and the sum of ``p``."""
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+    k = np.minimum((p * n_bins).astype(np.int64), n_bins - 1)
+    return (
+        np.bincount(k, minlength=n_bins),
+        np.bincount(k, weights=y, minlength=n_bins),
+        np.bincount(k, weights=p, minlength=n_bins),
+    )
 
 
 def _lorenz_area(t: np.ndarray, order_by: np.ndarray) -> float:

@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from churn_pipeline.models.lifetime import LifetimeValueParams, discounted_lifetime_value, lifetime_assumptions
+
 __all__ = [
     "CHURN_MEANINGS",
     "CLV_MEANINGS",
@@ -878,4 +880,27 @@ def build_report(
             importance_section,
             facts_section,
         ],
+    )
+
+
+def lifetime_section(params: LifetimeValueParams, period_days: int) -> Any:
+    """The report's statement of the scores' ``lifetime_value`` assumptions (``period_days``: the CLV horizon the
+    ``predicted_clv`` covers), with worked examples on three customers of predicted CLV 100."""
+    clv = np.array([100.0, 100.0, 100.0])
+    q = np.array([0.2, 0.5, 0.8])
+    value = discounted_lifetime_value(
+        clv,
+        q,
+        period_days=period_days,
+        margin=params.margin,
+        annual_discount_rate=params.annual_discount_rate,
+        horizon_months=params.horizon_months,
+    )
+    examples = pd.DataFrame(
+        {"predicted_clv": clv, "P(order within the CLV horizon)": q, "lifetime_value": np.round(value, 2)}
+    )
+    return Section(
+        "Lifetime value: what the lifetime_value column assumes",
+        paragraphs=lifetime_assumptions(params, period_days),
+        tables=[Table(examples, "Worked examples (params score.lifetime_value)", formats={"lifetime_value": ".2f"})],
     )

@@ -33,15 +33,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-# pandera.pandas, imported by features.schemas so that its import-time side effects are undone.
-from churn_pipeline.features.schemas import pa as pandera
 from churn_pipeline.models.tiers import TIER_ORDER
+from churn_pipeline.pandera_shim import pandera
+
+if TYPE_CHECKING:
+    import pandera.pandas as pdr
 
 # Key of the run summary (as-of date, models, counts) in a scores file's Parquet metadata.
 METADATA_KEY = b"churn.scores"
@@ -359,12 +362,13 @@ def arrow_schema(metadata: dict[str, str] | None = None) -> pa.Schema:
     return pa.schema([pa.field(c.name, c.arrow_type, nullable=c.nullable) for c in COLUMNS], metadata=metadata)
 
 
-def _pandera_schema() -> pandera.DataFrameSchema:
-    checks: dict[str, list] = {name: [pandera.Check.in_range(lo, hi)] for name, (lo, hi) in RANGES.items()}
+def _pandera_schema() -> pdr.DataFrameSchema:
+    pdr = pandera()
+    checks: dict[str, list] = {name: [pdr.Check.in_range(lo, hi)] for name, (lo, hi) in RANGES.items()}
     for name, allowed in VOCABULARIES.items():
-        checks[name] = [pandera.Check.isin(allowed)]
+        checks[name] = [pdr.Check.isin(allowed)]
     columns = {
-        c.name: pandera.Column(
+        c.name: pdr.Column(
             nullable=c.nullable,
             checks=checks.get(c.name, []),
             unique=c.name == "customer_id",
@@ -372,7 +376,7 @@ def _pandera_schema() -> pandera.DataFrameSchema:
         for c in COLUMNS
     }
     frame_checks = [
-        pandera.Check(
+        pdr.Check(
             lambda df: pd.Series(
                 np.isclose(df["value_at_risk"], df["churn_probability"] * df["value_if_retained"], rtol=1e-9),
                 index=df.index,
@@ -381,7 +385,7 @@ def _pandera_schema() -> pandera.DataFrameSchema:
         ),
         # The floor on the stay probability is a score param, so the check brackets the value instead of
         # recomputing it: staying can only add revenue, and by at most the factor 1 / (1 - p).
-        pandera.Check(
+        pdr.Check(
             lambda df: pd.Series(
                 (df["value_if_retained"] >= df["predicted_clv"] * (1 - 1e-9))
                 & (df["value_if_retained"] * (1 - df["churn_probability"]) <= df["predicted_clv"] * (1 + 1e-9)),
@@ -389,22 +393,22 @@ def _pandera_schema() -> pandera.DataFrameSchema:
             ),
             error="predicted_clv <= value_if_retained <= predicted_clv / (1 - churn_probability)",
         ),
-        pandera.Check(
+        pdr.Check(
             lambda df: ~df["control_group"] | (df["recommended_action"] == HOLD_OUT),
             error=f"control_group customers have recommended_action {HOLD_OUT!r}",
         ),
-        pandera.Check(
+        pdr.Check(
             lambda df: ~df["contact"]
             | (~df["recommended_action"].isin(NOT_CONTACTED) & (df["expected_profit"] > 0)),
             error=CONTACT_RULE,
         ),
-        pandera.Check(
+        pdr.Check(
             lambda df: df["reason_1"].notna() | df["reason_2"].isna(),
             error="reasons fill from reason_1 on",
         ),
-        *(pandera.Check(_frame_rule(i), error=rule) for i, (_, rule) in enumerate(NEXT_ORDER_RULES)),
+        *(pdr.Check(_frame_rule(i), error=rule) for i, (_, rule) in enumerate(NEXT_ORDER_RULES)),
     ]
-    return pandera.DataFrameSchema(columns, checks=frame_checks, strict=True, ordered=True)
+    return pdr.DataFrameSchema(columns, checks=frame_checks, strict=True, ordered=True)
 
 
 def validate_scores(frame: pd.DataFrame) -> pd.DataFrame:
@@ -412,7 +416,7 @@ def validate_scores(frame: pd.DataFrame) -> pd.DataFrame:
     every broken rule with its number of rows and a few failing values (never customer ids)."""
     try:
         return _pandera_schema().validate(frame, lazy=True)
-    except pandera.errors.SchemaErrors as exc:
+    except pandera().errors.SchemaErrors as exc:
         cases = exc.failure_cases
         lines = []
         # A rule over several columns fails once per row, whatever the number of columns it reports.

@@ -43,9 +43,18 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from churn_pipeline.errors import DataContractError
 from churn_pipeline.features.cutoffs import AUTO_GRIDS, CutoffSchedule, data_end, training_cutoffs
 
-__all__ = ["SchedulePlan", "TimeSplit", "deployment_split", "plan_schedule", "split_frame", "time_split"]
+__all__ = [
+    "SchedulePlan",
+    "TimeSplit",
+    "deployment_split",
+    "labelled_splits",
+    "plan_schedule",
+    "split_frame",
+    "time_split",
+]
 
 
 @dataclass(frozen=True)
@@ -156,6 +165,30 @@ def deployment_split(
         )
     purged = tuple(c for c in cs[:-n_validation] if c not in train)
     return TimeSplit(train=tuple(train), validation=tuple(validation), test=(), purged=purged)
+
+
+def labelled_splits(
+    cutoffs: Iterable[pd.Timestamp | str],
+    label_horizon_days: int,
+    n_validation: int,
+    purge: bool,
+    *,
+    what: str,
+    remedy: str,
+) -> tuple[TimeSplit, TimeSplit]:
+    """The held-out :func:`time_split` and the deployed model's :func:`deployment_split` of the cutoffs whose
+    label is complete (the one split of the train stage and of the evaluate stage's backtest refits; the
+    deployment split exists whenever the held-out one does). When the cutoffs allow no split, a
+    ``DataContractError`` reading ``"{what}: {why} {remedy}"``: ``what`` names the split, ``remedy`` says which
+    params make room."""
+    cs = list(cutoffs)
+    try:
+        return (
+            time_split(cs, label_horizon_days, n_validation, purge),
+            deployment_split(cs, label_horizon_days, n_validation, purge),
+        )
+    except ValueError as exc:
+        raise DataContractError(f"{what}: {exc} {remedy}") from exc
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,8 @@ from scipy.special import expit, logit
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from churn_pipeline.models.baselines import BGNBD, bgnbd_inputs
+from churn_pipeline.btyd import BGNBD
+from churn_pipeline.models.baselines import bgnbd_inputs
 from churn_pipeline.models.churn import OFFSET_EPS, booster_kwargs, early_stopping, importance_frame
 from churn_pipeline.models.preprocess import FeaturePreprocessor
 
@@ -476,3 +477,9 @@ def timing_evaluation(y: Any, curves: dict[str, np.ndarray], grid: Sequence[int]
             curve[name] = np.where(counted > 0, ((1.0 - survival) * known).sum(axis=0) / counted, np.nan)
             curve[f"brier_{name}"] = brier_by_edge(y, survival, grid)
     return {"metrics": {name: survival_metrics(y, s, grid) for name, s in curves.items()}, "curve": curve}
+
+
+def next_order_metrics(model: NextOrderModel, test: pd.DataFrame) -> dict[str, float]:
+    """Concordance, integrated Brier and per-horizon figures (:func:`survival_metrics`) of a fitted next-order
+    model on labelled panel rows (``LABEL_COLUMNS``, followed up over its whole grid)."""
+    return survival_metrics(test[list(LABEL_COLUMNS)], model.predict_survival(test), model.grid_)

@@ -27,45 +27,18 @@ models travel as one artefact). Two meta-learners (``learner``):
 rows, valid only if all actions' campaigns target comparable customers at comparable times); ``"action"`` (default)
 uses the action's own control group.
 
-Measured with ``benchmarks/bench_uplift.py``'s steps on the default shop (20,000 customers) and shop seeds 7 and
-123: each action's latest campaign held out (about 530-850 treated and as many control contacts), the model fitted
-on the earlier ones; Spearman between predicted and true per-contact uplift (retention: mean over the three actions
-with a retention effect, cross-sell has none; revenue: over all four) and the normalised Qini on the observed
-outcomes, means over the 3 shops:
-
-=====================================================  ==============  ============  ===========  =========
-variant                                                Spearman ret.   Spearman rev  Qini ret.    Qini rev.
-=====================================================  ==============  ============  ===========  =========
-T-learner, learning rate 0.05, both offsets            0.162           0.091         +0.003       0.038
-X-learner, learning rate 0.05, both offsets            0.192           0.118         -0.001       0.049
-T-learner, learning rate 0.02, both offsets            0.171           0.134         -0.001       0.041
-X-learner, learning rate 0.02, both offsets            0.224           0.162         -0.001       0.055
-**X-learner, 0.02, retention offset only (default)**   **0.224**       **0.213**     -0.001       0.041
-T-learner, 0.02, retention offset only                 0.171           0.142         -0.001       0.028
-X-learner, 0.02, L2 revenue                            0.224           0.179         -0.001       0.027
-X-learner, 0.02, no offsets                            0.211           0.213         -0.000       0.041
-X-learner, 4 leaves, min_child_samples 100             0.134           0.141         -0.001       0.045
-X-learner, 0.05, control_pool all                      0.178           0.151         +0.005       0.032
-T-learner, 0.05, control_pool all                      0.061           0.128         +0.010       0.019
-=====================================================  ==============  ============  ===========  =========
-
-The X-learner ranked the true uplift better than the T-learner with every learning rate and offset choice tried
-but one (7 leaves / 100 samples per leaf: 0.131 against 0.142), hence the default. Pooling the controls turned
-the win-back coupon's ranking negative (Spearman -0.20 / -0.32 with the T-learner): its campaigns reach other
-customers at other times than the pooled control group. The held-out retention Qini is about 0 for every variant:
-with these group sizes even the *true* uplift, used as the ranking, reaches only 0.03-0.09 (default shop) against
-a random 95th percentile of about 0.045, so a held-out Qini is a noisy yardstick at this size and the stage's
-champion bar (beat random at the 5 % level) is rarely cleared on the default shop; Spearman against the ground
-truth is what the benchmark can see.
+Measured, T- against X-learner with each learning rate, offset and control pool:
+docs/experiments.md#uplift-learners.
 
 Each outcome booster stops early on a held-out fifth of its own rows (by a fixed hash of ``customer_id``, so a
 customer's contacts stay on one side; row stride without the column) and is then refitted on all of them with
 that many trees: control groups are small (a tenth of a campaign), every row counts. Retention models start from
 the BG/NBD prior (``retention_offset``: log-odds of 1 - ``bgnbd_churn_probability``, P(an order in the churn
 horizon)) and, optionally, Tweedie revenue models from ``log(bgnbd_clv)`` (``revenue_offset``, off by default:
-table below), learning corrections only, as the churn and CLV models do; an offset cancels in ``mu1 - mu0``
-except through the trees. One LightGBM thread by default (``n_jobs``): these boosters have a few thousand rows,
-and on the 2-core machine with other work running the deployed fit took 2.1 s with one thread, 24 s with two.
+docs/experiments.md#uplift-learners), learning corrections only, as the churn and CLV models do; an offset
+cancels in ``mu1 - mu0`` except through the trees. One LightGBM thread by default (``n_jobs``): these boosters
+have a few thousand rows, and on the 2-core machine with other work running the deployed fit took 2.1 s with one
+thread, 24 s with two.
 
 Evaluation (pure, for held-out campaigns): :func:`qini_curve`, :func:`uplift_curve`, :func:`qini_coefficient`,
 :func:`auuc`, :func:`random_targeting` and :func:`targeting_report`, defined below. The curves and coefficients

@@ -172,9 +172,9 @@ def promote(
 ) -> None:
     """Make a registered version the champion by hand, overriding the train gate (e.g. after a deliberate
     change of the feature set). MLflow: MLFLOW_TRACKING_URI, or sqlite:///mlflow.db in the current directory."""
-    from churn_pipeline.pipelines import train as stage
+    from churn_pipeline.pipelines import registry
 
-    stage.promote(model, version)
+    registry.promote(model, version)
 
 
 @app.command()

@@ -48,43 +48,47 @@ Messages name files, columns, counts and row numbers, never a customer id.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from churn_pipeline.errors import DataContractError, UsageError
 from churn_pipeline.features.contract import CONTACTS
-from churn_pipeline.features.schemas import STRING_DTYPE, arrow_schema
-from churn_pipeline.features.validation import BOOL_TOKENS
-from churn_pipeline.models.actions import DEFAULT_ACTION
-from churn_pipeline.models.scores_schema import HOLD_OUT, METADATA_KEY
+from churn_pipeline.features.schemas import STRING_DTYPE
+from churn_pipeline.models.contact_log import (
+    MAX_EXAMPLES,
+    build_contacts,
+    checked_scores,
+    contacts_summary,
+    contacts_table,
+    merge_contacts,
+)
+from churn_pipeline.models.scores_schema import METADATA_KEY
 from churn_pipeline.pipelines.console import console, step
-from churn_pipeline.pipelines.export import manifest_path
-from churn_pipeline.pipelines.io import atomic_path, check_file_target, read_csv_as_text
+from churn_pipeline.pipelines.io import (
+    atomic_path,
+    check_file_target,
+    export_manifest_path,
+    read_csv_as_text,
+    read_export_manifest,
+)
 
-__all__ = ["PSEUDONYM_PATTERN", "build_contacts", "parse_costs", "parse_sent_on", "read_scores_file", "run"]
+__all__ = ["Source", "parse_costs", "parse_sent_on", "read_scores_file", "run"]
 
 SUFFIXES = (".parquet", ".csv")
 NEEDED = ("customer_id", "intended_action", "control_group")
 OPTIONAL = ("recommended_action", "as_of_date", "contact", "expected_profit")
-# models.crm.pseudonymise: "p" + 16 lowercase hex digits.
-PSEUDONYM_PATTERN = r"p[0-9a-f]{16}"
-# models.crm.neutralise_formulas puts a "'" before these leading characters.
-_ESCAPED_FORMULA = r"^'(?=[=+\-@\t\r])"
 _PART = re.compile(r"(?P<stem>.+)\.part-\d{4,}(?P<suffix>\.[^.]+)")
 _ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 _ISO_INSTANT = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?")
-MAX_EXAMPLES = 5
+_EXPORT_AGAIN = "Give the file `churn export` wrote, or export the scores again."
 
 
 @dataclass
@@ -97,11 +101,7 @@ class Source:
     manifest: dict[str, Any] | None
 
 
-# --------------------------------------------------------------------------------------------------------
-# Arguments
-# --------------------------------------------------------------------------------------------------------
-
-
+# ------------------------------------------------------------------------------------------------------------ arguments
 def parse_sent_on(value: str) -> pd.Timestamp:
     """``--sent-on`` as naive UTC (microseconds): ``YYYY-MM-DD`` is 00:00 UTC; an ISO 8601 date and time without a
     zone is UTC, with one is converted. Anything else is a UsageError (``01/06/2025`` could be January or June)."""
@@ -148,30 +148,11 @@ def parse_costs(items: list[str] | None) -> tuple[float | None, dict[str, float]
     return default, per_action
 
 
-# --------------------------------------------------------------------------------------------------------
-# Reading the scores or the export
-# --------------------------------------------------------------------------------------------------------
-
-
+# ------------------------------------------------------------------------------------- reading the scores or the export
 def _manifest_of(path: Path) -> Path:
     """The manifest beside an export file; a part's is the export's (``scores.part-0002.csv`` -> ``scores.csv...``)."""
     part = _PART.fullmatch(path.name)
-    return manifest_path(path.with_name(part["stem"] + part["suffix"]) if part else path)
-
-
-def _read_manifest(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, OSError) as exc:
-        raise DataContractError(
-            f"{path} is not a readable export manifest ({exc}). Run `churn export` again, or remove the damaged "
-            f"manifest if the export beside it uses the scores' own column names and ids."
-        ) from exc
-    if not isinstance(manifest, dict):
-        raise DataContractError(f"{path} is not an export manifest (not a JSON object). Run `churn export` again.")
-    return manifest
+    return export_manifest_path(path.with_name(part["stem"] + part["suffix"]) if part else path)
 
 
 def _files(path: Path, manifest: dict[str, Any] | None) -> list[Path]:
@@ -193,33 +174,11 @@ def _files(path: Path, manifest: dict[str, Any] | None) -> list[Path]:
     )
 
 
-def _read_csv(path: Path, columns: dict[str, str]) -> pd.DataFrame:
-    """The wanted columns of a CSV, every one as text (ids keep their zeros), as pipelines.io reads CSVs."""
-    try:
-        return pd.read_csv(
-            path,
-            dtype=str,
-            keep_default_na=False,
-            na_values=[""],
-            encoding="utf-8",
-            encoding_errors="strict",
-            usecols=lambda c: c in columns,
-        )
-    except pd.errors.EmptyDataError:
-        return pd.DataFrame()
-    except UnicodeDecodeError as exc:
-        raise DataContractError(
-            f"{path} is not valid UTF-8 (byte {exc.start}): give the file `churn export` wrote."
-        ) from exc
-    except pd.errors.ParserError as exc:
-        raise DataContractError(f"{path} is not a well-formed CSV: {exc}. Export the scores again.") from exc
-
-
 def _read_one(path: Path, columns: dict[str, str]) -> tuple[pd.DataFrame, bool]:
     """The wanted columns of one file (renamed to the scores' names; absent ones left out) and whether the file
     came from `churn score` (a Parquet file or directory carrying the scores run summary)."""
     if path.suffix == ".csv":
-        return _read_csv(path, columns).rename(columns=columns), False
+        return read_csv_as_text(path, columns, fix=_EXPORT_AGAIN).rename(columns=columns), False
     try:
         if path.is_dir():
             import pyarrow.dataset as ds
@@ -247,7 +206,7 @@ def read_scores_file(path: Path) -> Source:
             f"--scores {path} is neither a .csv nor a .parquet file: give the CRM file `churn export` wrote or the "
             f"scores file of `churn score`. Nothing was written."
         )
-    manifest = _read_manifest(_manifest_of(path))
+    manifest = read_export_manifest(_manifest_of(path))
     files = _files(path, manifest)
     mapping = {str(k): str(v) for k, v in ((manifest or {}).get("column_mapping") or {}).items()}
     crm_name = {name: mapping.get(name, name) for name in NEEDED + OPTIONAL}
@@ -277,153 +236,7 @@ def _where(source: Source) -> str:
     return str(first) if len(source.files) == 1 else f"{first.parent}/{first.name} .. {source.files[-1].name}"
 
 
-def _row_examples(mask: np.ndarray) -> str:
-    rows = np.flatnonzero(mask)[:MAX_EXAMPLES]
-    return ", ".join(f"row {r}" for r in rows)
-
-
-def _text(values: pd.Series) -> pd.Series:
-    """A column as stripped text, missing where empty."""
-    text = values.astype(STRING_DTYPE).str.strip()
-    return text.mask(text == "")
-
-
-def _flags(values: pd.Series, where: str) -> np.ndarray:
-    """``control_group`` as booleans (Parquet bools, or CSV text such as ``true``/``false``)."""
-    if pd.api.types.is_bool_dtype(values.dtype):
-        flags = values.astype("boolean")
-    else:
-        flags = _text(values).str.lower().map(BOOL_TOKENS)
-    bad = flags.isna().to_numpy()
-    if bad.any():
-        raise DataContractError(
-            f"{where}: column control_group is empty or not true/false in {int(bad.sum()):,} of {len(values):,} rows "
-            f"({_row_examples(bad)}; data rows from 0). Export the scores again with `churn export`. Nothing was "
-            f"written."
-        )
-    return flags.astype(bool).to_numpy()
-
-
-def _checked(source: Source) -> pd.DataFrame:
-    """customer_id (formula escaping undone), intended_action, control_group (bool) and recommended_action (when
-    present), every rule of the module docstring checked; DataContractError otherwise."""
-    where, frame = _where(source), source.frame
-    ids = _text(frame["customer_id"])
-    if source.exported:
-        ids = ids.str.replace(_ESCAPED_FORMULA, "", regex=True)
-    flagged = (source.manifest or {}).get("pseudonymised_ids")
-    looks = bool(len(ids)) and bool(ids.str.fullmatch(PSEUDONYM_PATTERN).fillna(False).all())
-    if flagged is True or (flagged is None and looks):
-        why = "its manifest says pseudonymised_ids: true" if flagged else "every id is 'p' + 16 hex digits"
-        raise DataContractError(
-            f"{where}: the customer ids are pseudonymised ({why}; params export.pseudonymise_ids), so contacts made "
-            f"from it cannot be joined to the shop's orders and customers (churn validate would quarantine every "
-            f"row). Make the contacts from the scores file `churn score` wrote (e.g. --scores "
-            f"data/scores/scores.parquet) or from an export with pseudonymise_ids: false. Nothing was written."
-        )
-    actions = _text(frame["intended_action"])
-    for name, values in (("customer_id", ids), ("intended_action", actions)):
-        empty = values.isna().to_numpy()
-        if empty.any():
-            raise DataContractError(
-                f"{where}: column {name} is empty in {int(empty.sum()):,} of {len(frame):,} rows "
-                f"({_row_examples(empty)}; data rows from 0). A file of `churn score` or `churn export` has none: "
-                f"export the scores again. Nothing was written."
-            )
-    repeated = ids.duplicated().to_numpy()
-    if repeated.any():
-        raise DataContractError(
-            f"{where}: column customer_id repeats in {int(repeated.sum()):,} of {len(frame):,} rows "
-            f"({_row_examples(repeated)}); a scores file has one row per customer. Export the scores again. Nothing "
-            f"was written."
-        )
-    control = _flags(frame["control_group"], where)
-    out = pd.DataFrame({"customer_id": ids, "intended_action": actions, "control_group": control})
-    if "recommended_action" in frame.columns:
-        held = (_text(frame["recommended_action"]) == HOLD_OUT).fillna(False).to_numpy(dtype=bool)
-        wrong = held != control
-        if wrong.any():
-            raise DataContractError(
-                f"{where}: {int(wrong.sum()):,} of {len(frame):,} rows have control_group and recommended_action "
-                f"{HOLD_OUT!r} out of step ({_row_examples(wrong)}): `churn score` holds out exactly the control "
-                f"group, so the file was changed after scoring. Export the scores again. Nothing was written."
-            )
-    if "contact" in frame.columns and "expected_profit" in frame.columns:  # scores v1.3: the contact list
-        out["contact"] = _flags(frame["contact"], where)
-        out["expected_profit"] = pd.to_numeric(frame["expected_profit"], errors="coerce").to_numpy(np.float64)
-    if "as_of_date" in frame.columns:
-        out["as_of_date"] = pd.to_datetime(_text(frame["as_of_date"].astype(STRING_DTYPE)), errors="coerce")
-    return out
-
-
-# --------------------------------------------------------------------------------------------------------
-# Building and writing the contacts
-# --------------------------------------------------------------------------------------------------------
-
-
-def build_contacts(
-    scores: pd.DataFrame,
-    sent_on: pd.Timestamp,
-    campaign_id: str | None = None,
-    costs: tuple[float | None, dict[str, float]] = (None, {}),
-) -> pd.DataFrame:
-    """The contacts of one send (module docstring): ``scores`` as :func:`_checked` returns it, ``sent_on`` naive UTC.
-    Typed as validated contacts; optional columns without any value are left out."""
-    send = (scores["intended_action"] != DEFAULT_ACTION).to_numpy(dtype=bool)
-    if "contact" in scores.columns:
-        # Scores v1.3: the CRM sends to the contact list only, so those are the treated customers, and the control
-        # customers to compare them with are those the list would have held (a real action expected to pay).
-        pays = (scores["expected_profit"].to_numpy(np.float64) > 0) & send
-        send = scores["contact"].to_numpy(dtype=bool) | (scores["control_group"].to_numpy(dtype=bool) & pays)
-    chosen = scores[send]
-    action = chosen["intended_action"].astype(STRING_DTYPE).reset_index(drop=True)
-    n = len(action)
-    campaign = (
-        pd.Series(campaign_id, index=action.index, dtype=STRING_DTYPE)
-        if campaign_id
-        else f"{sent_on.date().isoformat()}-" + action
-    )
-    default, per_action = costs
-    cost = action.map(per_action).astype("float64")
-    if default is not None:
-        cost = cost.fillna(default)
-    held_out = chosen["control_group"].to_numpy(dtype=bool)
-    cost = cost.mask(held_out & cost.notna().to_numpy(), 0.0)  # a control customer was never contacted
-    frame = pd.DataFrame(
-        {
-            "customer_id": chosen["customer_id"].astype(STRING_DTYPE).reset_index(drop=True),
-            "contact_ts": pd.Series(np.full(n, sent_on.to_datetime64()), dtype="datetime64[us]"),
-            "action": action,
-            "group": pd.Series(np.where(held_out, "control", "treatment"), dtype=STRING_DTYPE),
-            "campaign_id": campaign.astype(STRING_DTYPE),
-            "cost": cost,
-        }
-    )
-    empty = [c for c in frame.columns if not CONTACTS.column(c).required and frame[c].isna().all()]
-    return frame.drop(columns=empty)
-
-
-def _as_text(table: pa.Table) -> pa.Table:
-    """The contacts as CSV text: ISO 8601 timestamps without a zone (naive = UTC, seconds unless finer), costs as
-    decimal numbers."""
-    arrays = []
-    for name in table.column_names:
-        values = table[name]
-        if name == "contact_ts":
-            values = pc.replace_substring_regex(pc.strftime(values, "%Y-%m-%dT%H:%M:%S"), r"\.0+$", "")
-        arrays.append(pc.cast(values, pa.string()))
-    return pa.Table.from_arrays(arrays, names=table.column_names)
-
-
-def _keys(customer: pa.Array | pa.ChunkedArray, campaign: pa.Array | pa.ChunkedArray | None) -> pa.Array:
-    """customer_id + campaign_id per row as one text key (null without a campaign: it matches nothing)."""
-    customer = pc.utf8_trim_whitespace(pc.cast(customer, pa.string()))
-    if campaign is None:
-        return pa.nulls(len(customer), pa.string())
-    campaign = pc.utf8_trim_whitespace(pc.cast(campaign, pa.string()))
-    return pc.binary_join_element_wise(customer, campaign, "\x1f")
-
-
+# ------------------------------------------------------------------------------------ building and writing the contacts
 def _existing(out: Path) -> pa.Table:
     """The contacts file to append to, as it is (CSV as text), with the contract's required columns."""
     if out.suffix == ".csv":
@@ -446,57 +259,22 @@ def _existing(out: Path) -> pa.Table:
 
 
 def _merged(new: pd.DataFrame, out: Path) -> tuple[pa.Table, int]:
-    """The table to write: the existing file's rows (``--append``) and the new rows whose customer and campaign are
-    not in it yet, in the existing file's column order; returns it and the number of new rows left out."""
-    fresh = pa.Table.from_pandas(new, schema=arrow_schema("contacts", list(new.columns)), preserve_index=False)
-    if out.suffix == ".csv":
-        fresh = _as_text(fresh)
+    """The table to write: the new contacts (:func:`models.contact_log.contacts_table`), on ``--append`` after the
+    existing file's rows (:func:`models.contact_log.merge_contacts`); and the number of new rows left out because
+    the file has them already."""
+    fresh = contacts_table(new, csv=out.suffix == ".csv")
     if not out.exists():
         return fresh, 0
-    old = _existing(out)
-    old_keys = _keys(old["customer_id"], old["campaign_id"] if "campaign_id" in old.column_names else None)
-    seen = pc.fill_null(pc.is_in(_keys(fresh["customer_id"], fresh["campaign_id"]), value_set=old_keys), False)
-    fresh = fresh.filter(pc.invert(seen))
-    names = old.column_names + [c for c in fresh.column_names if c not in old.column_names]
-    arrays = []
-    for name in names:
-        kind = old.schema.field(name).type if name in old.column_names else fresh.schema.field(name).type
-        top = old[name] if name in old.column_names else pa.nulls(old.num_rows, kind)
-        bottom = fresh[name] if name in fresh.column_names else pa.nulls(fresh.num_rows, kind)
-        try:
-            bottom = pc.cast(bottom, kind)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-            raise DataContractError(
-                f"--out {out} stores column {name} as {kind}, which the new contacts ({fresh.schema.field(name).type}) "
-                f"cannot be converted to: append to a contacts file `churn contacts` wrote, or write a new file and "
-                f"hand both to the shop's data directory as one table. Nothing was written."
-            ) from exc
-        arrays.append(pa.chunked_array(_chunks(top) + _chunks(bottom), type=kind))
-    return pa.Table.from_arrays(arrays, names=names), int(pc.sum(seen).as_py() or 0)
-
-
-def _chunks(values: pa.Array | pa.ChunkedArray) -> list[pa.Array]:
-    return list(values.chunks) if isinstance(values, pa.ChunkedArray) else [values]
+    return merge_contacts(_existing(out), fresh, f"--out {out}")
 
 
 def _write(table: pa.Table, out: Path) -> None:
+    """``table`` to ``out`` atomically: CSV with a header, or zstd Parquet, by the suffix."""
     with atomic_path(out, directory=False) as tmp:
         if out.suffix == ".csv":
             pacsv.write_csv(table, tmp, pacsv.WriteOptions(include_header=True, delimiter=","))
         else:
             pq.write_table(table, tmp, compression="zstd")
-
-
-def _summary(frame: pd.DataFrame) -> str:
-    """``winback_email_coupon 90 treatment / 10 control; onboarding ...`` (a handful of actions, not rows)."""
-    if not len(frame):
-        return "no contacts"
-    counts = frame.pivot_table(index="action", columns="group", aggfunc="size", fill_value=0)
-    counts = counts.reindex(columns=["treatment", "control"], fill_value=0)
-    treated, held = counts["treatment"].to_numpy(), counts["control"].to_numpy()
-    return "; ".join(
-        f"{a} {t:,} treatment / {c:,} control" for a, t, c in zip(counts.index, treated, held, strict=True)
-    )
 
 
 def run(
@@ -530,7 +308,12 @@ def run(
         )
     with step("contacts") as s:
         source = read_scores_file(Path(scores))
-        checked = _checked(source)
+        checked = checked_scores(
+            source.frame,
+            _where(source),
+            exported=source.exported,
+            flagged=(source.manifest or {}).get("pseudonymised_ids"),
+        )
         if "as_of_date" in checked.columns and checked["as_of_date"].notna().any():
             as_of = checked["as_of_date"].max()
             if ts < as_of:
@@ -559,7 +342,7 @@ def run(
         added = len(frame) - already
         s.rows = added
         again = f", {already:,} already in {out.name} not added again" if already else ""
-        s.detail = f"{_summary(frame)}{again} -> {out} ({table.num_rows:,} rows in the file)"
+        s.detail = f"{contacts_summary(frame)}{again} -> {out} ({table.num_rows:,} rows in the file)"
     counts = frame.groupby(["action", "group"], sort=True).size()
     return {
         "rows_added": added,

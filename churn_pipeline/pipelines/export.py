@@ -58,9 +58,9 @@ from churn_pipeline.models.scores_schema import (
     value_problems,
 )
 from churn_pipeline.pipelines.console import step
-from churn_pipeline.pipelines.io import atomic_files, check_file_target, write_json
+from churn_pipeline.pipelines.io import atomic_files, check_file_target, export_manifest_path, write_json
 from churn_pipeline.pipelines.params import load_section
-from churn_pipeline.pipelines.tracking import file_fingerprint
+from churn_pipeline.pipelines.registry import file_fingerprint
 
 __all__ = [
     "DECIMALS",
@@ -68,7 +68,6 @@ __all__ = [
     "ExportParams",
     "crm_table",
     "existing_parts",
-    "manifest_path",
     "part_paths",
     "read_scores",
     "run",
@@ -123,11 +122,6 @@ class ExportParams:
                 f"max_rows_per_file must be a positive whole number of rows per file (default 1000000, below "
                 f"HubSpot's 1,048,576), got {rows!r}"
             )
-
-
-def manifest_path(out: Path) -> Path:
-    """``scores.csv`` -> ``scores.csv.manifest.json``."""
-    return Path(out).with_name(Path(out).name + ".manifest.json")
 
 
 def part_paths(out: Path, parts: int) -> list[Path]:
@@ -246,7 +240,7 @@ def run(scores: Path, fmt: str, out: Path, params_path: Path) -> None:
     out = Path(out)
     # Before any work: a directory there would otherwise be found only after reading and converting the scores.
     check_file_target(out, "--out", f"scores.{fmt}")
-    check_file_target(manifest_path(out), "the manifest path (--out + .manifest.json)", "manifest.json")
+    check_file_target(export_manifest_path(out), "the manifest path (--out + .manifest.json)", "manifest.json")
     with step(f"export ({fmt})") as s:
         table = read_scores(scores)
         summary = summary_from_metadata(table.schema.metadata)
@@ -277,7 +271,7 @@ def run(scores: Path, fmt: str, out: Path, params_path: Path) -> None:
         }
         if len(files) > 1:
             manifest["parts"] = files
-        write_json(manifest, manifest_path(out))
+        write_json(manifest, export_manifest_path(out))
         s.rows = crm.num_rows
         where = f"sha256 {files[0]['sha256'][:12]}..." if len(files) == 1 else f"{len(files)} parts"
         written = out if len(files) == 1 else f"{files[0]['file']} .. {files[-1]['file']}"
@@ -291,7 +285,7 @@ def _write_files(crm: pa.Table, fmt: str, out: Path, max_rows: int) -> list[dict
     targets = [out] if count == 1 else part_paths(out, count)
     stale = [p for p in [*existing_parts(out), out] if p not in targets]
     files = []
-    with atomic_files(targets, retire=[manifest_path(out)], remove=stale, staging=out) as staged:
+    with atomic_files(targets, retire=[export_manifest_path(out)], remove=stale, staging=out) as staged:
         for i, (tmp, target) in enumerate(zip(staged, targets, strict=True)):
             chunk = crm.slice(i * max_rows, max_rows) if count > 1 else crm
             if fmt == "csv":

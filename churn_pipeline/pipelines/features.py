@@ -219,7 +219,7 @@ def run_one(data: Path | str, as_of: str | None, out: Path | str, params_path: P
         spark = spark_session()
         tables = read_tables(spark, data)
         first, last = spark_span(tables["orders"])
-        cutoff = _one_cutoff(as_of, first, last)
+        cutoff = _one_cutoff(as_of, feats, first, last)
         with step("features (spark)") as s:
             frame, manifest = build_feature_table_spark(spark, tables, [cutoff], data_end(last), config, False)
             write_parquet(frame, out)
@@ -229,7 +229,7 @@ def run_one(data: Path | str, as_of: str | None, out: Path | str, params_path: P
         return
     con = connect(Path(data))
     first, last = data_span(con)
-    cutoff = _one_cutoff(as_of, first, last)
+    cutoff = _one_cutoff(as_of, feats, first, last)
     console.print(f"features as of {cutoff.date()} from {source_rows(Path(data))}", soft_wrap=True)
     with step("features") as s:
         frame, manifest = build_feature_table(con, [cutoff], data_end(last), config, training=False)
@@ -238,13 +238,10 @@ def run_one(data: Path | str, as_of: str | None, out: Path | str, params_path: P
     _write(frame, manifest, Path(out))
 
 
-def _one_cutoff(as_of: str | None, first: pd.Timestamp, last: pd.Timestamp) -> pd.Timestamp:
-    cutoff = parse_day(as_of, "--as-of") if as_of is not None else data_end(last)
-    if cutoff <= first.floor("D"):
-        raise DataContractError(
-            f"--as-of {cutoff.date()} is not after the first order ({first.date()}): nobody is a customer yet."
-        )
-    return cutoff
+def _one_cutoff(as_of: str | None, feats: FeaturesParams, first: pd.Timestamp, last: pd.Timestamp) -> pd.Timestamp:
+    """``--as-of``, else the scoring cutoff of the DVC mode (features.cutoffs.scoring_cutoff, as `churn score`)."""
+    day = parse_day(as_of, "--as-of") if as_of is not None else None
+    return scoring_cutoff(feats.cutoffs, last, as_of=day, first_ts=first)
 
 
 

@@ -14,7 +14,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -56,24 +56,35 @@ def find_table(directory: Path, name: str) -> Path | None:
     return found[0] if found else None
 
 
-def read_csv_as_text(path: Path) -> pd.DataFrame:
-    """Read a CSV with every column as text, so ids like ``00042`` keep their zeros and parsing is ours.
+def read_csv_as_text(path: Path, columns: Collection[str] | None = None, fix: str | None = None) -> pd.DataFrame:
+    """Read a CSV with every column as text, so ids like ``00042`` keep their zeros and parsing is ours: the one CSV
+    reader of the stages. ``columns``: read only those present (None: all). An empty file is an empty frame.
 
-    Raises DataContractError naming the file and byte offset when the file is not UTF-8.
+    Raises DataContractError naming the file and byte offset when the file is not UTF-8, or the parser's complaint
+    when it is not a well-formed CSV; ``fix`` (a sentence) replaces the default advice in both.
     """
+    usecols = None if columns is None else (lambda c: c in columns)
     try:
         return pd.read_csv(
-            path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8", encoding_errors="strict"
+            path,
+            dtype=str,
+            keep_default_na=False,
+            na_values=[""],
+            encoding="utf-8",
+            encoding_errors="strict",
+            usecols=usecols,
         )
     except UnicodeDecodeError as exc:
+        advice = fix or f"Re-encode it, e.g. `iconv -f latin1 -t utf-8 {path.name} > fixed.csv`, and run again."
         raise DataContractError(
-            f"{path} is not valid UTF-8 (byte {exc.start}: {exc.object[exc.start : exc.start + 1]!r}). "
-            f"Re-encode it, e.g. `iconv -f latin1 -t utf-8 {path.name} > fixed.csv`, and run again."
+            f"{path} is not valid UTF-8 (byte {exc.start}: {exc.object[exc.start : exc.start + 1]!r}). {advice}"
         ) from exc
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
     except pd.errors.ParserError as exc:
-        raise DataContractError(f"{path} is not a well-formed CSV: {exc}. Fix the file and run again.") from exc
+        raise DataContractError(
+            f"{path} is not a well-formed CSV: {exc}. {fix or 'Fix the file and run again.'}"
+        ) from exc
 
 
 def read_table_file(path: Path) -> pd.DataFrame:
@@ -254,15 +265,16 @@ def parse_day(value: str, what: str, error: type[Exception] = UsageError) -> pd.
     """A calendar day written ``YYYY-MM-DD`` (nothing else: ``01/06/2025`` could be January or June) as a naive
     timestamp at 00:00; ``error`` (UsageError, or ParamsError for params) names ``what`` (the option or key)."""
     text = str(value).strip()
-    try:
-        if not _ISO_DAY.fullmatch(text):
-            raise ValueError("not YYYY-MM-DD")
-        return pd.Timestamp(date.fromisoformat(text))
-    except ValueError as exc:
+    form = "a date in the form YYYY-MM-DD (year-month-day, e.g. 2025-06-01)"
+    if not _ISO_DAY.fullmatch(text):
         raise error(
-            f"{what} {value!r} is not a date in the form YYYY-MM-DD (year-month-day, e.g. 2025-06-01); other "
-            f"spellings such as 01/06/2025 are refused, since the order of day and month would be a guess."
-        ) from exc
+            f"{what} {value!r} is not {form}; other spellings such as 01/06/2025 are refused, since the order of "
+            f"day and month would be a guess."
+        )
+    try:
+        return pd.Timestamp(date.fromisoformat(text))
+    except ValueError as exc:  # the right form, but no such day: 2025-13-45, 2025-02-30, 0000-01-01
+        raise error(f"{what} {value!r} is not {form}: there is no such day ({exc}).") from exc
 
 
 @dataclass(frozen=True)
@@ -390,6 +402,28 @@ def data_span(con: duckdb.DuckDBPyConnection) -> tuple[pd.Timestamp, pd.Timestam
 def manifest_path(table: Path) -> Path:
     """The feature manifest written next to a feature table: ``panel.parquet`` -> ``panel.features.json``."""
     return table.with_name(table.stem + ".features.json")
+
+
+def export_manifest_path(out: Path) -> Path:
+    """The manifest ``churn export`` writes beside its CRM file: ``scores.csv`` -> ``scores.csv.manifest.json``."""
+    return Path(out).with_name(Path(out).name + ".manifest.json")
+
+
+def read_export_manifest(path: Path) -> dict[str, Any] | None:
+    """The export manifest at ``path`` (:func:`export_manifest_path`), None when there is none; DataContractError
+    when it is not a JSON object."""
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as exc:
+        raise DataContractError(
+            f"{path} is not a readable export manifest ({exc}). Run `churn export` again, or remove the damaged "
+            f"manifest if the export beside it uses the scores' own column names and ids."
+        ) from exc
+    if not isinstance(manifest, dict):
+        raise DataContractError(f"{path} is not an export manifest (not a JSON object). Run `churn export` again.")
+    return manifest
 
 
 def read_manifest(table: Path) -> dict:

@@ -39,7 +39,7 @@ from churn_pipeline.features.cutoffs import data_end
 from churn_pipeline.models.measure import EFFECT_COLUMNS, GROUPS, contact_outcomes, measure_effects, measurement_summary
 from churn_pipeline.pipelines.console import console, step
 from churn_pipeline.pipelines.io import atomic_path, check_file_target, find_table, write_json
-from churn_pipeline.pipelines.params import load_section
+from churn_pipeline.pipelines.params import EvaluateParams, LabelsParams, ScoreParams, load_section
 
 __all__ = ["MeasureParams", "effect_records", "known_actions", "read_inputs", "run"]
 
@@ -202,8 +202,6 @@ def _write(document: dict[str, Any], effects: pd.DataFrame, metrics: Path, table
 
 def run(data: Path, metrics: Path, params_path: Path, table: Path | None = None) -> dict[str, Any]:
     """Measure the contacts of ``data`` (module docstring); returns the metrics document written."""
-    from churn_pipeline.pipelines.params import EvaluateParams, LabelsParams, ScoreParams
-
     params = load_section(MeasureParams, "measure", params_path)
     labels = load_section(LabelsParams, "labels", params_path)
     margin = load_section(EvaluateParams, "evaluate", params_path).value_margin

@@ -19,7 +19,7 @@ from churn_pipeline.features.cutoffs import CutoffSchedule
 from churn_pipeline.models import evaluation as ev
 from churn_pipeline.models import reasons as rsn
 from churn_pipeline.models.actions import (
-    MOST_PROFITABLE,
+    DEFAULT_ACTIONS,
     ActionRule,
     validate_rules,
 )
@@ -103,14 +103,6 @@ def load_section(cls: type[T], section: str, path: Path = DEFAULT_PARAMS) -> T:
     if node is None:
         node = {}
     return build_dataclass(cls, node, f"{Path(path).name}:{section}")
-
-
-def section_dict(section: str, path: Path = DEFAULT_PARAMS) -> dict[str, Any]:
-    """A params section as a plain dict (for logging), empty when absent."""
-    node: Any = read_params(path)
-    for part in section.split("."):
-        node = node.get(part, {}) if isinstance(node, dict) else {}
-    return node or {}
 
 
 ENGINES = ("duckdb", "spark")
@@ -269,6 +261,19 @@ class TrainParams:
         purge = self.purge if self.purge != "auto" else plan.get("purge", True) is not False
         return int(n_validation), bool(purge)
 
+    def estimator(self, kind: str, manifest: dict) -> Any:
+        """An unfitted ``kind`` model (churn, clv or next_order) with these params on the manifest's features
+        (``models.factory.build_estimator``: the one factory of every fit, train and backtest alike)."""
+        from churn_pipeline.models.factory import build_estimator
+
+        return build_estimator(
+            kind,
+            manifest,
+            getattr(self, kind),
+            seed=self.seed,
+            max_category_levels=self.max_category_levels,
+        )
+
 
 RETAINED_VALUES = ("conditional", "expected")
 
@@ -346,55 +351,6 @@ class DriftParams:
     psi_warning: float = 0.2
 
 
-DEFAULT_ACTIONS = (
-    ActionRule(name="uplift model: the most profitable action", action=MOST_PROFITABLE, min_expected_profit=1.0),
-    ActionRule(
-        name="new customers at risk: onboarding journey",
-        tiers=("high", "medium", "low"),
-        max_tenure_days=60.0,
-        action="onboarding",
-    ),
-    ActionRule(
-        name="valuable customers at high risk: personal outreach",
-        tiers=("high",),
-        min_value_percentile=60,
-        action="personal_outreach",
-    ),
-    # Value floors: break-even value if retained at the evaluate costs (params.yaml score.actions comments).
-    ActionRule(
-        name="lapsed, worth the coupon: win-back e-mail with coupon",
-        tiers=("lapsed",),
-        min_value_if_retained=45.0,
-        action="winback_email_coupon",
-    ),
-    ActionRule(
-        name="high risk, worth the coupon: win-back e-mail with coupon",
-        tiers=("high",),
-        min_value_if_retained=75.0,
-        action="winback_email_coupon",
-    ),
-    ActionRule(
-        name="medium risk, disengaging: loyalty points boost",
-        tiers=("medium",),
-        reason_features=("sessions_", "days_since_last_session", "page_views_", "email_", "days_since_last_email"),
-        action="loyalty_points_boost",
-    ),
-    ActionRule(
-        name="medium risk otherwise, worth the coupon: win-back e-mail with coupon",
-        tiers=("medium",),
-        min_value_if_retained=167.0,
-        action="winback_email_coupon",
-    ),
-    ActionRule(
-        name="safe and valuable: cross-sell / upsell",
-        tiers=("low",),
-        min_value_percentile=80,
-        action="cross_sell_upsell",
-    ),
-    ActionRule(name="everyone else", action="no_action"),
-)
-
-
 @dataclass(frozen=True)
 class ScoreParams:
     """params.yaml ``score``. ``min_stay_probability`` floors 1 - churn_probability in ``value_if_retained``
@@ -412,3 +368,9 @@ class ScoreParams:
         if not 0 < self.min_stay_probability <= 1:
             raise ValueError(f"min_stay_probability must lie in (0, 1], got {self.min_stay_probability}")
         validate_rules(self.actions)
+
+
+def campaign_economics(params_path: Path) -> ev.Campaign:
+    """The campaign economics of the expected profit: params ``evaluate`` (contact and incentive cost, acceptance
+    rate, margin), the same the evaluation's profit curve and EMP use, so the contact list and the report agree."""
+    return load_section(EvaluateParams, "evaluate", params_path).campaign

@@ -9,7 +9,7 @@ Same params, models and schema as :mod:`pipelines.score`; the steps that differ:
    engine uses), then the three percentiles rank the whole population: a window ordered by the value counts the
    customers at or below each one. It is the only step that sees every row in one task (a sort of three numbers per
    customer, fine for tens of millions; everything else is parallel);
-4. tiers, reasons, actions and the control group are :func:`pipelines.score.decide` in ``mapInArrow`` (the
+4. tiers, reasons, actions and the control group are :func:`models.scoring.decide` in ``mapInArrow`` (the
    estimators travel with the task; the reason method is fixed from the total row count), each batch
    validated against the scores schema there;
 5. the scores are written as Parquet partitioned by ``as_of_date`` (``<out>/as_of_date=YYYY-MM-DD/``), with
@@ -24,105 +24,43 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd  # module level: Spark resolves the pandas UDF's (string) type hints in this module
-import pyarrow as pa
 
 from churn_pipeline.errors import DataContractError, ParamsError
 from churn_pipeline.features.build import LABELS
-from churn_pipeline.features.cutoffs import data_end
+from churn_pipeline.features.contract import KNOWN_EVENT_TYPES
+from churn_pipeline.features.cutoffs import data_end, scoring_cutoff
 from churn_pipeline.models import reasons as rsn
 from churn_pipeline.models.evaluation import Campaign, value_if_retained
-from churn_pipeline.models.scores_schema import arrow_schema, summary_path, validate_scores
-from churn_pipeline.models.tiers import RiskTiers
-from churn_pipeline.pipelines.console import console, step
-from churn_pipeline.pipelines.params import ScoreParams, load_params, load_section
-from churn_pipeline.pipelines.score import (
-    ORDER_PROBABILITY_DAYS,
+from churn_pipeline.models.scores_schema import arrow_schema, summary_path
+from churn_pipeline.models.scoring import (
+    PERCENTILES,
+    PREDICTIONS,
+    BatchDecider,
     LoadedModel,
-    as_of_cutoff,
-    campaign_economics,
     categorical_columns,
-    decide,
+    check_model_features,
+    contact_line,
+    contact_record,
     drift_report,
-    load_checked_models,
-    print_contact,
-    print_unseen,
     retention_days,
     run_summary,
-    split_uplift,
     unseen_event_types,
+    unseen_lines,
     unseen_summary,
 )
+from churn_pipeline.models.tiers import RiskTiers
+from churn_pipeline.pipelines.console import console, step
+from churn_pipeline.pipelines.io import parse_day
+from churn_pipeline.pipelines.params import ScoreParams, campaign_economics, load_params, load_section
+from churn_pipeline.pipelines.registry import load_checked_models, split_uplift, tracking_uri
 from churn_pipeline.pipelines.spark import spark_span
-from churn_pipeline.pipelines.tracking import tracking_uri
 
 DRIFT_SAMPLE_ROWS = 200_000
-
-
-class _Decider:
-    """``mapInArrow`` function: one batch of features with predictions and percentiles in, scores out."""
-
-    def __init__(
-        self,
-        models: dict[str, LoadedModel],
-        params: ScoreParams,
-        tiers: RiskTiers,
-        cutoff,
-        method: str,
-        campaign: Campaign,
-    ):
-        self.models, self.params, self.tiers, self.cutoff, self.method = models, params, tiers, cutoff, method
-        self.campaign = campaign
-        self.schema = arrow_schema()
-
-    def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for batch in batches:
-            if batch.num_rows == 0:
-                continue
-            frame = batch.to_pandas()
-            predictions = {k: frame.pop(k).to_numpy(np.float64) for k in PREDICTIONS}
-            percentiles = {k: frame.pop(k).to_numpy(np.int16) for k in PERCENTILES}
-            scores = decide(
-                frame,
-                predictions,
-                percentiles,
-                self.cutoff,
-                self.models,
-                self.params,
-                self.tiers,
-                self.method,
-                self.campaign,
-            )
-            scores = validate_scores(scores)
-            arrays = []
-            for field in self.schema:
-                values = scores[field.name]
-                if field.name == "as_of_date":
-                    arrays.append(pa.array(values.dt.date.to_numpy(), type=pa.date32()))
-                else:
-                    arrays.append(pa.array(values.to_numpy(), type=field.type, from_pandas=True))
-            yield pa.RecordBatch.from_arrays(arrays, schema=self.schema)
-
-
-PREDICTIONS = (
-    "churn_probability",
-    "predicted_clv",
-    "expected_orders",
-    "value_if_retained",
-    *(f"order_probability_{d}d" for d in ORDER_PROBABILITY_DAYS),
-    "days_to_next_order",
-    "retention_probability",
-)
-PERCENTILES = {
-    "churn_percentile": "churn_probability",
-    "clv_percentile": "predicted_clv",
-    "value_percentile": "value_if_retained",
-}
 
 
 def with_value_if_retained(frame, min_stay_probability: float):
@@ -139,7 +77,7 @@ def with_value_if_retained(frame, min_stay_probability: float):
 
 def with_percentiles(frame):
     """``churn_percentile``, ``clv_percentile`` and ``value_percentile``: ceil(100 x (customers at or below) /
-    customers), as :func:`pipelines.score.percentile_1_100` (ties share the higher percentile)."""
+    customers), as :func:`models.scoring.percentile_1_100` (ties share the higher percentile)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as sf
 
@@ -176,18 +114,12 @@ def run(data: str, out: str, params_path: Path, as_of: str | None = None, model_
     core, _ = split_uplift(models)
 
     first, last = spark_span(tables["orders"])
-    cutoff = as_of_cutoff(as_of, feats, first, last, data)
+    day = parse_day(as_of, "--as-of") if as_of is not None else None
+    cutoff = scoring_cutoff(feats.cutoffs, last, as_of=day, first_ts=first, source=data)
     with step("score (spark): features, models, reasons, actions") as s:
         frame, manifest = build_feature_table_spark(spark, tables, [cutoff], data_end(last), config, training=False)
         frame = frame.drop(*LABELS)
-        for model in models.values():
-            missing = [f for f in model.estimator.features_ if f not in manifest["features"]]
-            if missing:
-                raise DataContractError(
-                    f"the features built from {data} do not fit the {model.kind} model {model.uri} (version "
-                    f"{model.version}): missing {missing}. The data lacks a table or event type the model was "
-                    f"trained with, or params features/labels differ from training."
-                )
+        check_model_features(frame.columns, models, data)
         frame = frame.persist()
         n_rows = frame.count()
         if n_rows == 0:
@@ -224,7 +156,7 @@ def run(data: str, out: str, params_path: Path, as_of: str | None = None, model_
         method = rsn.resolved_method(params.reasons.method, n_rows, params.reasons.shap_max_rows)
         from pyspark.sql.pandas.types import from_arrow_schema
 
-        decider = _Decider(models, params, tiers, cutoff, method, campaign)
+        decider = BatchDecider(models, params, tiers, cutoff, method, campaign)
         scores = scored.mapInArrow(decider, from_arrow_schema(arrow_schema()))
         write_parquet(scores.orderBy("customer_id"), out, partition_by=("as_of_date",))
         s.rows = n_rows
@@ -248,22 +180,19 @@ def run(data: str, out: str, params_path: Path, as_of: str | None = None, model_
         write_text(spark, json.dumps(drift_doc, indent=2, sort_keys=True) + "\n", _sibling(out, ".drift.json"))
         frame.unpersist()
         s.detail = f"{len(drift['warnings'])} drift warning(s)"
-    for warning in drift["warnings"]:
-        console.print(f"[yellow]drift: {warning}[/yellow]", soft_wrap=True)
-    print_unseen(drift)
+    for line in unseen_lines(drift):
+        console.print(f"[yellow]{line}[/yellow]", soft_wrap=True)
     console.print(
         f"scores (spark): {n_rows:,} customers as of {summary['as_of_date']} "
         f"({', '.join(f'{t} {n:,}' for t, n in summary['tiers'].items())}); control group {control_n:,}; "
         f"{left_out:,} customers without an order before the as-of date left out; {summary['model_version']} -> {out}",
         soft_wrap=True,
     )
-    print_contact(summary["contact"])
+    console.print(contact_line(summary["contact"]), soft_wrap=True)
 
 
 def _contact_summary(written, n_rows: int, campaign: Campaign) -> dict[str, Any]:
-    """:func:`pipelines.score.contact_summary` from the written scores, aggregated by Spark."""
-    from dataclasses import asdict
-
+    """:func:`models.scoring.contact_record` of the written scores, aggregated by Spark."""
     from pyspark.sql import functions as sf
 
     contacted = written.filter("contact")
@@ -271,14 +200,8 @@ def _contact_summary(written, n_rows: int, campaign: Campaign) -> dict[str, Any]
     by_action = {r["recommended_action"]: (int(r["n"]), float(r["p"])) for r in rows.collect()}
     modelled = written.filter(sf.col("expected_uplift").isNotNull()).select("intended_action").distinct().collect()
     n_contact = sum(n for n, _ in by_action.values())
-    return {
-        "rows": n_contact,
-        "share": round(n_contact / n_rows if n_rows else 0.0, 6),
-        "expected_profit": round(sum(p for _, p in by_action.values()), 2),
-        "by_action": {a: {"rows": n, "expected_profit": round(p, 2)} for a, (n, p) in sorted(by_action.items())},
-        "uplift_model_actions": sorted(r["intended_action"] for r in modelled),
-        "economics": asdict(campaign),
-    }
+    total = sum(p for _, p in by_action.values())
+    return contact_record(n_rows, n_contact, total, by_action, [r["intended_action"] for r in modelled], campaign)
 
 
 def _sibling(out: str | Path, suffix: str) -> str:
@@ -287,7 +210,7 @@ def _sibling(out: str | Path, suffix: str) -> str:
 
 
 def _drift(scored, models: dict[str, LoadedModel], threshold: float, n_rows: int) -> dict[str, Any]:
-    """:func:`pipelines.score.drift_report` on at most DRIFT_SAMPLE_ROWS customers (hash of customer_id)."""
+    """:func:`models.scoring.drift_report` on at most DRIFT_SAMPLE_ROWS customers (hash of customer_id)."""
     from pyspark.sql import functions as sf
 
     wanted = {"customer_id", "is_lapsed", *PREDICTIONS}
@@ -316,8 +239,6 @@ def _drift(scored, models: dict[str, LoadedModel], threshold: float, n_rows: int
 def _unseen_event_types(tables: dict, cutoff) -> tuple[list[tuple[str, int, int]], int]:
     """:func:`pipelines.score._unseen_event_types_duckdb` on Spark: event types outside the contract's list."""
     from pyspark.sql import functions as sf
-
-    from churn_pipeline.features.contract import KNOWN_EVENT_TYPES
 
     if "events" not in tables:
         return [], 0

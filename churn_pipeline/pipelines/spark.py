@@ -24,13 +24,17 @@ from churn_pipeline.pipelines.io import (
 )
 
 TABLES = ("orders", "returns", "customers", "events")
-# PySpark 4 warns on import and on every Arrow conversion that it does not claim pandas 3 support; the Arrow
-# paths used here (mapInArrow, toArrow, spark_udf) are exercised by the engine-equality tests.
-warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
+# PySpark 4 warns on every Arrow conversion that it does not claim pandas 3 support; the Arrow paths used here
+# (mapInArrow, toArrow, spark_udf) are exercised by the engine-equality tests.
+_PANDAS_3_WARNING = "PySpark does not yet fully support pandas"
 
 
 def spark_session(app_name: str = "churn-pipeline"):
-    """The active Spark session, or a new one (see the module docstring for how the master is chosen)."""
+    """The active Spark session, or a new one (see the module docstring for how the master is chosen).
+
+    Starting the Spark engine also hides PySpark's pandas-3 FutureWarning for the rest of the process (it is
+    printed at every Arrow conversion otherwise); importing this module changes no warnings filter."""
+    warnings.filterwarnings("ignore", message=_PANDAS_3_WARNING, category=FutureWarning)
     try:
         from pyspark.sql import SparkSession
     except ImportError as exc:
@@ -48,7 +52,7 @@ def spark_session(app_name: str = "churn-pipeline"):
         # Python workers run this interpreter (the project's virtualenv), not whatever `python3` is first on PATH,
         # and inherit the filter for PySpark's pandas-3 warning (printed once per worker otherwise).
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-        os.environ.setdefault("PYTHONWARNINGS", "ignore:PySpark does not yet fully support pandas:FutureWarning")
+        os.environ.setdefault("PYTHONWARNINGS", f"ignore:{_PANDAS_3_WARNING}:FutureWarning")
         builder = (
             builder.config("spark.driver.memory", os.environ.get("CHURN_SPARK_DRIVER_MEMORY", "4g"))
             .config("spark.ui.enabled", "false")

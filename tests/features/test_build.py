@@ -445,7 +445,7 @@ def synthetic_con() -> duckdb.DuckDBPyConnection:
 
 
 def test_bgnbd_features_are_fitted_on_every_customer_of_the_cutoff_with_purchase_days(synthetic_con):
-    from churn_pipeline.models.baselines import bgnbd_quantities
+    from churn_pipeline.btyd import bgnbd_quantities
 
     cutoff, end = T("2025-06-01"), T("2026-01-01")
     config = FeatureConfig(churn_horizon_days=90, clv_horizon_days=180, max_recency_days=180)

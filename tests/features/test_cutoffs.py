@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from churn_pipeline.errors import DataContractError
 from churn_pipeline.features.cutoffs import (
     CutoffSchedule,
     data_end,
@@ -59,6 +60,24 @@ def test_scoring_cutoff_defaults_to_the_end_of_the_data():
 def test_scoring_cutoff_given_is_floored_to_its_day():
     assert scoring_cutoff(CutoffSchedule(scoring_date="2024-06-01 15:30"), LAST) == T("2024-06-01")
     assert scoring_cutoff(CutoffSchedule(scoring_date="2024-06-01"), LAST) == T("2024-06-01")
+
+
+def test_an_as_of_day_given_wins_over_the_scoring_date_of_the_schedule():
+    schedule = CutoffSchedule(scoring_date="2024-06-01")
+    assert scoring_cutoff(schedule, LAST, as_of=T("2024-03-01"), first_ts=FIRST) == T("2024-03-01")
+
+
+@pytest.mark.parametrize(
+    ("schedule", "as_of", "said"),
+    [
+        (CutoffSchedule(), T("2023-01-15"), "--as-of 2023-01-15"),  # the first order's day: nothing before it
+        (CutoffSchedule(scoring_date="2022-06-01"), None, "as-of date 2022-06-01"),
+    ],
+)
+def test_a_scoring_cutoff_on_or_before_the_first_order_day_is_a_data_error(schedule, as_of, said):
+    with pytest.raises(DataContractError, match=f"{said} is not after the first order \\(2023-01-15\\) in shop/"):
+        scoring_cutoff(schedule, LAST, as_of=as_of, first_ts=FIRST, source="shop/")
+    assert scoring_cutoff(schedule, LAST, as_of=as_of) <= FIRST  # checked only given the first order
 
 
 @pytest.mark.parametrize(

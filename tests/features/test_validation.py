@@ -13,7 +13,8 @@ import pytest
 
 from churn_pipeline.features import validation as v
 from churn_pipeline.features.contract import EVENT_VALUE_RANGES, TABLES
-from churn_pipeline.features.schemas import SchemaErrors, arrow_schema, table_schema
+from churn_pipeline.features.schemas import arrow_schema, table_schema
+from churn_pipeline.pandera_shim import pandera
 
 BOUNDS = v.Bounds(pd.Timestamp("1990-01-01"), pd.Timestamp("2025-01-01"), pd.Timedelta(days=1))
 
@@ -56,12 +57,13 @@ def test_schema_columns_come_from_the_contract(table):
 
 def test_schema_rejects_unparsed_types():
     raw = pd.DataFrame({"customer_id": ["1"], "order_id": ["A"], "order_ts": ["2024-01-01"], "amount": [1.0]})
-    with pytest.raises(SchemaErrors):
+    with pytest.raises(pandera().errors.SchemaErrors):
         table_schema("orders").validate(raw, lazy=True)
 
 
 def test_importing_pandera_does_not_break_pyarrow_time_zones():
     # pandera sets PYARROW_IGNORE_TIMEZONE=1, which makes pyarrow read 10:00+01:00 as 10:00Z.
+    pandera()
     assert "PYARROW_IGNORE_TIMEZONE" not in os.environ
     berlin = dt.datetime(2024, 1, 5, 10, tzinfo=ZoneInfo("Europe/Berlin"))
     assert pa.array([berlin], pa.timestamp("ms", tz="UTC"))[0].as_py() == dt.datetime(2024, 1, 5, 9, tzinfo=dt.UTC)

@@ -25,6 +25,17 @@ CUTOFFS = list(pd.date_range("2024-05-01", "2025-10-01", freq="MS"))
 END = pd.Timestamp("2026-01-01")
 CONFIG = FeatureConfig()  # windows 30/90/180/365 days, churn horizon 90, CLV horizon 180
 FAST = {"n_estimators": 300, "n_jobs": 2}
+# The settings the shared churn and CLV fixtures were written for, pinned since the estimators' defaults became
+# params.yaml's (train.churn / train.clv: BG/NBD offsets, AUC / Gini stopping): no offset prior, log-loss /
+# deviance early stopping, learning rate 0.05, 255 histogram bins, Tweedie power 1.3.
+CHURN_SETTINGS = {"offset": None, "early_stopping_metric": "logloss", "learning_rate": 0.05, "max_bin": 255}
+CLV_SETTINGS = {
+    "offset": None,
+    "early_stopping_metric": "deviance",
+    "tweedie_variance_power": 1.3,
+    "learning_rate": 0.05,
+    "max_bin": 255,
+}
 
 
 def _plain(table: pa.Table) -> pa.Table:
@@ -84,7 +95,8 @@ def churn_frames(panel, churn_split) -> tuple[pd.DataFrame, pd.DataFrame, pd.Dat
 @pytest.fixture(scope="session")
 def churn_model(churn_frames, feature_args) -> ChurnClassifier:
     train, valid, _ = churn_frames
-    return ChurnClassifier(**feature_args, **FAST).fit(train, train["churned"], valid, valid["churned"])
+    model = ChurnClassifier(**feature_args, **FAST, **CHURN_SETTINGS)
+    return model.fit(train, train["churned"], valid, valid["churned"])
 
 
 # ------------------------------------------------------------------ CLV
@@ -105,7 +117,7 @@ def fit_clv(clv_frames, feature_args):
 
     def fit(**params) -> CLVRegressor:
         train, valid, _ = clv_frames
-        return CLVRegressor(**feature_args, **{**FAST, **params}).fit(
+        return CLVRegressor(**feature_args, **{**FAST, **CLV_SETTINGS, **params}).fit(
             train,
             train["future_revenue"],
             valid,

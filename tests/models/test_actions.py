@@ -256,7 +256,7 @@ def test_the_shipped_win_back_rules_have_the_break_even_floor_of_the_shops_costs
 
 
 def test_default_rules_send_lapsed_customers_worth_less_than_the_coupon_to_no_action():
-    from churn_pipeline.pipelines.params import DEFAULT_ACTIONS
+    from churn_pipeline.models.actions import DEFAULT_ACTIONS
 
     n = 3
     rules, _ = applicable_rules(DEFAULT_ACTIONS, ["recency_days"], uplift_actions=())  # no uplift model

@@ -9,7 +9,8 @@ import pytest
 from scipy import integrate
 from scipy.optimize import check_grad
 
-from churn_pipeline.models.baselines import BASELINES, BGNBD, GammaGamma, RecencyRule, RFMScorer, fit_predict_baselines
+from churn_pipeline.btyd import BGNBD, GammaGamma
+from churn_pipeline.models.baselines import BASELINES, RecencyRule, RFMScorer, fit_predict_baselines
 
 TRUE_BG = {"r": 0.6, "alpha": 40.0, "a": 0.8, "b": 2.5}  # rate in days: mean 0.015 orders/day
 TRUE_GG = {"p": 6.0, "q": 4.0, "v": 150.0}  # mean order value p v / (q - 1) = 300

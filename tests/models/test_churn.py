@@ -229,21 +229,32 @@ def test_offset_must_be_a_numeric_feature():
     with pytest.raises(ValueError, match="offset 'prior' must be one of the numeric features"):
         ChurnClassifier(features=["noise"], offset="prior", n_estimators=5).fit(train, yt, valid, yv)
     with pytest.raises(ValueError, match="early_stopping_metric"):
-        ChurnClassifier(features=["noise"], early_stopping_metric="gini", n_estimators=5).fit(train, yt, valid, yv)
+        ChurnClassifier(features=["noise"], offset=None, early_stopping_metric="gini", n_estimators=5).fit(
+            train, yt, valid, yv
+        )
 
 
 def test_early_stopping_on_auc_is_recorded_by_lightgbm():
     (train, yt), (valid, yv) = _prior_rows(2000, 5), _prior_rows(1000, 6)
-    model = ChurnClassifier(features=["prior", "noise"], early_stopping_metric="auc", n_estimators=30, n_jobs=1)
+    model = ChurnClassifier(
+        features=["prior", "noise"], offset=None, early_stopping_metric="auc", n_estimators=30, n_jobs=1
+    )
     model.fit(train, yt, valid, yv)
     assert "auc" in model.model_.best_score_["valid_0"]
 
 
 def _fit_shifted(train_shift: float, valid_shift: float, **params) -> ChurnClassifier:
     """A booster from the prior on training rows whose level sits ``train_shift`` log-odds off the prior,
-    validated on rows ``valid_shift`` off it."""
+    validated on rows ``valid_shift`` off it; early stopping on log loss, which sees the level."""
     (train, yt), (valid, yv) = _prior_rows(4000, 11, train_shift), _prior_rows(2000, 12, valid_shift)
-    model = ChurnClassifier(features=["prior", "noise"], offset="prior", learning_rate=0.3, n_estimators=60, n_jobs=1)
+    model = ChurnClassifier(
+        features=["prior", "noise"],
+        offset="prior",
+        early_stopping_metric="logloss",
+        learning_rate=0.3,
+        n_estimators=60,
+        n_jobs=1,
+    )
     return model.set_params(**params).fit(train, yt, valid, yv)
 
 
@@ -291,8 +302,11 @@ def test_the_prior_level_removes_the_trees_mean_training_correction():
     )
 
 
-def test_without_an_offset_there_is_no_prior_level(churn_model):
-    assert "brier_prior" not in churn_model.calibration_report_
+def test_without_an_offset_there_is_no_prior_level():
     (train, yt), (valid, yv) = _prior_rows(300, 1), _prior_rows(300, 2)
+    model = ChurnClassifier(features=["prior", "noise"], offset=None, n_estimators=5).fit(train, yt, valid, yv)
+    assert "brier_prior" not in model.calibration_report_
     with pytest.raises(ValueError, match="calibration 'prior' keeps the level of the offset prior"):
-        ChurnClassifier(features=["prior", "noise"], calibration="prior", n_estimators=5).fit(train, yt, valid, yv)
+        ChurnClassifier(features=["prior", "noise"], offset=None, calibration="prior", n_estimators=5).fit(
+            train, yt, valid, yv
+        )

@@ -107,7 +107,7 @@ def _model(preprocessor):
 
 def test_the_drift_report_lists_unseen_levels_of_every_scored_customer_per_model():
     from churn_pipeline.models.preprocess import FeaturePreprocessor
-    from churn_pipeline.pipelines.score import drift_report
+    from churn_pipeline.models.scoring import drift_report
 
     train = pd.DataFrame({"country": ["DE"] * 30 + ["FR"] * 30 + ["LU"] * 2, "x": np.arange(62.0)})
     pre = FeaturePreprocessor(["country", "x"], ["country"], min_category_count=20).fit(train)
@@ -137,7 +137,7 @@ def test_the_drift_report_lists_unseen_levels_of_every_scored_customer_per_model
 
 
 def test_event_types_outside_the_contract_are_listed_with_whether_a_model_counts_them():
-    from churn_pipeline.pipelines.score import unseen_event_types
+    from churn_pipeline.models.scoring import unseen_event_types
 
     with_other = _model_features(["orders_30d", "other_events_30d"])
     without = _model_features(["orders_30d"])

@@ -237,3 +237,15 @@ def test_the_contact_list_contacts_exactly_the_customers_with_positive_expected_
     assert got["max_profit"] == pytest.approx(19.0) and got["best_share"] == 0.5
     with pytest.raises(ValueError, match="every whole number"):
         ev.contact_list_profit(expected, ev.profit_curve(churned, value, expected, campaign, shares=[0.5]))
+
+
+def test_the_train_metrics_are_the_first_keys_of_the_evaluation_summaries():
+    churn = ev.churn_summary(Y10, S10)
+    assert list(churn)[:7] == list(ev.churn_metrics(Y10, S10))
+    assert {k: churn[k] for k in ev.churn_metrics(Y10, S10)} == ev.churn_metrics(Y10, S10)
+    clv = ev.clv_summary(ACTUAL, PREDICTED)
+    core = ev.clv_metrics(ACTUAL, PREDICTED)
+    assert {k: clv[k] for k in core} == core
+    orders = ev.clv_metrics(ACTUAL, PREDICTED, [1, 0, 2, 1], [0.5, 0.5, 1.5, 1.0])
+    assert orders["orders_mae"] == pytest.approx((0.5 + 0.5 + 0.5 + 0.0) / 4)
+    assert list(orders)[:-1] == list(core)

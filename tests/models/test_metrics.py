@@ -110,3 +110,22 @@ def test_regression_errors_and_bias():
 def test_bad_inputs_raise_value_error(fn, y, p, message):
     with pytest.raises(ValueError, match=message):
         fn(y, p)
+
+
+def test_the_calibration_error_and_the_reliability_curve_share_one_binning():
+    rng = np.random.default_rng(7)
+    p = np.r_[rng.random(500), 0.0, 0.3, 0.7, 1.0]  # exact bin edges land in the bin they open (1.0: the last)
+    y = (rng.random(p.size) < p).astype(float)
+    counts, sum_y, sum_p = metrics.probability_bins(y, p, 10)
+    assert counts.sum() == p.size and counts.size == 10
+    assert metrics.expected_calibration_error(y, p) == pytest.approx(np.abs(sum_y - sum_p).sum() / p.size, abs=0)
+    from churn_pipeline.models.evaluation import reliability_curve
+
+    curve = reliability_curve(y, p, 10)
+    seen = counts > 0
+    np.testing.assert_array_equal(curve["customers"], counts[seen])
+    np.testing.assert_array_equal(curve["mean_predicted"], sum_p[seen] / counts[seen])
+    gaps = (curve["customers"] * (curve["observed_rate"] - curve["mean_predicted"]).abs()).sum() / p.size
+    assert gaps == pytest.approx(metrics.expected_calibration_error(y, p))
+    _, _, edges = metrics.probability_bins(np.zeros(3), np.array([0.3, 0.7, 1.0]), 10)
+    assert np.flatnonzero(edges).tolist() == [3, 7, 9]

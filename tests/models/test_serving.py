@@ -13,7 +13,7 @@ import pytest
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
-from churn_pipeline.pipelines.train import MODELS_PACKAGE, SERVING_CODE
+from churn_pipeline.pipelines.registry import MODELS_PACKAGE, SERVING_CODE
 
 FEATURES = [f"feature_{i}" for i in range(40)]
 

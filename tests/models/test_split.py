@@ -7,7 +7,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from churn_pipeline.models.split import TimeSplit, deployment_split, plan_schedule, split_frame, time_split
+from churn_pipeline.errors import DataContractError
+from churn_pipeline.models.split import (
+    TimeSplit,
+    deployment_split,
+    labelled_splits,
+    plan_schedule,
+    split_frame,
+    time_split,
+)
 
 T = pd.Timestamp
 MONTHLY = list(pd.date_range("2024-11-01", "2025-10-01", freq="MS"))  # the default 12 monthly cutoffs
@@ -182,3 +190,11 @@ def test_no_schedule_fits_five_months_of_data_with_half_year_horizons():
 def test_the_schedule_plan_reads_back_as_json():
     plan = plan_schedule(T("2023-01-01"), T("2025-12-31"), (90, 180), span_months=24)
     assert plan.as_dict() == {"frequency": "monthly", "n_validation": 2, "purge": True, "reason": plan.reason}
+
+
+def test_labelled_splits_give_the_held_out_and_the_deployed_split_or_say_what_makes_room():
+    split, deployed = labelled_splits(MONTHLY, 90, 2, True, what="w", remedy="r")
+    assert split == time_split(MONTHLY, 90, 2) and deployed == deployment_split(MONTHLY, 90, 2)
+    assert labelled_splits(iter(MONTHLY), 90, 2, True, what="w", remedy="r") == (split, deployed)
+    with pytest.raises(DataContractError, match=r"^cannot split it: cannot split 4 cutoffs .* Add cutoffs\.$"):
+        labelled_splits(MONTHLY[:4], 90, 2, True, what="cannot split it", remedy="Add cutoffs.")

@@ -203,7 +203,7 @@ def test_nanosecond_timestamps_mixed_with_9999_12_31_are_quarantined_not_a_crash
 
 
 # ------------------------------------------------------------------ 4. dates
-BAD_DATES = ["2025-13-01", "2025-13-45", "01/06/2025", "2025-6-1", "20250601"]
+BAD_DATES = ["2025-13-01", "2025-13-45", "2025-02-30", "0000-01-01", "01/06/2025", "2025-6-1", "20250601"]
 
 
 @pytest.mark.parametrize("as_of", BAD_DATES)
@@ -213,6 +213,31 @@ def test_as_of_must_be_an_iso_date(churn, tmp_path, validated, params, command, 
     code, err = churn(command, "--data", validated, "--out", out, "--as-of", as_of, "--params", params)
     assert code == 4, err
     assert f"--as-of {as_of!r} is not a date in the form YYYY-MM-DD" in err and "This is a bug" not in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("command", "as_of", "why"),
+    [("features", "2025-13-45", "month must be in 1..12"), ("score", "2025-02-30", "day is out of range for month")],
+)
+def test_an_as_of_day_that_does_not_exist_says_so_and_is_a_usage_error(
+    churn, tmp_path, validated, params, command, as_of, why
+):
+    out = tmp_path / "out.parquet"
+    code, err = churn(command, "--data", validated, "--out", out, "--as-of", as_of, "--params", params)
+    assert code == 4, err
+    assert f"--as-of {as_of!r} is not a date in the form YYYY-MM-DD" in err
+    assert f"there is no such day ({why})" in err and "This is a bug" not in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("sent_on", ["2026-02-30", "2026-13-45", "2026-02-30T10:00", "2026-01-02T24:00"])
+def test_a_sent_on_day_or_time_that_does_not_exist_is_a_usage_error(churn, tmp_path, sent_on):
+    # The date is checked before the scores file is read: a file that is not there changes nothing.
+    out = tmp_path / "contacts.parquet"
+    code, err = churn("contacts", "--scores", tmp_path / "scores.csv", "--sent-on", sent_on, "--out", out)
+    assert code == 4, err
+    assert f"--sent-on {sent_on!r} is not a date in the form YYYY-MM-DD" in err and "This is a bug" not in err
     assert not out.exists()
 
 

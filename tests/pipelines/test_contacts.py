@@ -19,10 +19,11 @@ import pytest
 import yaml
 
 from churn_pipeline.errors import DataContractError, UsageError
+from churn_pipeline.models import scoring
+from churn_pipeline.models.contact_log import build_contacts, checked_scores
 from churn_pipeline.models.scores_schema import COLUMNS, HOLD_OUT, SCHEMA_VERSION, validate_scores
 from churn_pipeline.pipelines import contacts as stage
 from churn_pipeline.pipelines import export as export_stage
-from churn_pipeline.pipelines import score as score_stage
 from churn_pipeline.pipelines import validate as validate_stage
 from churn_pipeline.pipelines.cli import main
 
@@ -83,7 +84,7 @@ def scores_frame(ids=IDS, intended=INTENDED, control=CONTROL) -> pd.DataFrame:
 
 def write_scores(path: Path, frame: pd.DataFrame | None = None) -> Path:
     frame = scores_frame() if frame is None else frame
-    pq.write_table(score_stage.to_arrow(frame, {"as_of_date": AS_OF}), path)
+    pq.write_table(scoring.to_arrow(frame, {"as_of_date": AS_OF}), path)
     return path
 
 
@@ -332,9 +333,10 @@ def test_from_v1_3_only_the_contact_list_is_treated_and_control_customers_whose_
     # Customer 2's coupon is not expected to pay: not on the list, not contacted; so is control customer 4's.
     frame["expected_profit"] = [3.0, -1.0, 2.0, -0.5]
     frame["contact"] = [True, False, False, False]
-    built = stage.build_contacts(
-        stage._checked(stage.read_scores_file(write_scores(tmp_path / "s.parquet", frame))),
-        pd.Timestamp("2026-01-05"),
+    source = stage.read_scores_file(write_scores(tmp_path / "s.parquet", frame))
+    assert not source.exported  # written by `churn score`: the ids are taken as they are
+    built = build_contacts(
+        checked_scores(source.frame, "s.parquet", exported=source.exported), pd.Timestamp("2026-01-05")
     )
     assert built["customer_id"].tolist() == ["1", "3"]
     assert built["group"].tolist() == ["treatment", "control"]

@@ -12,7 +12,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -165,6 +164,7 @@ def test_the_report_shows_cohorts_periods_and_segments_with_their_counts(evaluat
 def _dvc_view_of(evaluated: Path) -> Path:
     """A DVC repository holding the evaluation's outputs and dvc.yaml's own plots and metrics definitions."""
     spec = yaml.safe_load(DVC_YAML.read_text())
+
     def names(entries: list) -> list[str]:
         return [next(iter(m)) if isinstance(m, dict) else m for m in entries]
 
@@ -233,36 +233,6 @@ def test_the_report_metrics_and_plots_are_logged_to_the_training_run(evaluated):
     assert {"evaluation/evaluation.html", "evaluation/evaluate.json", "evaluation/plots"} <= logged
 
 
-def test_baselines_see_only_labels_known_by_the_target_cutoff(evaluated, monkeypatch):
-    seen = {}
-
-    def fake(history, target, churn_horizon_days, clv_horizon_days):
-        seen["history"], seen["target"] = history, target
-        zeros = pd.DataFrame({"churn_probability": 0.5, "predicted_clv": 1.0}, index=target.index)
-        return {name: zeros for name in BASELINE_NAMES}
-
-    monkeypatch.setattr("churn_pipeline.models.baselines.fit_predict_baselines", fake)
-    panel = pd.read_parquet(evaluated / "features" / "panel.parquet")
-    cutoff = sorted(panel["cutoff"].unique())[-1]
-    stage.baseline_predictions(panel, cutoff, 90, 180)
-    history, target = seen["history"], seen["target"]
-    assert (target["cutoff"] == cutoff).all() and (history["cutoff"] < cutoff).all()
-    churn_known = history["churned"].notna()
-    assert (history.loc[churn_known, "cutoff"] + pd.Timedelta(days=90) <= cutoff).all()
-    assert churn_known.any()
-    clv_known = history["future_revenue"].notna()
-    assert (history.loc[clv_known, "cutoff"] + pd.Timedelta(days=180) <= cutoff).all()
-    assert panel["churned"].notna().sum() > churn_known.sum()  # the input was not changed
-
-
-def test_fold_cutoffs_pair_each_churn_cutoff_with_its_own_earlier_clv_cutoff():
-    months = list(pd.date_range("2025-01-01", "2025-10-01", freq="MS"))
-    folds = stage.fold_cutoffs(months, months[:7], 3)  # CLV labels end three months earlier
-    assert [(c.month, v.month) for c, v in folds] == [(10, 7), (9, 6), (8, 5)]
-    with pytest.raises(DataContractError, match="backtest_cutoffs"):
-        stage.fold_cutoffs(months, months, 11)
-
-
 def test_a_missing_train_metrics_file_fails_and_writes_nothing(evaluated, tmp_path):
     with pytest.raises(DataContractError, match="churn train"):
         stage.run(
@@ -299,16 +269,3 @@ def test_bad_params_fail_naming_the_key(evaluated, tmp_path, section, values, me
             params_path=tmp_path / "params.yaml",
         )
     assert not (tmp_path / "evaluate.json").exists()
-
-
-def test_backtest_summary_gives_mean_and_sample_spread_per_ranking():
-    frame = pd.DataFrame(
-        {"fold": [1, 2, 1, 2], "ranking": ["model", "model", "rfm", "rfm"], "roc_auc": [0.8, 0.7, 0.6, 0.6]}
-    )
-    for column in (*stage.BACKTEST_CHURN, *stage.BACKTEST_CLV, *stage.BACKTEST_PROFIT):
-        if column not in frame:
-            frame[column] = np.nan
-    summary = stage.backtest_summary(frame)
-    assert summary.loc["model", ("mean", "roc_auc")] == pytest.approx(0.75)
-    assert summary.loc["model", ("std", "roc_auc")] == pytest.approx(np.std([0.8, 0.7], ddof=1))
-    assert summary.loc["rfm", ("std", "roc_auc")] == 0.0

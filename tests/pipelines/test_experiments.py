@@ -17,7 +17,7 @@ import yaml
 from mlflow import MlflowClient
 
 ROOT = Path(__file__).resolve().parents[2]
-COPIED = ("dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", ".dvc/config", "features", "models", "pipelines")
+COPIED = ("dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", ".dvc/config", "churn_pipeline")
 
 
 def _run(repo: Path, env: dict, *args: str) -> str:

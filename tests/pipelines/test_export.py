@@ -22,10 +22,10 @@ import pytest
 import yaml
 
 from churn_pipeline.errors import DataContractError, ParamsError, UsageError
+from churn_pipeline.models import scoring
 from churn_pipeline.models.lifetime import LifetimeValueParams, discounted_lifetime_value
 from churn_pipeline.models.scores_schema import COLUMNS, HOLD_OUT, SCHEMA_VERSION, validate_scores
 from churn_pipeline.pipelines import export as stage
-from churn_pipeline.pipelines import score as score_stage
 from churn_pipeline.pipelines.cli import main
 from churn_pipeline.pipelines.console import console
 
@@ -127,7 +127,7 @@ SUMMARY = {
 @pytest.fixture
 def scores(tmp_path):
     path = tmp_path / "scores.parquet"
-    pq.write_table(score_stage.to_arrow(_scores(), SUMMARY), path)
+    pq.write_table(scoring.to_arrow(_scores(), SUMMARY), path)
     return path
 
 
@@ -174,7 +174,7 @@ def test_value_if_retained_and_value_at_risk_are_money_with_two_decimals(scores,
 
 
 def test_a_scores_file_of_schema_v1_1_is_refused_naming_the_new_columns(tmp_path):
-    old = score_stage.to_arrow(_scores(), SUMMARY).drop_columns(NEW_COLUMNS + NEW_IN_V1_3)
+    old = scoring.to_arrow(_scores(), SUMMARY).drop_columns(NEW_COLUMNS + NEW_IN_V1_3)
     pq.write_table(old, tmp_path / "v1_1.parquet")
     missing = r"schema v1\.3: missing order_probability_30d; .*missing lifetime_value; missing expected_uplift"
     with pytest.raises(DataContractError, match=missing):
@@ -183,7 +183,7 @@ def test_a_scores_file_of_schema_v1_1_is_refused_naming_the_new_columns(tmp_path
 
 
 def test_a_scores_file_of_schema_v1_is_refused_naming_the_new_columns(tmp_path):
-    old = score_stage.to_arrow(_scores(), SUMMARY).drop_columns(["value_if_retained", "value_percentile"])
+    old = scoring.to_arrow(_scores(), SUMMARY).drop_columns(["value_if_retained", "value_percentile"])
     pq.write_table(old, tmp_path / "v1.parquet")
     with pytest.raises(DataContractError, match="missing value_if_retained; missing value_percentile"):
         stage.run(tmp_path / "v1.parquet", "csv", tmp_path / "out.csv", _params(tmp_path))

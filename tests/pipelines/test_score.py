@@ -20,14 +20,17 @@ import pytest
 import yaml
 
 from churn_pipeline.errors import DataContractError, ParamsError
+from churn_pipeline.models import scoring
 from churn_pipeline.models.actions import control_group
 from churn_pipeline.models.scores_schema import COLUMNS, HOLD_OUT, SCHEMA_VERSION
 from churn_pipeline.models.tiers import RiskTiers
 from churn_pipeline.pipelines import features as features_stage
 from churn_pipeline.pipelines import generate as generate_stage
+from churn_pipeline.pipelines import registry
 from churn_pipeline.pipelines import score as stage
 from churn_pipeline.pipelines import train as train_stage
 from churn_pipeline.pipelines import validate as validate_stage
+from churn_pipeline.pipelines.params import ScoreParams, campaign_economics
 
 # Small and quick: 14 monthly cutoffs without purging, shallow boosters. Scoring does not care how good they are.
 PARAMS = {
@@ -109,8 +112,8 @@ def test_scores_are_consistent_with_each_other(shop):
     root, _ = shop
     s = _scores(root)
     np.testing.assert_allclose(s["value_at_risk"], s["churn_probability"] * s["value_if_retained"])
-    assert (s["value_percentile"].to_numpy() == stage.percentile_1_100(s["value_if_retained"].to_numpy())).all()
-    assert (s["clv_percentile"].to_numpy() == stage.percentile_1_100(s["predicted_clv"].to_numpy())).all()
+    assert (s["value_percentile"].to_numpy() == scoring.percentile_1_100(s["value_if_retained"].to_numpy())).all()
+    assert (s["clv_percentile"].to_numpy() == scoring.percentile_1_100(s["predicted_clv"].to_numpy())).all()
     # Higher probability never gets a lower percentile.
     ordered = s.sort_values("churn_probability")
     assert ordered["churn_percentile"].is_monotonic_increasing
@@ -141,7 +144,7 @@ def test_the_high_tier_carries_more_value_at_risk_per_customer_than_the_low_tier
 def test_the_valuable_high_risk_rule_ranks_value_if_retained_not_predicted_clv(shop):
     root, params = shop
     frame, cutoff, _, _ = stage.build_features(root / "validated", None, params)
-    models = stage.load_models([], "champion")
+    models = registry.load_models([], "champion")
     rows = frame.head(2).assign(is_lapsed=False, tenure_days=400.0)
     # Both high risk. A: CLV 10 at p 0.9 is worth 10 / 0.1 = 100 if kept, the top value percentile although its
     # CLV percentile is 1; B the other way round. Only A is "valuable" for the personal-outreach rule.
@@ -161,16 +164,16 @@ def test_the_valuable_high_risk_rule_ranks_value_if_retained_not_predicted_clv(s
         "clv_percentile": np.array([1, 100], dtype=np.int16),
         "value_percentile": np.array([100, 1], dtype=np.int16),
     }
-    out = stage.decide(
+    out = scoring.decide(
         rows,
         predictions,
         percentiles,
         cutoff,
         models,
-        stage.ScoreParams(),
+        ScoreParams(),
         RiskTiers(),
         "shap",
-        stage.campaign_economics(params),
+        campaign_economics(params),
     )
     assert out["intended_action"].tolist() == ["personal_outreach", "winback_email_coupon"]
     np.testing.assert_allclose(out["value_at_risk"], [0.9 * 100.0, 0.85 * 200.0])
@@ -519,31 +522,3 @@ def test_spark_engine_writes_the_same_scores_and_the_same_crm_export(shop, spark
     for scores, csv in ((root / "scores.parquet", tmp_path / "default.csv"), (out, tmp_path / "spark.csv")):
         export_stage.run(scores=scores, fmt="csv", out=csv, params_path=params)
     assert (tmp_path / "spark.csv").read_bytes() == (tmp_path / "default.csv").read_bytes()
-
-
-def test_a_next_order_model_without_the_30_90_180_day_edges_is_a_params_error_naming_the_grid():
-    from types import SimpleNamespace
-
-    model = SimpleNamespace(
-        uri="models:/next_order/3", version="3", estimator=SimpleNamespace(grid_=np.array([60, 120]))
-    )
-    frame = pd.DataFrame(
-        {"order_probability_60d": [0.2], "order_probability_120d": [0.4], "days_to_next_order": [np.nan]}
-    )
-    with pytest.raises(ParamsError, match=r"no P\(order within \[30, 90, 180\] days\).*labels.next_order_days"):
-        stage.next_order_predictions(frame, {"next_order": model})
-
-
-def test_the_lifetime_retention_is_read_at_the_clv_horizon_or_the_largest_edge_below_it():
-    from types import SimpleNamespace
-
-    def models(horizon):
-        grid = np.array([14, 30, 60, 90, 120, 180])
-        return {
-            "next_order": SimpleNamespace(estimator=SimpleNamespace(grid_=grid)),
-            "clv": SimpleNamespace(horizon_days=horizon),
-        }
-
-    assert stage.retention_days(models(180)) == 180
-    assert stage.retention_days(models(100)) == 90
-    assert stage.retention_days(models(7)) == 14

@@ -18,8 +18,11 @@ import yaml
 from mlflow import MlflowClient
 
 from churn_pipeline.features.synthetic import SyntheticShopConfig, generate_shop
+from churn_pipeline.models.gate import champion_decision
+from churn_pipeline.models.training import held_out_metrics
 from churn_pipeline.pipelines import features as features_stage
 from churn_pipeline.pipelines import train as stage
+from churn_pipeline.pipelines.params import GateParams
 
 PARAMS = {
     "features": {"cutoffs": {"frequency": "monthly", "count": 24}, "windows_days": [30, 90, 365]},
@@ -234,7 +237,7 @@ def test_the_deployed_models_see_the_newest_labels_and_travel_with_their_held_ou
         panel = pd.read_parquet(workspace / "features" / "panel.parquet")
         label = "churned" if kind == "churn" else "future_revenue"
         test = panel[(panel["cutoff"] == pd.Timestamp(first[kind]["test_cutoff"])) & panel[label].notna()]
-        metrics = stage.held_out_metrics(kind, held_out, test)
+        metrics = held_out_metrics(kind, held_out, test)
         key = "roc_auc" if kind == "churn" else "normalized_gini"
         assert metrics[key] == pytest.approx(first[kind][key], abs=1e-6)
 
@@ -261,12 +264,12 @@ def test_a_champion_needing_features_the_table_lacks_is_kept_with_one_readable_l
     # The events feed went missing: the new table has no session features, and the challenger looks great.
     without_events = test.drop(columns=[c for c in test.columns if c.startswith("sessions_")])
     great = {"roc_auc": 0.99, "brier": 0.01}
-    decision = stage.champion_decision("churn", champion, "1", great, without_events, stage.GateParams())
+    decision = champion_decision("churn", champion, "1", great, without_events, GateParams())
     assert not decision.promote
     assert len(decision.reasons) == 1 and len(decision.summary()) < 500
     assert "sessions_30d" in decision.summary() and "churn promote churn" in decision.summary()
     # With every feature there, the same challenger is compared on the same rows and promoted.
-    decision = stage.champion_decision("churn", champion, "1", great, test, stage.GateParams())
+    decision = champion_decision("churn", champion, "1", great, test, GateParams())
     assert decision.promote and decision.reasons[0] == "against champion v1"
 
 

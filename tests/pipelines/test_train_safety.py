@@ -18,12 +18,13 @@ from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, RESOURCE_DOES_NOT_EXIST
 
 from churn_pipeline.errors import DataContractError, ParamsError, UsageError
 from churn_pipeline.features.synthetic import SyntheticShopConfig, generate_shop
+from churn_pipeline.models.gate import champion_decision
 from churn_pipeline.pipelines import features as features_stage
-from churn_pipeline.pipelines import score as score_stage
+from churn_pipeline.pipelines import registry
 from churn_pipeline.pipelines import train as stage
 from churn_pipeline.pipelines.console import console
-from churn_pipeline.pipelines.params import load_section
-from churn_pipeline.pipelines.tracking import git_commit, git_state
+from churn_pipeline.pipelines.params import GateParams, load_section
+from churn_pipeline.pipelines.registry import git_commit, git_state
 
 PARAMS = {
     "features": {"cutoffs": {"frequency": "monthly", "count": 24}, "windows_days": [30, 90, 365]},
@@ -180,7 +181,7 @@ def test_a_champion_with_deleted_artefacts_is_kept_loudly_and_the_challenger_is_
         try:
             # score: a UsageError (exit 4) naming the URI and the fixes, not an MlflowException trace.
             with pytest.raises(UsageError) as err:
-                score_stage.load_models([], "champion")
+                registry.load_models([], "champion")
             message = str(err.value)
             assert err.value.exit_code == 4 and "models:/churn@champion" in message
             assert "No such artifact" in message or "No such file" in message
@@ -206,7 +207,7 @@ def test_any_other_error_while_loading_the_champion_propagates(trained, monkeypa
 
     monkeypatch.setattr(mlflow.pyfunc, "load_model", bug)
     with pytest.raises(RuntimeError, match="a bug"):
-        stage._load_champion(client, "churn")
+        registry.load_champion(client, "churn")
     # A registry error other than "no such model" is not "no champion" (which would promote blindly).
     denied = MlflowException("database is locked", error_code=INTERNAL_ERROR)
 
@@ -215,14 +216,64 @@ def test_any_other_error_while_loading_the_champion_propagates(trained, monkeypa
             raise denied
 
     with pytest.raises(MlflowException, match="locked"):
-        stage._champion_version(Client(), "churn")
+        registry._champion_version(Client(), "churn")
     missing = MlflowException("Registered Model with name=churn not found", error_code=RESOURCE_DOES_NOT_EXIST)
 
     class Empty:
         def get_registered_model(self, name):
             raise missing
 
-    assert stage._champion_version(Empty(), "churn") is None
+    assert registry._champion_version(Empty(), "churn") is None
+
+
+def test_a_champion_that_fails_while_being_scored_fails_training_and_is_never_replaced(trained, monkeypatch):
+    """Issue 17: the gate cannot be bypassed. A champion whose held-out estimator raises an unexpected error while
+    the gate scores it (a bug, not missing files) stops `churn train`: the error propagates, no alias moves, no
+    metrics are written; the challenger is registered but never promoted for want of a comparison."""
+    tmp, _, panel, _, _ = trained
+    sub = tmp / "scoring_bug"
+    sub.mkdir()
+    store = sub / "mlflow.db"
+    shutil.copy(tmp / "mlflow.db", store)  # a copy: the module's store keeps its aliases
+    shutil.copytree(tmp / "mlruns", sub / "mlruns")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
+    monkeypatch.chdir(sub)
+    client = MlflowClient(tracking_uri=f"sqlite:///{store}")
+    kinds = ("churn", "clv", "next_order")
+    before = {(kind, alias): _alias(client, kind, alias) for kind in kinds for alias in ("champion", "challenger")}
+    assert before[("churn", "champion")] is not None
+
+    class Exploding:
+        """The champion's held-out estimator, but scoring it raises (its features and the rest are intact)."""
+
+        def __init__(self, inner):
+            self._inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self._inner, name)
+
+        def predict_proba(self, frame):
+            raise RuntimeError("a bug while scoring the champion")
+
+        predict = predict_orders = predict_proba
+
+    real_load = mlflow.pyfunc.load_model
+
+    def load_with_a_bug(uri, *args, **kwargs):
+        pyfunc = real_load(uri, *args, **kwargs)
+        served = pyfunc.unwrap_python_model()
+        if getattr(served, "holdout_estimator", None) is not None:
+            served.holdout_estimator = Exploding(served.holdout_estimator)
+        return pyfunc
+
+    monkeypatch.setattr(mlflow.pyfunc, "load_model", load_with_a_bug)
+    with pytest.raises(RuntimeError, match="a bug while scoring the champion"):
+        _train(tmp, sub, panel, "bug")
+    assert not (sub / "bug.json").exists()
+    # The challenger was registered (the gate runs after registration) but no alias moved, champion nor challenger.
+    versions = [int(v.version) for v in client.search_model_versions("name='churn'")]
+    assert max(versions) > int(before[("churn", "champion")])
+    assert {key: _alias(client, *key) for key in before} == before
 
 
 # ------------------------------------------------------------------ 4. experiments and provenance
@@ -255,13 +306,13 @@ def test_inside_a_dvc_experiment_auto_promotion_acts_as_manual(trained, monkeypa
 def test_a_champion_of_another_label_horizon_is_kept(trained):
     tmp, client, panel, first, _ = trained
     mlflow.set_tracking_uri(f"sqlite:///{tmp / 'mlflow.db'}")
-    champion, version, broken, target = stage._load_champion(client, "churn")
+    champion, version, broken, target = registry.load_champion(client, "churn")
     assert broken is None and target == {"label_horizon_days": 90}
     test = pd.read_parquet(panel)
     test = test[(test["cutoff"] == pd.Timestamp(first["churn"]["test_cutoff"])) & test["churned"].notna()]
     great = {"roc_auc": 0.99, "brier": 0.01}
-    decision = stage.champion_decision(
-        "churn", champion, version, great, test, stage.GateParams(),
+    decision = champion_decision(
+        "churn", champion, version, great, test, GateParams(),
         target={"label_horizon_days": 60}, champion_target=target,
     )  # fmt: skip
     assert not decision.promote and "label_horizon_days 90 (champion) vs 60 (challenger)" in decision.summary()

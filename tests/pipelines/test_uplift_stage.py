@@ -231,7 +231,7 @@ def test_data_that_is_not_validated_is_refused(tmp_path):
 
 
 def test_churn_risk_comes_from_the_churn_champion_when_it_loads(monkeypatch):
-    import churn_pipeline.pipelines.score as score_stage
+    from churn_pipeline.errors import ParamsError
 
     class Churn:
         features_ = ("x",)
@@ -243,15 +243,15 @@ def test_churn_risk_comes_from_the_churn_champion_when_it_loads(monkeypatch):
         estimator, version = Churn(), "7"
 
     frame = pd.DataFrame({"x": [0.2, 0.9], "bgnbd_churn_probability": [0.5, np.nan]})
-    monkeypatch.setattr(score_stage, "load_models", lambda uris, alias: {"churn": Loaded()})
+    monkeypatch.setattr(stage, "load_models", lambda uris, alias: {"churn": Loaded()})
     risk, source = stage.churn_risk(frame, "champion")
     np.testing.assert_allclose(risk, [0.2, 0.9])
     assert source == "models:/churn@champion (v7) churn_probability"
 
     def missing(uris, alias):
-        raise score_stage.ParamsError("no registered model 'churn'")
+        raise ParamsError("no registered model 'churn'")
 
-    monkeypatch.setattr(score_stage, "load_models", missing)
+    monkeypatch.setattr(stage, "load_models", missing)
     risk, source = stage.churn_risk(frame, "champion")
     np.testing.assert_allclose(risk, [0.5, 0.5])  # the prior, its missing value at the median
     assert source.startswith("feature bgnbd_churn_probability (models:/churn@champion not usable: no registered")
