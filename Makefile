@@ -44,7 +44,7 @@ test: setup
 	$(BIN)/python -m pytest
 
 # The quick loop: every test but those marked slow (the DVC pipeline end to end, the real Online Retail II file,
-# the heaviest stage runs) or spark. TIMING_PLACEHOLDER
+# the heaviest stage runs) or spark: 1,105 tests in 150 s on this 2-core machine, idle (the whole suite: 1,161 in 516 s).
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow and not spark"
 

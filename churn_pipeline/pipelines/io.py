@@ -56,35 +56,39 @@ def find_table(directory: Path, name: str) -> Path | None:
     return found[0] if found else None
 
 
-def read_csv_as_text(path: Path, columns: Collection[str] | None = None, fix: str | None = None) -> pd.DataFrame:
+def csv_error(path: Path, exc: Exception, fix: str | None = None) -> DataContractError:
+    """The error for a CSV that is not UTF-8 (naming the byte offset and the bad byte) or not well formed (the
+    parser's complaint); ``fix`` (a sentence) replaces the default advice."""
+    if isinstance(exc, UnicodeDecodeError):
+        advice = fix or f"Re-encode it, e.g. `iconv -f latin1 -t utf-8 {path.name} > fixed.csv`, and run again."
+        return DataContractError(
+            f"{path} is not valid UTF-8 (byte {exc.start}: {exc.object[exc.start : exc.start + 1]!r}). {advice}"
+        )
+    return DataContractError(f"{path} is not a well-formed CSV: {exc}. {fix or 'Fix the file and run again.'}")
+
+
+def read_csv_as_text(
+    path: Path, columns: Collection[str] | None = None, fix: str | None = None, **read_csv: Any
+) -> Any:
     """Read a CSV with every column as text, so ids like ``00042`` keep their zeros and parsing is ours: the one CSV
     reader of the stages. ``columns``: read only those present (None: all). An empty file is an empty frame.
+    ``read_csv``: further ``pd.read_csv`` arguments (``nrows``, ``usecols``; with ``chunksize`` the result is the
+    chunk iterator, whose decoding errors the caller turns into :func:`csv_error`).
 
     Raises DataContractError naming the file and byte offset when the file is not UTF-8, or the parser's complaint
     when it is not a well-formed CSV; ``fix`` (a sentence) replaces the default advice in both.
     """
-    usecols = None if columns is None else (lambda c: c in columns)
+    if columns is not None:
+        read_csv["usecols"] = lambda c: c in columns
     try:
         return pd.read_csv(
-            path,
-            dtype=str,
-            keep_default_na=False,
-            na_values=[""],
-            encoding="utf-8",
-            encoding_errors="strict",
-            usecols=usecols,
+            path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8", encoding_errors="strict",
+            **read_csv,
         )
-    except UnicodeDecodeError as exc:
-        advice = fix or f"Re-encode it, e.g. `iconv -f latin1 -t utf-8 {path.name} > fixed.csv`, and run again."
-        raise DataContractError(
-            f"{path} is not valid UTF-8 (byte {exc.start}: {exc.object[exc.start : exc.start + 1]!r}). {advice}"
-        ) from exc
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
-    except pd.errors.ParserError as exc:
-        raise DataContractError(
-            f"{path} is not a well-formed CSV: {exc}. {fix or 'Fix the file and run again.'}"
-        ) from exc
+    except (UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise csv_error(path, exc, fix) from exc
 
 
 def read_table_file(path: Path) -> pd.DataFrame:

@@ -42,7 +42,6 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -54,7 +53,15 @@ from churn_pipeline.features import validation as v
 from churn_pipeline.features.contract import CONTRACT_VERSION, TABLE_ORDER, TABLES
 from churn_pipeline.features.schemas import arrow_schema
 from churn_pipeline.pipelines.console import console, progress_bar, step
-from churn_pipeline.pipelines.io import TABLE_SUFFIXES, atomic_path, find_table, read_table_file, write_json
+from churn_pipeline.pipelines.io import (
+    TABLE_SUFFIXES,
+    atomic_path,
+    csv_error,
+    find_table,
+    read_csv_as_text,
+    read_table_file,
+    write_json,
+)
 from churn_pipeline.pipelines.params import load_section
 
 # Events are validated and written batch by batch: 2M rows keep a batch's raw + typed copies near 1 GB.
@@ -141,33 +148,6 @@ def _with_range_index(df: pd.DataFrame) -> pd.DataFrame:
     return df if isinstance(df.index, pd.RangeIndex) else df.reset_index()
 
 
-def _csv_error(path: Path, exc: Exception) -> DataContractError:
-    if isinstance(exc, UnicodeDecodeError):
-        return DataContractError(
-            f"{path} is not valid UTF-8 (byte {exc.start}: {exc.object[exc.start : exc.start + 1]!r}). "
-            f"Re-encode it, e.g. `iconv -f latin1 -t utf-8 {path.name} > fixed.csv`, and run again."
-        )
-    return DataContractError(f"{path} is not a well-formed CSV: {exc}. Fix the file and run again.")
-
-
-def _csv_text(path: Path, **kwargs: Any) -> Any:
-    """``pd.read_csv`` with every column as text, as :func:`pipelines.io.read_csv_as_text` reads."""
-    try:
-        return pd.read_csv(
-            path,
-            dtype=str,
-            keep_default_na=False,
-            na_values=[""],
-            encoding="utf-8",
-            encoding_errors="strict",
-            **kwargs,
-        )
-    except pd.errors.EmptyDataError:
-        return pd.DataFrame()
-    except (UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise _csv_error(path, exc) from exc
-
-
 def _parquet_file(path: Path) -> pq.ParquetFile:
     try:
         return pq.ParquetFile(path)
@@ -183,7 +163,7 @@ def _open_source(name: str, path: Path) -> _Source:
     if path.suffix == ".parquet":
         pf = _parquet_file(path)
         return _Source(name, path, list(pf.schema_arrow.names), pf.metadata.num_rows)
-    head = _csv_text(path, nrows=1)
+    head = read_csv_as_text(path, nrows=1)
     # Row count of a CSV is unknown without reading it; "has at least one row" is all the checks need.
     return _Source(name, path, [str(c) for c in head.columns], len(head) or 0)
 
@@ -205,11 +185,11 @@ def _event_batches(source: _Source, columns: list[str], batch_rows: int) -> Iter
         except (pa.ArrowInvalid, OSError) as exc:
             raise DataContractError(f"{source.path} could not be read to the end ({exc}). Re-export it.") from exc
         return
-    chunks = _csv_text(source.path, usecols=columns, chunksize=batch_rows)
+    chunks = read_csv_as_text(source.path, usecols=columns, chunksize=batch_rows)
     try:
         yield from chunks
     except (UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise _csv_error(source.path, exc) from exc
+        raise csv_error(source.path, exc) from exc
 
 
 def _find_sources(data: Path) -> tuple[dict[str, _Source], list[v.Problem]]:

@@ -24,6 +24,10 @@ from churn_pipeline.pipelines import features as features_stage
 from churn_pipeline.pipelines import train as stage
 from churn_pipeline.pipelines.params import GateParams
 
+# Slow (`make test` runs them, `make test-fast` skips them): about 40 s, two trainings of three models each; the
+# train stage's first-version path also runs in the fast suite, inside test_evaluate's and test_score's fixtures.
+pytestmark = pytest.mark.slow
+
 PARAMS = {
     "features": {"cutoffs": {"frequency": "monthly", "count": 24}, "windows_days": [30, 90, 365]},
     "labels": {"churn_horizon_days": 90, "clv_horizon_days": 180},

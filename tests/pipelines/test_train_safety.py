@@ -26,6 +26,9 @@ from churn_pipeline.pipelines.console import console
 from churn_pipeline.pipelines.params import GateParams, load_section
 from churn_pipeline.pipelines.registry import git_commit, git_state
 
+# Slow (`make test` runs them, `make test-fast` skips them): about a minute, a training for each gate scenario.
+pytestmark = pytest.mark.slow
+
 PARAMS = {
     "features": {"cutoffs": {"frequency": "monthly", "count": 24}, "windows_days": [30, 90, 365]},
     "labels": {"churn_horizon_days": 90, "clv_horizon_days": 180},
